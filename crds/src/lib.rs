@@ -1,0 +1,1 @@
+//! Anshin custom resource types.
