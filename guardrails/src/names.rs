@@ -1,0 +1,224 @@
+//! PERSON: names found from the analyser's 人名 tags plus context — honorifics after a name
+//! (さん/様/氏/先生/くん/ちゃん/殿/Dr), role or family labels before it (患者, 主治医, 看護師, 父, 次女, …),
+//! a family name followed by a given name, self-introductions (〜です), romaji names from the
+//! dictionary's name readings, and kana or kanji readings in brackets after a found name.
+//!
+//! Medical eponyms survive because a name directly followed by 病/症/式/病院/内科… is dropped.
+
+use std::sync::LazyLock;
+
+use regex::Regex;
+
+use crate::dict::Dictionary;
+use crate::entity::{EntityType, Span};
+use crate::words::{Script, Strictness, Word, Words};
+
+fn re(pattern: &str) -> Regex {
+    Regex::new(pattern).unwrap_or_else(|e| panic!("invalid built-in pattern {pattern}: {e}"))
+}
+
+static HONORIFIC: LazyLock<Regex> = LazyLock::new(|| re(r"さん|様|さま|氏|先生|くん|ちゃん|殿|Dr|Ns"));
+static LABEL: LazyLock<Regex> = LazyLock::new(|| {
+    re(r"(?:患者|氏名|お名前|名前|主治医|担当医|担当看護師|看護師|説明医師|医師|院長|宛先|申請児|保護者|本人|祖父|祖母|父|母|夫|妻|長男|長女|次男|次女|三男|三女|兄|姉|弟|妹|息子|娘|キーパーソン|リーダー|記載者|新患|立会|執刀医|紹介医|依頼医|薬剤師|代理人)(?:の)?[ :]*")
+});
+static SELF_INTRO: LazyLock<Regex> = LazyLock::new(|| re(r"です|と申します|といいます"));
+static ROMAJI_PAIR: LazyLock<Regex> = LazyLock::new(|| re(r"[A-Z][A-Za-z]+ [A-Z][A-Za-z]+"));
+static ENGLISH_CONTEXT: LazyLock<Regex> = LazyLock::new(|| {
+    re(r"(?:I'm|I am|[Mm]y name is|[Pp]atient:?|[Pp]t\.?|[Nn]ame:|Mrs?\.?|Ms\.?|Dr\.|[Dd]aughter|[Ss]on|[Ww]ife|[Hh]usband|[Mm]other|[Ff]ather) +([A-Z][A-Za-z]+(?: [A-Z][A-Za-z]+)?)")
+});
+/// What directly follows an eponym rather than a person's name.
+const EPONYM_TAILS: &[&str] = &[
+    "病", "症", "式", "法", "反射", "徴候", "分類", "試験", "病院", "医院", "内科", "外科", "クリニック",
+    "記念", "大学", "線", "腺", "細胞", "管", "型", "膜", "体", "スケール",
+];
+
+/// Finds person names; `out` receives PERSON spans (possibly overlapping, resolved by the caller).
+pub(crate) fn find(w: &Words<'_>, dict: &Dictionary, out: &mut Vec<Span>) {
+    let before = out.len();
+    by_honorific(w, out);
+    by_label(w, out);
+    by_family_then_given(w, out);
+    by_self_introduction(w, out);
+    by_romaji(w, dict, out);
+    out.retain(|s| s.kind != EntityType::Person || !eponym(w, s.end));
+    let found: Vec<Span> = out[before..].to_vec();
+    for s in found {
+        reading_after(w, s.end, out);
+    }
+}
+
+fn push(out: &mut Vec<Span>, start: usize, end: usize) {
+    if end > start {
+        out.push(Span::new(EntityType::Person, start, end));
+    }
+}
+
+fn eponym(w: &Words<'_>, end: usize) -> bool {
+    let rest = &w.text.norm[w.text.byte_idx(end)..];
+    EPONYM_TAILS.iter().any(|t| rest.starts_with(t))
+}
+
+/// Whether `w0 ␣ w1` reads as family name + given name.
+fn pairs(w0: &Word, w1: &Word) -> bool {
+    match (w0.script, w1.script) {
+        (Script::Kanji, Script::Kanji) => w0.surname || (w0.name_tagged && w1.given_like),
+        (Script::Kanji, Script::Hiragana | Script::Katakana) => w0.name_tagged,
+        (Script::Hiragana, Script::Hiragana) | (Script::Katakana, Script::Katakana) => true,
+        _ => false,
+    }
+}
+
+/// Extends a name word backwards over `family ␣` when the pair reads as a full name.
+fn with_family(w: &Words<'_>, w1: &Word) -> usize {
+    if w1.start >= 2 && w.text.at(w1.start - 1) == Some(' ') {
+        if let Some(w0) = w.word_before(w1.start - 1, Strictness::Strict) {
+            if pairs(&w0, w1) {
+                return w0.start;
+            }
+        }
+    }
+    w1.start
+}
+
+/// A single word standing alone must be tagged as a name, unknown to the lexicon, or kana.
+fn alone_ok(word: &Word) -> bool {
+    word.name_tagged || word.given_like || matches!(word.script, Script::Hiragana | Script::Katakana)
+}
+
+fn by_honorific(w: &Words<'_>, out: &mut Vec<Span>) {
+    for m in HONORIFIC.find_iter(&w.text.norm) {
+        let h = w.text.char_idx(m.start());
+        if w.tok_starting(h).is_none() || m.as_str().starts_with(['D', 'N']) && w.text.at(h + 2).is_some_and(|c| c.is_ascii_alphabetic()) {
+            continue;
+        }
+        let end = if h > 0 && w.text.at(h - 1) == Some(' ') { h - 1 } else { h };
+        if let Some(w1) = w.word_before(end, Strictness::Strict).filter(|x| x.script != Script::Latin) {
+            let start = with_family(w, &w1);
+            if start < w1.start || alone_ok(&w1) {
+                push(out, start, w1.end);
+            }
+        } else if let Some(w1) = w.word_before(end, Strictness::Lenient).filter(|x| x.script != Script::Latin) {
+            let start = with_family(w, &w1);
+            if start < w1.start {
+                push(out, start, w1.end);
+            }
+        }
+    }
+}
+
+/// The name after position `p`: a strict first word, optionally `␣` and a second word.
+fn name_after(w: &Words<'_>, p: usize) -> Option<(usize, usize)> {
+    let w0 = w.word_after(p, Strictness::Strict)?;
+    if w.text.at(w0.end) == Some(' ') {
+        if let Some(w1) = w.word_after(w0.end + 1, Strictness::Lenient) {
+            if pairs(&w0, &w1) {
+                return Some((w0.start, w1.end));
+            }
+        }
+    }
+    (alone_ok(&w0) && w0.script != Script::Latin).then_some((w0.start, w0.end))
+}
+
+fn by_label(w: &Words<'_>, out: &mut Vec<Span>) {
+    for m in LABEL.find_iter(&w.text.norm) {
+        let (ls, le) = (w.text.char_idx(m.start()), w.text.char_idx(m.end()));
+        if w.tok_starting(ls).is_none() {
+            continue;
+        }
+        if let Some((s, e)) = name_after(w, le) {
+            push(out, s, e);
+        }
+    }
+}
+
+fn by_family_then_given(w: &Words<'_>, out: &mut Vec<Span>) {
+    for (i, t) in w.toks.iter().enumerate() {
+        if !(t.pos.surname || w.dict.surnames.contains(w.text.slice(t.start, t.end))) {
+            continue;
+        }
+        if let Some(next) = w.toks.get(i + 1) {
+            if next.start == t.end && next.pos.given {
+                push(out, t.start, next.end);
+                continue;
+            }
+        }
+        if w.text.at(t.end) == Some(' ') {
+            let Some(w0) = w.word_before(t.end, Strictness::Strict) else { continue };
+            let Some(w1) = w.word_after(t.end + 1, Strictness::Lenient) else { continue };
+            let second_ok = match w1.script {
+                Script::Kanji => w1.given_like || w1.name_tagged || w1.end - w1.start <= 2,
+                Script::Hiragana | Script::Katakana => true,
+                _ => false,
+            };
+            if second_ok && pairs(&w0, &w1) {
+                push(out, w0.start, w1.end);
+            }
+        }
+    }
+}
+
+fn by_self_introduction(w: &Words<'_>, out: &mut Vec<Span>) {
+    for m in SELF_INTRO.find_iter(&w.text.norm) {
+        let p = w.text.char_idx(m.start());
+        if let Some(w1) = w.word_before(p, Strictness::Strict).filter(|x| x.name_tagged) {
+            let at_clause_start = w1.start == 0
+                || w.text.at(w1.start - 1).is_some_and(|c| matches!(c, ' ' | '\n' | '。' | '、' | '「' | ':'));
+            if at_clause_start {
+                push(out, with_family(w, &w1), w1.end);
+            }
+        }
+    }
+}
+
+fn by_romaji(w: &Words<'_>, dict: &Dictionary, out: &mut Vec<Span>) {
+    let norm = &w.text.norm;
+    let ascii_before = |b: usize| norm[..b].chars().next_back().is_some_and(|c| c.is_ascii_alphanumeric());
+    let mut from = 0;
+    while let Some(m) = ROMAJI_PAIR.find_at(norm, from) {
+        from = m.start() + 1;
+        while !norm.is_char_boundary(from) {
+            from += 1;
+        }
+        if ascii_before(m.start()) {
+            continue;
+        }
+        let (a, b) = m.as_str().split_once(' ').unwrap_or((m.as_str(), ""));
+        let (a, b) = (a.to_ascii_lowercase(), b.to_ascii_lowercase());
+        let s = &dict.romaji_surnames;
+        let g = &dict.romaji_given;
+        if (s.contains(&a) && g.contains(&b)) || (g.contains(&a) && s.contains(&b)) {
+            push(out, w.text.char_idx(m.start()), w.text.char_idx(m.end()));
+            from = m.end();
+        }
+    }
+    for c in ENGLISH_CONTEXT.captures_iter(norm) {
+        let (Some(all), Some(g)) = (c.get(0), c.get(1)) else { continue };
+        if !ascii_before(all.start()) {
+            push(out, w.text.char_idx(g.start()), w.text.char_idx(g.end()));
+        }
+    }
+}
+
+/// A reading in brackets right after a name — `藤田 健（フジタ ケン）`, `Kimura Aiko (木村 愛子)` — is a
+/// name too.
+fn reading_after(w: &Words<'_>, end: usize, out: &mut Vec<Span>) {
+    let mut p = end;
+    if w.text.at(p) == Some(' ') {
+        p += 1;
+    }
+    if !matches!(w.text.at(p), Some('(')) {
+        return;
+    }
+    let open = p + 1;
+    let Some(close) = (open..(open + 16).min(w.text.len())).find(|&i| w.text.at(i) == Some(')')) else {
+        return;
+    };
+    let inner = w.text.slice(open, close);
+    let kana = !inner.trim().is_empty()
+        && inner.chars().all(|c| c == ' ' || crate::text::is_hiragana(c) || crate::text::is_katakana(c));
+    if kana {
+        push(out, open, close);
+    } else if let Some((s, e)) = name_after(w, open).filter(|&(_, e)| e == close) {
+        push(out, s, e);
+    }
+}
