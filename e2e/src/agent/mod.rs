@@ -1,0 +1,393 @@
+//! The node agent: a **process runner for tests** that plays the kubelet for one or more Node objects.
+//!
+//! It is not a kubelet and isolates nothing. It registers Nodes (labels, capacity incl.
+//! `nvidia.com/gpu`, taints), keeps them Ready with status heartbeats and Leases, and runs the pods the
+//! real scheduler binds to them: each container is a local process (the image name picks a local
+//! program through an [`ImageTable`]), each pod gets its own loopback address `127.x.y.z` as
+//! `status.podIP`, probes decide readiness and liveness, `restartPolicy` decides restarts, and deletion
+//! is graceful (preStop, SIGTERM, grace period, SIGKILL). There are no images, no namespaces, no cgroups
+//! (resource limits are not enforced), no init containers, no `kubectl logs/exec` (logs are files under
+//! the agent's directory), no kube-proxy.
+//!
+//! Data flow: a watcher over all pods → pods bound to one of our nodes go to a per-pod worker task
+//! ([`pod::PodWorker`]) over a channel; a heartbeat task reports node status and renews Leases.
+//! [`NodeAgent::shutdown`] is node loss: every pod process is killed and nothing more is written.
+
+mod container;
+mod env;
+mod node;
+mod pod;
+mod probe;
+mod status;
+mod volumes;
+
+pub use node::{GPU_RESOURCE, H100_PRODUCT, NodeSpec};
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::api::{Api, DeleteParams};
+use kube::runtime::{WatchStreamExt, watcher};
+use tokio::sync::mpsc::{UnboundedSender, unbounded_channel};
+use tokio::task::JoinHandle;
+
+use crate::images::ImageTable;
+use crate::podnet::{PodNet, PodNetError};
+use pod::{PodCommand, PodWorker};
+
+/// Errors starting or driving the agent.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    /// No loopback address block could be claimed.
+    #[error(transparent)]
+    PodNet(#[from] PodNetError),
+    /// Registering or reporting a node failed.
+    #[error("node {node}: {source}")]
+    Node {
+        /// The node.
+        node: String,
+        /// The API error.
+        #[source]
+        source: kube::Error,
+    },
+    /// The node is not one of this agent's.
+    #[error("node {0} is not played by this agent")]
+    UnknownNode(String),
+    /// The agent's directory could not be created.
+    #[error("agent directory {path}: {source}")]
+    Io {
+        /// The directory.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// What the agent plays and where it keeps files.
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    /// The nodes to register.
+    pub nodes: Vec<NodeSpec>,
+    /// Image → program.
+    pub images: ImageTable,
+    /// Pod directories (logs, volumes) and PVC directories go here.
+    pub dir: PathBuf,
+    /// The API server's port on 127.0.0.1 (exported to pods as KUBERNETES_SERVICE_PORT).
+    pub apiserver_port: u16,
+    /// Node status and Lease heartbeat interval.
+    pub heartbeat: Duration,
+}
+
+/// State shared by the agent's tasks.
+pub struct AgentCtx {
+    client: kube::Client,
+    images: ImageTable,
+    dir: PathBuf,
+    apiserver_port: u16,
+    net: Mutex<PodNet>,
+    node_index: BTreeMap<String, u8>,
+}
+
+impl AgentCtx {
+    fn allocate_ip(&self, pod: &Pod) -> Option<Ipv4Addr> {
+        let mut net = self.net.lock().unwrap_or_else(|e| e.into_inner());
+        let previous = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.pod_ip.as_deref())
+            .and_then(|ip| ip.parse().ok());
+        if let Some(ip) = previous.filter(|ip| net.adopt(*ip)) {
+            return Some(ip);
+        }
+        let node = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.node_name.as_ref())
+            .and_then(|n| self.node_index.get(n));
+        net.allocate(*node.unwrap_or(&0))
+    }
+
+    fn release_ip(&self, ip: Ipv4Addr) {
+        self.net
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .release(ip);
+    }
+}
+
+/// A running node agent.
+pub struct NodeAgent {
+    ctx: Arc<AgentCtx>,
+    specs: BTreeMap<String, NodeSpec>,
+    ready: Arc<Mutex<BTreeMap<String, bool>>>,
+    workers: Arc<Mutex<HashMap<String, UnboundedSender<PodCommand>>>>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl NodeAgent {
+    /// Registers the nodes, reports them Ready, and starts heartbeats and the pod watcher.
+    pub async fn start(client: kube::Client, config: AgentConfig) -> Result<Self, AgentError> {
+        let io = |source| AgentError::Io {
+            path: config.dir.clone(),
+            source,
+        };
+        std::fs::create_dir_all(&config.dir).map_err(io)?;
+        let node_index = config
+            .nodes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.name.clone(), i as u8))
+            .collect();
+        let ctx = Arc::new(AgentCtx {
+            client: client.clone(),
+            images: config.images.clone(),
+            dir: config.dir.clone(),
+            apiserver_port: config.apiserver_port,
+            net: Mutex::new(PodNet::claim()?),
+            node_index,
+        });
+        let nodes: Api<Node> = Api::all(client.clone());
+        let leases: Api<Lease> = Api::namespaced(client.clone(), "kube-node-lease");
+        for spec in &config.nodes {
+            let err = |source| AgentError::Node {
+                node: spec.name.clone(),
+                source,
+            };
+            node::register(&nodes, spec).await.map_err(err)?;
+            node::report_status(&nodes, spec, true).await.map_err(err)?;
+            node::renew_lease(&leases, &spec.name).await.map_err(err)?;
+        }
+        let specs: BTreeMap<String, NodeSpec> = config
+            .nodes
+            .iter()
+            .map(|n| (n.name.clone(), n.clone()))
+            .collect();
+        let ready = Arc::new(Mutex::new(
+            specs.keys().map(|k| (k.clone(), true)).collect(),
+        ));
+        let mut agent = Self {
+            ctx,
+            specs,
+            ready,
+            workers: Arc::default(),
+            tasks: Vec::new(),
+        };
+        agent.tasks.push(tokio::spawn(heartbeat(
+            nodes,
+            leases,
+            agent.specs.clone(),
+            agent.ready.clone(),
+            config.heartbeat,
+        )));
+        agent.tasks.push(tokio::spawn(watch_pods(
+            agent.ctx.clone(),
+            agent.workers.clone(),
+        )));
+        Ok(agent)
+    }
+
+    /// The agent's directory (pod logs are in `pods/<ns>_<name>_<uid8>/logs/<container>.log`).
+    pub fn dir(&self) -> &Path {
+        &self.ctx.dir
+    }
+
+    /// Reports `node` Ready (true) or NotReady (false) now and on every later heartbeat.
+    pub async fn set_ready(&self, node: &str, ready: bool) -> Result<(), AgentError> {
+        let spec = self
+            .specs
+            .get(node)
+            .ok_or_else(|| AgentError::UnknownNode(node.into()))?;
+        self.ready
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(node.into(), ready);
+        let nodes: Api<Node> = Api::all(self.ctx.client.clone());
+        node::report_status(&nodes, spec, ready)
+            .await
+            .map_err(|source| AgentError::Node {
+                node: node.into(),
+                source,
+            })
+    }
+
+    /// Stops heart-beating `node` and deletes its Node object (the control plane then removes its pods).
+    pub async fn delete_node(&self, node: &str) -> Result<(), AgentError> {
+        if self
+            .ready
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(node)
+            .is_none()
+        {
+            return Err(AgentError::UnknownNode(node.into()));
+        }
+        let nodes: Api<Node> = Api::all(self.ctx.client.clone());
+        node::delete(&nodes, node)
+            .await
+            .map_err(|source| AgentError::Node {
+                node: node.into(),
+                source,
+            })
+    }
+
+    /// Node loss: stops heartbeats and the watcher and kills every pod process; writes nothing more.
+    pub async fn shutdown(mut self) {
+        for task in self.tasks.drain(..) {
+            task.abort();
+        }
+        let workers: Vec<_> = self
+            .workers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain()
+            .collect();
+        for (_, tx) in &workers {
+            let _ = tx.send(PodCommand::Kill);
+        }
+        // Workers exit within one tick after Kill; wait for their processes to be reaped.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while workers.iter().any(|(_, tx)| !tx.is_closed())
+            && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for NodeAgent {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+        for tx in self
+            .workers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+        {
+            let _ = tx.send(PodCommand::Kill);
+        }
+    }
+}
+
+async fn heartbeat(
+    nodes: Api<Node>,
+    leases: Api<Lease>,
+    specs: BTreeMap<String, NodeSpec>,
+    ready: Arc<Mutex<BTreeMap<String, bool>>>,
+    every: Duration,
+) {
+    loop {
+        tokio::time::sleep(every).await;
+        let snapshot: Vec<(String, bool)> = ready
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+            .into_iter()
+            .collect();
+        for (name, is_ready) in snapshot {
+            let Some(spec) = specs.get(&name) else {
+                continue;
+            };
+            if let Err(e) = node::report_status(&nodes, spec, is_ready).await {
+                tracing::warn!(node = %name, error = %e, "node status heartbeat failed");
+            }
+            if let Err(e) = node::renew_lease(&leases, &name).await {
+                tracing::warn!(node = %name, error = %e, "lease renewal failed");
+            }
+        }
+    }
+}
+
+async fn watch_pods(
+    ctx: Arc<AgentCtx>,
+    workers: Arc<Mutex<HashMap<String, UnboundedSender<PodCommand>>>>,
+) {
+    let pods: Api<Pod> = Api::all(ctx.client.clone());
+    let mut events = watcher(pods, watcher::Config::default())
+        .default_backoff()
+        .boxed();
+    while let Some(event) = events.next().await {
+        match event {
+            Ok(watcher::Event::Apply(pod) | watcher::Event::InitApply(pod)) => {
+                on_pod(&ctx, &workers, pod)
+            }
+            Ok(watcher::Event::Delete(pod)) => {
+                let uid = pod.metadata.uid.unwrap_or_default();
+                if let Some(tx) = workers
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&uid)
+                {
+                    let _ = tx.send(PodCommand::Gone);
+                }
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "pod watch error; retrying"),
+        }
+    }
+}
+
+fn on_pod(
+    ctx: &Arc<AgentCtx>,
+    workers: &Mutex<HashMap<String, UnboundedSender<PodCommand>>>,
+    pod: Pod,
+) {
+    let node = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.node_name.as_deref())
+        .unwrap_or_default();
+    if !ctx.node_index.contains_key(node) {
+        return;
+    }
+    let uid = pod.metadata.uid.clone().unwrap_or_default();
+    let mut workers = workers.lock().unwrap_or_else(|e| e.into_inner());
+    workers.retain(|_, tx| !tx.is_closed());
+    if let Some(tx) = workers.get(&uid) {
+        let _ = tx.send(PodCommand::Update(Box::new(pod)));
+        return;
+    }
+    let phase = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.phase.as_deref())
+        .unwrap_or("Pending");
+    let terminal = phase == "Succeeded" || phase == "Failed";
+    if pod.metadata.deletion_timestamp.is_some() && terminal {
+        // Nothing runs for a finished pod: complete its deletion as the kubelet would.
+        tokio::spawn(delete_now(ctx.client.clone(), pod));
+        return;
+    }
+    if terminal {
+        return;
+    }
+    let Some(ip) = ctx.allocate_ip(&pod) else {
+        tracing::error!(pod = %status::pod_key(&pod), "no free loopback address for the pod");
+        return;
+    };
+    let (tx, rx) = unbounded_channel();
+    workers.insert(uid, tx);
+    tokio::spawn(PodWorker::new(ctx.clone(), pod, ip).run(rx));
+}
+
+async fn delete_now(client: kube::Client, pod: Pod) {
+    let api: Api<Pod> = Api::namespaced(
+        client,
+        pod.metadata.namespace.as_deref().unwrap_or("default"),
+    );
+    let dp = DeleteParams {
+        grace_period_seconds: Some(0),
+        ..Default::default()
+    };
+    let _ = api
+        .delete(pod.metadata.name.as_deref().unwrap_or_default(), &dp)
+        .await;
+}

@@ -1,0 +1,223 @@
+//! The pod status a kubelet would report, computed from the containers' states (pure).
+
+use jiff::Timestamp;
+use k8s_openapi::api::core::v1::Pod;
+use serde_json::{Value, json};
+
+use super::container::{ContainerRun, RestartPolicy, State};
+
+/// Pod phase from the containers: Succeeded/Failed when all are done, Pending until each has started
+/// once, Running otherwise.
+pub fn phase(containers: &[ContainerRun]) -> &'static str {
+    if !containers.is_empty() && containers.iter().all(|c| c.done) {
+        let ok = containers
+            .iter()
+            .all(|c| matches!(c.state, State::Terminated { exit_code: 0, .. }));
+        return if ok { "Succeeded" } else { "Failed" };
+    }
+    let never_ran = |c: &ContainerRun| c.process.is_none() && c.last_state.is_none() && !c.done;
+    if containers.iter().any(never_ran) {
+        "Pending"
+    } else {
+        "Running"
+    }
+}
+
+/// The JSON of one container state.
+pub fn state_json(state: &State) -> Value {
+    match state {
+        State::Waiting { reason, message } => {
+            json!({ "waiting": { "reason": reason, "message": message } })
+        }
+        State::Running { started } => json!({ "running": { "startedAt": started.to_string() } }),
+        State::Terminated {
+            exit_code,
+            reason,
+            started,
+            finished,
+        } => json!({ "terminated": {
+            "exitCode": exit_code, "reason": reason, "startedAt": started.to_string(), "finishedAt": finished.to_string(),
+            "containerID": "anshin://exited" } }),
+    }
+}
+
+fn container_status(c: &ContainerRun) -> Value {
+    let pid = c.process.as_ref().map(|p| p.pid()).unwrap_or(0);
+    json!({
+        "name": c.spec.name,
+        "image": c.spec.image.clone().unwrap_or_default(),
+        "imageID": format!("anshin-local://{}", c.spec.image.clone().unwrap_or_default()),
+        "containerID": format!("anshin://{pid}"),
+        "ready": c.ready,
+        "started": c.started,
+        "restartCount": c.restart_count,
+        "state": state_json(&c.state),
+        "lastState": c.last_state.as_ref().map(state_json).unwrap_or_else(|| json!({})),
+    })
+}
+
+/// Inputs of the status besides the containers.
+#[derive(Debug, Clone)]
+pub struct PodFacts<'a> {
+    /// The pod as last seen (for condition transition times).
+    pub pod: &'a Pod,
+    /// The pod's IP.
+    pub pod_ip: &'a str,
+    /// When the agent started the pod.
+    pub start_time: Timestamp,
+    /// Set when the pod cannot run at all (phase Failed with this reason and message).
+    pub failure: Option<(&'a str, &'a str)>,
+}
+
+/// The full `status` object for a status-subresource merge patch.
+pub fn pod_status(facts: &PodFacts<'_>, containers: &[ContainerRun]) -> Value {
+    let phase = if facts.failure.is_some() {
+        "Failed"
+    } else {
+        phase(containers)
+    };
+    let terminal = phase == "Succeeded" || phase == "Failed";
+    let all_ready = !terminal && !containers.is_empty() && containers.iter().all(|c| c.ready);
+    let not_ready: Vec<&str> = containers
+        .iter()
+        .filter(|c| !c.ready)
+        .map(|c| c.spec.name.as_str())
+        .collect();
+    let (reason, message) = if terminal {
+        ("PodCompleted", String::new())
+    } else {
+        (
+            "ContainersNotReady",
+            format!("containers with unready status: [{}]", not_ready.join(" ")),
+        )
+    };
+    let cond = |t: &str, ok: bool| {
+        let status = if ok { "True" } else { "False" };
+        let mut c = json!({ "type": t, "status": status, "lastProbeTime": null,
+                            "lastTransitionTime": transition_time(facts.pod, t, status) });
+        if !ok {
+            c["reason"] = json!(reason);
+            c["message"] = json!(message);
+        }
+        c
+    };
+    let mut status = json!({
+        "phase": phase,
+        "hostIP": "127.0.0.1",
+        "podIP": facts.pod_ip,
+        "podIPs": [ { "ip": facts.pod_ip } ],
+        "startTime": facts.start_time.to_string(),
+        "conditions": [ cond("Initialized", true), cond("Ready", all_ready), cond("ContainersReady", all_ready),
+                        cond("PodScheduled", true) ],
+        "containerStatuses": containers.iter().map(container_status).collect::<Vec<_>>(),
+    });
+    if let Some((reason, message)) = facts.failure {
+        status["reason"] = json!(reason);
+        status["message"] = json!(message);
+    }
+    status
+}
+
+fn transition_time(pod: &Pod, type_: &str, status: &str) -> String {
+    let conditions = pod.status.as_ref().and_then(|s| s.conditions.as_ref());
+    conditions
+        .and_then(|cs| cs.iter().find(|c| c.type_ == type_ && c.status == status))
+        .and_then(|c| c.last_transition_time.as_ref())
+        .map(|t| t.0.to_string())
+        .unwrap_or_else(|| Timestamp::now().to_string())
+}
+
+/// Status with the volatile parts removed, to decide whether a patch is needed.
+pub fn fingerprint(status: &Value) -> String {
+    let mut s = status.clone();
+    if let Some(conds) = s["conditions"].as_array_mut() {
+        for c in conds {
+            c["lastTransitionTime"] = Value::Null;
+        }
+    }
+    s.to_string()
+}
+
+/// The pod's restart policy.
+pub fn restart_policy(pod: &Pod) -> RestartPolicy {
+    RestartPolicy::parse(pod.spec.as_ref().and_then(|s| s.restart_policy.as_deref()))
+}
+
+/// Labels that identify a pod in logs.
+pub fn pod_key(pod: &Pod) -> String {
+    let m = &pod.metadata;
+    format!(
+        "{}/{}",
+        m.namespace.as_deref().unwrap_or("default"),
+        m.name.as_deref().unwrap_or("")
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::Container;
+
+    fn c(state: State, done: bool) -> ContainerRun {
+        let mut run = ContainerRun::new(Container {
+            name: "c".into(),
+            ..Default::default()
+        });
+        run.state = state;
+        run.done = done;
+        run
+    }
+
+    fn terminated(code: i32) -> State {
+        let now = Timestamp::now();
+        State::Terminated {
+            exit_code: code,
+            reason: "x".into(),
+            started: now,
+            finished: now,
+        }
+    }
+
+    #[test]
+    fn phases_follow_container_outcomes() {
+        assert_eq!(phase(&[c(terminated(0), true)]), "Succeeded");
+        assert_eq!(
+            phase(&[c(terminated(0), true), c(terminated(1), true)]),
+            "Failed"
+        );
+        assert_eq!(
+            phase(&[c(
+                State::Waiting {
+                    reason: "ContainerCreating".into(),
+                    message: String::new()
+                },
+                false
+            )]),
+            "Pending"
+        );
+    }
+
+    #[test]
+    fn status_reports_ip_and_unready_conditions() {
+        let pod = Pod::default();
+        let facts = PodFacts {
+            pod: &pod,
+            pod_ip: "127.3.0.2",
+            start_time: Timestamp::now(),
+            failure: None,
+        };
+        let s = pod_status(
+            &facts,
+            &[c(
+                State::Running {
+                    started: Timestamp::now(),
+                },
+                false,
+            )],
+        );
+        assert_eq!(s["podIP"], "127.3.0.2");
+        assert_eq!(s["conditions"][1]["type"], "Ready");
+        assert_eq!(s["conditions"][1]["status"], "False");
+        assert_eq!(s["containerStatuses"][0]["restartCount"], 0);
+    }
+}
