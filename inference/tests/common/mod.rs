@@ -1,0 +1,98 @@
+//! Helpers shared by the integration tests: the tiny fixture model, a minimal HTTP/1.1 client over
+//! loopback, and an in-process server.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anshin_inference::cli::ServeArgs;
+
+/// Writes the fixture in Hugging Face layout under `dir/hf` and returns that directory.
+pub fn hf_fixture(dir: &Path) -> PathBuf {
+    anshin_inference::fixture::write_hf(&dir.join("hf"), false).expect("fixture model written")
+}
+
+/// Serve flags for `model` on an ephemeral loopback port.
+pub fn serve_args(model: &Path) -> ServeArgs {
+    ServeArgs {
+        model: model.to_path_buf(),
+        manifest: None,
+        listen: "127.0.0.1:0".parse().expect("address"),
+        model_id: Some("tiny".into()),
+        max_batch: 8,
+        max_waiting: 16,
+        kv_cache_mib: 64,
+        prefill_chunk: 64,
+        max_context: None,
+        default_max_tokens: 16,
+        drain_timeout: Duration::from_secs(5),
+    }
+}
+
+/// A response read to the end.
+pub struct Reply {
+    pub status: u16,
+    pub head: String,
+    pub body: String,
+}
+
+/// Sends one request (`Connection: close`) and reads the whole response.
+pub fn http(addr: SocketAddr, method: &str, path: &str, body: Option<&str>) -> Reply {
+    let mut s = send(addr, method, path, body);
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).expect("read response");
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
+    let status = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    Reply { status, head: head.to_owned(), body: body.to_owned() }
+}
+
+/// Opens a connection and writes a request; the caller reads the response.
+pub fn send(addr: SocketAddr, method: &str, path: &str, body: Option<&str>) -> TcpStream {
+    let mut s = TcpStream::connect(addr).expect("connect to the server");
+    s.set_read_timeout(Some(Duration::from_secs(60))).expect("timeout");
+    let body = body.unwrap_or("");
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).expect("write request");
+    s
+}
+
+/// The `data:` payloads of a server-sent-event body.
+pub fn sse_data(body: &str) -> Vec<String> {
+    body.lines().filter_map(|l| l.strip_prefix("data: ")).map(str::to_owned).collect()
+}
+
+/// Reads SSE `data:` lines from a live stream until `n` were seen (or the stream ends).
+pub fn read_sse_lines(reader: &mut BufReader<TcpStream>, n: usize) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut line = String::new();
+    while out.len() < n {
+        line.clear();
+        match reader.read_line(&mut line) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {
+                if let Some(d) = line.trim_end().strip_prefix("data: ") {
+                    out.push(d.to_owned());
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Polls `GET path` until it answers `status` (at most `timeout`).
+pub fn wait_for(addr: SocketAddr, path: &str, status: u16, timeout: Duration) -> bool {
+    let start = std::time::Instant::now();
+    while start.elapsed() < timeout {
+        if TcpStream::connect(addr).is_ok() && http(addr, "GET", path, None).status == status {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
