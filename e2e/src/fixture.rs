@@ -325,3 +325,22 @@ impl Drop for TestNamespace {
         });
     }
 }
+
+/// Polls `check` every 200 ms until it returns `Some`, for at most `timeout`; panics naming `what`
+/// (so a test that waits in vain fails with a message instead of hanging).
+pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
