@@ -39,6 +39,8 @@ pub(crate) struct Pos {
     pub common: bool,
     /// Not in the lexicon (vibrato's unknown-word handler produced it).
     pub unknown: bool,
+    /// 名詞,接尾 (a suffix such as さん, 様, 市, 病).
+    pub suffix: bool,
 }
 
 impl Pos {
@@ -63,6 +65,7 @@ impl Pos {
             number: noun && p1 == Some("数"),
             common: noun && !unknown && matches!(p1, Some("一般" | "サ変接続" | "形容動詞語幹" | "ナイ形容詞語幹")),
             unknown,
+            suffix: noun && p1 == Some("接尾"),
         }
     }
 }

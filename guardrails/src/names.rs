@@ -71,10 +71,14 @@ fn pairs(w0: &Word, w1: &Word) -> bool {
 /// Extends a name word backwards over `family ␣` when the pair reads as a full name.
 fn with_family(w: &Words<'_>, w1: &Word) -> usize {
     if w1.start >= 2 && w.text.at(w1.start - 1) == Some(' ') {
-        if let Some(w0) = w.word_before(w1.start - 1, Strictness::Strict) {
+        let sep = w1.start - 1;
+        if let Some(w0) = w.word_before(sep, Strictness::Strict) {
             if pairs(&w0, w1) {
                 return w0.start;
             }
+        }
+        if let Some(w0) = w.kana_run_before(sep).filter(|w0| w0.script == w1.script) {
+            return w0.start;
         }
     }
     w1.start
@@ -125,8 +129,13 @@ fn by_label(w: &Words<'_>, out: &mut Vec<Span>) {
         if w.tok_starting(ls).is_none() {
             continue;
         }
+        // Directly after the label (`長男宅`), only a word the analyser itself tags as a name counts.
+        let separated = m.as_str().ends_with([' ', ':']);
         if let Some((s, e)) = name_after(w, le) {
-            push(out, s, e);
+            let tagged = w.word_after(le, Strictness::Strict).is_some_and(|x| x.analyser_tagged);
+            if separated || tagged || e - s > 1 {
+                push(out, s, e);
+            }
         }
     }
 }

@@ -42,6 +42,8 @@ pub(crate) struct Word {
     pub given_like: bool,
     /// The word is a listed name or some token of it is tagged 人名.
     pub name_tagged: bool,
+    /// Some token of the word is tagged 人名 by the analyser in this context.
+    pub analyser_tagged: bool,
 }
 
 /// Tokens plus text, with lookups by position.
@@ -61,7 +63,7 @@ pub(crate) enum Strictness {
 }
 
 /// Endings that make a word an institution, department or disease rather than a name.
-const NOT_NAME_ENDINGS: &[char] = &['科', '院', '棟', '病', '症', '室', '部', '課', '局', '所', '剤', '薬', '錠', '液'];
+const NOT_NAME_ENDINGS: &[char] = &['科', '院', '棟', '病', '症', '室', '課', '局', '剤', '薬', '錠', '液'];
 
 impl<'a> Words<'a> {
     /// Index of the token starting at `pos`.
@@ -77,6 +79,12 @@ impl<'a> Words<'a> {
     fn tok_script(&self, t: &Tok) -> Option<Script> {
         let first = script(self.text.at(t.start)?);
         (t.start..t.end).all(|i| self.text.at(i).is_some_and(|c| script(c) == first)).then_some(first)
+    }
+
+    /// Whether a token may be merged into a neighbouring name token: nouns and unknown words, not
+    /// suffixes (さん, 様) or particles.
+    fn continues_word(&self, t: &Tok) -> bool {
+        (t.pos.noun || t.pos.unknown) && !t.pos.suffix
     }
 
     fn surface(&self, t: &Tok) -> &str {
@@ -108,12 +116,36 @@ impl<'a> Words<'a> {
                 || self.tok_script(prev) != Some(sc)
                 || end - prev.start > limit
                 || !(sc != Script::Kanji || self.accepts(prev, strict))
+                || !self.continues_word(prev)
             {
                 break;
             }
             first -= 1;
         }
         self.make_word(first, last, sc, strict)
+    }
+
+    /// A run of 2–5 kana of one script ending at `end` and starting after a non-letter — a family name
+    /// written in kana (`おがわ りん`), which the analyser often splits into particles.
+    pub fn kana_run_before(&self, end: usize) -> Option<Word> {
+        let sc = script(self.text.before(end)?);
+        if !matches!(sc, Script::Hiragana | Script::Katakana) {
+            return None;
+        }
+        let mut start = end;
+        while start > 0 && self.text.before(start).is_some_and(|c| script(c) == sc) && end - start < 6 {
+            start -= 1;
+        }
+        let boundary = self.text.before(start).is_none_or(|c| script(c) == Script::Other);
+        (boundary && (2..=5).contains(&(end - start))).then_some(Word {
+            start,
+            end,
+            script: sc,
+            surname: false,
+            given_like: false,
+            name_tagged: false,
+            analyser_tagged: false,
+        })
     }
 
     /// The name-like word that starts at `start`, walking tokens forwards.
@@ -128,6 +160,7 @@ impl<'a> Words<'a> {
                 || self.tok_script(next) != Some(sc)
                 || next.end - start > limit
                 || !(sc != Script::Kanji || self.accepts(next, strict))
+                || !self.continues_word(next)
             {
                 break;
             }
@@ -145,7 +178,7 @@ impl<'a> Words<'a> {
                 let len = end - start;
                 let single_common = toks.len() == 1 && toks[0].pos.common && !toks[0].pos.name_like();
                 (2..=8).contains(&len)
-                    && (toks[0].pos.noun || toks[0].pos.unknown)
+                    && self.continues_word(&toks[0])
                     && (strict == Strictness::Lenient || !single_common)
             }
             Script::Latin => self.text.at(start).is_some_and(|c| c.is_ascii_uppercase()),
@@ -162,6 +195,7 @@ impl<'a> Words<'a> {
             surname: listed_surname || toks.iter().any(|t| t.pos.surname),
             given_like: listed_given || toks.iter().any(|t| t.pos.given || t.pos.person || t.pos.unknown),
             name_tagged: listed_surname || listed_given || toks.iter().any(|t| t.pos.name_like()),
+            analyser_tagged: toks.iter().any(|t| t.pos.name_like()),
         })
     }
 }
