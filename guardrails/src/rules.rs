@@ -74,8 +74,12 @@ fn find_emails(text: &Text, out: &mut Vec<Span>) {
 fn find_phones(text: &Text, out: &mut Vec<Span>) {
     let mut from = 0;
     while let Some(m) = PHONE.find_at(&text.norm, from) {
-        let (s, e) = (text.char_idx(m.start()), text.char_idx(m.end()));
+        let (mut s, e) = (text.char_idx(m.start()), text.char_idx(m.end()));
         from = m.start() + m.as_str().chars().next().map_or(1, char::len_utf8);
+        // `(03)1234-5678` keeps its bracket; an opening bracket that is never closed is punctuation.
+        if m.as_str().starts_with('(') && !m.as_str().contains(')') {
+            s += 1;
+        }
         let digits: String = m.as_str().chars().filter(char::is_ascii_digit).collect();
         let ok_len = if m.as_str().starts_with("+81") {
             let rest = digits.strip_prefix("81").unwrap_or(&digits);

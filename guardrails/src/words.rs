@@ -104,7 +104,8 @@ impl<'a> Words<'a> {
         }
     }
 
-    /// The name-like word that ends at `end`, walking tokens backwards.
+    /// The name-like word that ends at `end`, walking tokens backwards. `strict` applies to the token
+    /// at `end`; tokens merged into it must always look like names.
     pub fn word_before(&self, end: usize, strict: Strictness) -> Option<Word> {
         let last = self.tok_ending(end)?;
         let sc = self.tok_script(&self.toks[last])?;
@@ -115,7 +116,7 @@ impl<'a> Words<'a> {
             if prev.end != self.toks[first].start
                 || self.tok_script(prev) != Some(sc)
                 || end - prev.start > limit
-                || !(sc != Script::Kanji || self.accepts(prev, strict))
+                || !(sc != Script::Kanji || self.accepts(prev, Strictness::Strict))
                 || !self.continues_word(prev)
             {
                 break;
@@ -148,7 +149,8 @@ impl<'a> Words<'a> {
         })
     }
 
-    /// The name-like word that starts at `start`, walking tokens forwards.
+    /// The name-like word that starts at `start`, walking tokens forwards (same rule as
+    /// [`Words::word_before`]).
     pub fn word_after(&self, start: usize, strict: Strictness) -> Option<Word> {
         let first = self.tok_starting(start)?;
         let sc = self.tok_script(&self.toks[first])?;
@@ -159,7 +161,7 @@ impl<'a> Words<'a> {
             if next.start != self.toks[last].end
                 || self.tok_script(next) != Some(sc)
                 || next.end - start > limit
-                || !(sc != Script::Kanji || self.accepts(next, strict))
+                || !(sc != Script::Kanji || self.accepts(next, Strictness::Strict))
                 || !self.continues_word(next)
             {
                 break;
