@@ -1,0 +1,394 @@
+//! InferenceEndpoint (`ie`): a stable endpoint serving one ModelVersion, with rollout and autoscaling.
+//!
+//! The operator keeps a Deployment and a Service per served version and publishes the routing table
+//! (versions, weights, digests) in status; the gateway routes by that table. Changing
+//! `spec.modelVersion` starts a rollout.
+
+use std::collections::BTreeMap;
+
+use kube::{CustomResource, KubeSchema};
+use serde::{Deserialize, Serialize};
+
+use crate::common::{Resources, Toleration};
+use crate::conditions::Condition;
+
+/// A stable, guarded endpoint that serves one ModelVersion and rolls out new ones safely.
+// printcolumn(...) entries repeat `type_ = "string"`, which clippy mistakes for duplicated attributes.
+#[allow(clippy::duplicated_attributes)]
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "anshin.dev",
+    version = "v1alpha1",
+    kind = "InferenceEndpoint",
+    doc = "A stable, guarded endpoint serving one ModelVersion, with rollouts, autoscaling on LLM signals and a routing table for the gateway.",
+    namespaced,
+    status = "InferenceEndpointStatus",
+    shortname = "ie",
+    category = "anshin",
+    cel,
+    scale(
+        spec_replicas_path = ".spec.replicas.desired",
+        status_replicas_path = ".status.replicas",
+        label_selector_path = ".status.selector"
+    ),
+    printcolumn(name = "Model", type_ = "string", json_path = ".spec.modelVersion"),
+    printcolumn(name = "Stable", type_ = "string", json_path = ".status.stableVersion"),
+    printcolumn(name = "Canary", type_ = "string", json_path = ".status.canaryVersion"),
+    printcolumn(name = "Weight", type_ = "integer", json_path = ".status.canaryWeight"),
+    printcolumn(name = "Ready", type_ = "integer", json_path = ".status.readyReplicas"),
+    printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+pub struct InferenceEndpointSpec {
+    /// Name of the ModelVersion (same namespace) to serve; changing it starts a rollout.
+    #[schemars(
+        length(min = 1, max = 253),
+        pattern(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+    )]
+    pub model_version: String,
+    /// How the model server pods run.
+    #[serde(default)]
+    pub runtime: Runtime,
+    /// Replica bounds per served version.
+    #[serde(default)]
+    pub replicas: Replicas,
+    /// Scaling on LLM signals between replicas.min and replicas.max; off when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub autoscaling: Option<Autoscaling>,
+    /// How a new model version replaces the current one.
+    #[serde(default)]
+    pub rollout: Rollout,
+    /// What the gateway does with personal information on this endpoint.
+    #[serde(default)]
+    pub guardrails: GuardrailPolicy,
+}
+
+/// How the model server pods run.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Runtime {
+    /// Model server image (in the local cluster mapped to the `anshin-inference` binary).
+    #[serde(default = "default_runtime_image")]
+    #[schemars(length(min = 1))]
+    pub image: String,
+    /// Extra arguments for `anshin-inference serve` (e.g. `--max-batch-size=16`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub args: Vec<String>,
+    /// CPU, memory and `nvidia.com/gpu` per pod.
+    #[serde(default)]
+    pub resources: Resources,
+    /// Node labels the pods must match, e.g. `nvidia.com/gpu.product: NVIDIA-H100-80GB-HBM3`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub node_selector: BTreeMap<String, String>,
+    /// Tolerations, e.g. for the `nvidia.com/gpu` taint of GPU nodes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tolerations: Vec<Toleration>,
+    /// Seconds the server finishes in-flight requests after SIGTERM before it exits.
+    #[serde(default = "default_drain_seconds")]
+    #[schemars(range(min = 1, max = 3600))]
+    pub drain_timeout_seconds: i32,
+}
+
+impl Default for Runtime {
+    fn default() -> Self {
+        Runtime {
+            image: default_runtime_image(),
+            args: Vec::new(),
+            resources: Resources::default(),
+            node_selector: BTreeMap::new(),
+            tolerations: Vec::new(),
+            drain_timeout_seconds: default_drain_seconds(),
+        }
+    }
+}
+
+fn default_runtime_image() -> String {
+    "anshin/inference:latest".into()
+}
+
+fn default_drain_seconds() -> i32 {
+    30
+}
+
+/// Replica bounds.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[x_kube(validation = Rule::new("!has(self.max) || self.min <= self.max").message(
+    "replicas.min must be less than or equal to replicas.max: lower min or raise max"
+))]
+#[x_kube(validation = Rule::new("!has(self.desired) || !has(self.max) || self.desired <= self.max").message(
+    "replicas.desired (set by kubectl scale or an HPA) must not exceed replicas.max"
+))]
+#[serde(rename_all = "camelCase")]
+pub struct Replicas {
+    /// Fewest ready pods per served version; the autoscaler never goes below it.
+    #[serde(default = "default_min_replicas")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub min: i32,
+    /// Most pods per served version; defaults to min (no autoscaling headroom).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub max: Option<i32>,
+    /// Replica count written through the scale subresource (`kubectl scale`, an external HPA); used
+    /// when spec.autoscaling is absent, never below min.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 1000))]
+    pub desired: Option<i32>,
+}
+
+impl Default for Replicas {
+    fn default() -> Self {
+        Replicas {
+            min: default_min_replicas(),
+            max: None,
+            desired: None,
+        }
+    }
+}
+
+fn default_min_replicas() -> i32 {
+    1
+}
+
+/// LLM signal the autoscaler follows.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, schemars::JsonSchema)]
+pub enum ScalingMetric {
+    /// Requests waiting in the model servers' queues, per pod.
+    QueueDepth,
+    /// Tokens being generated or prefilled, per pod.
+    InflightTokens,
+    /// Fraction of KV-cache memory in use, per pod, in percent.
+    KvCacheUtilization,
+}
+
+/// Autoscaling on LLM signals.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Autoscaling {
+    /// Signal to follow: QueueDepth, InflightTokens or KvCacheUtilization.
+    pub metric: ScalingMetric,
+    /// Target value of the signal per pod (for KvCacheUtilization, percent 1–100).
+    #[schemars(range(min = 1))]
+    pub target: i64,
+    /// Seconds the signal must stay high before scaling up.
+    #[serde(default)]
+    #[schemars(range(min = 0, max = 3600))]
+    pub scale_up_stabilization_seconds: i32,
+    /// Seconds the signal must stay low before scaling down.
+    #[serde(default = "default_scale_down_seconds")]
+    #[schemars(range(min = 0, max = 3600))]
+    pub scale_down_stabilization_seconds: i32,
+}
+
+fn default_scale_down_seconds() -> i32 {
+    300
+}
+
+/// How a new model version replaces the current one.
+#[derive(
+    Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, schemars::JsonSchema,
+)]
+pub enum RolloutStrategy {
+    /// Shift traffic step by step, analysing each step, rolling back automatically on failure.
+    Canary,
+    /// Bring the new version up fully, then switch all traffic at once.
+    #[default]
+    BlueGreen,
+}
+
+/// Rollout policy.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[x_kube(validation = Rule::new("self.strategy != 'Canary' || (has(self.steps) && size(self.steps) > 0)").message(
+    "rollout.strategy Canary needs at least one entry in rollout.steps, e.g. [{weight: 10}, {weight: 50}]"
+))]
+#[x_kube(validation = Rule::new("!has(self.steps) || (self.steps.map(s, s.weight).isSorted() && self.steps.all(s, self.steps.exists_one(t, t.weight == s.weight)))").message(
+    "rollout.steps weights must strictly increase (e.g. 5, 25, 50): reorder or remove duplicate steps"
+))]
+#[serde(rename_all = "camelCase")]
+pub struct Rollout {
+    /// Canary or BlueGreen (default BlueGreen).
+    #[serde(default)]
+    pub strategy: RolloutStrategy,
+    /// Canary steps: traffic percent to the new version and how long to hold it; strictly increasing.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 20))]
+    pub steps: Vec<CanaryStep>,
+    /// Thresholds a canary step must meet to go on; otherwise the rollout is rolled back.
+    #[serde(default)]
+    pub analysis: Analysis,
+    /// Extra pods a rollout may start above replicas.max.
+    #[serde(default = "default_max_surge")]
+    #[schemars(range(min = 0, max = 1000))]
+    pub max_surge: i32,
+}
+
+impl Default for Rollout {
+    fn default() -> Self {
+        Rollout {
+            strategy: RolloutStrategy::default(),
+            steps: Vec::new(),
+            analysis: Analysis::default(),
+            max_surge: default_max_surge(),
+        }
+    }
+}
+
+fn default_max_surge() -> i32 {
+    1
+}
+
+/// One canary step.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CanaryStep {
+    /// Percent of traffic sent to the new version, 1–100.
+    #[schemars(range(min = 1, max = 100))]
+    pub weight: i32,
+    /// Seconds to hold this weight while analysing before the next step.
+    #[serde(default = "default_pause_seconds")]
+    #[schemars(range(min = 0, max = 86400))]
+    pub pause_seconds: i32,
+}
+
+fn default_pause_seconds() -> i32 {
+    60
+}
+
+/// Canary analysis thresholds.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Analysis {
+    /// Highest tolerated fraction of failed requests on the canary (0–1).
+    #[serde(default = "default_max_error_rate")]
+    #[schemars(range(min = 0.0, max = 1.0))]
+    pub max_error_rate: f64,
+    /// Highest tolerated p95 latency on the canary, in milliseconds.
+    #[serde(default = "default_max_p95_ms")]
+    #[schemars(range(min = 1))]
+    pub max_p95_latency_ms: i64,
+    /// Fewest canary requests a step needs before it can be judged.
+    #[serde(default = "default_min_requests")]
+    #[schemars(range(min = 0))]
+    pub min_requests: i64,
+}
+
+impl Default for Analysis {
+    fn default() -> Self {
+        Analysis {
+            max_error_rate: default_max_error_rate(),
+            max_p95_latency_ms: default_max_p95_ms(),
+            min_requests: default_min_requests(),
+        }
+    }
+}
+
+fn default_max_error_rate() -> f64 {
+    0.01
+}
+
+fn default_max_p95_ms() -> i64 {
+    5000
+}
+
+fn default_min_requests() -> i64 {
+    50
+}
+
+/// What the gateway does when it finds personal information.
+#[derive(
+    Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, schemars::JsonSchema,
+)]
+pub enum GuardrailAction {
+    /// Replace it with typed placeholders (e.g. 〔氏名1〕).
+    #[default]
+    Redact,
+    /// Refuse the request or withhold the answer.
+    Block,
+    /// Let it through (only for endpoints that never see patient data).
+    Off,
+}
+
+/// Guardrail policy for input (prompts) and output (answers).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct GuardrailPolicy {
+    /// What to do with PII in prompts before the model sees them (default Redact).
+    #[serde(default)]
+    pub input: GuardrailAction,
+    /// What to do with PII the model produced on its own (default Redact).
+    #[serde(default)]
+    pub output: GuardrailAction,
+}
+
+/// Where an endpoint is.
+#[derive(
+    Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, schemars::JsonSchema,
+)]
+pub enum EndpointPhase {
+    /// Waiting for a verified model version or for pods.
+    #[default]
+    Pending,
+    /// A rollout is in progress.
+    Progressing,
+    /// Serving with every version at its replica count.
+    Ready,
+    /// Serving, but below its replica count or a rollout failed.
+    Degraded,
+}
+
+/// One row of the routing table the gateway follows.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RouteVersion {
+    /// ModelVersion name.
+    pub model_version: String,
+    /// Artifact digest of that version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
+    /// Percent of traffic, 0–100; the weights of a table add up to 100.
+    pub weight: i32,
+    /// Label selector (`key=value,…`) of this version's ready pods.
+    pub selector: String,
+    /// Container port the pods serve on.
+    pub port: i32,
+}
+
+/// Observed state of an InferenceEndpoint.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct InferenceEndpointStatus {
+    /// Pending, Progressing, Ready or Degraded.
+    #[serde(default)]
+    pub phase: EndpointPhase,
+    /// Version serving most traffic.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stable_version: Option<String>,
+    /// Version being rolled out, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary_version: Option<String>,
+    /// Percent of traffic on the canary version.
+    #[serde(default)]
+    pub canary_weight: i32,
+    /// Pods of all versions (the scale subresource reads it).
+    #[serde(default)]
+    pub replicas: i32,
+    /// Ready pods of all versions.
+    #[serde(default)]
+    pub ready_replicas: i32,
+    /// Label selector of the endpoint's pods, for the scale subresource and HPAs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selector: Option<String>,
+    /// Versions with weights the gateway routes by.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub routing: Vec<RouteVersion>,
+    /// Conditions: Ready, ModelVersionResolved, RolloutProgressing.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    /// The generation of the spec the status was computed from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+}
