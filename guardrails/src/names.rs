@@ -11,7 +11,7 @@ use regex::Regex;
 
 use crate::dict::Dictionary;
 use crate::entity::{EntityType, Span};
-use crate::words::{Script, Strictness, Word, Words};
+use crate::words::{Script, Strictness, Word, Words, script};
 
 fn re(pattern: &str) -> Regex {
     Regex::new(pattern).unwrap_or_else(|e| panic!("invalid built-in pattern {pattern}: {e}"))
@@ -142,7 +142,9 @@ fn by_label(w: &Words<'_>, out: &mut Vec<Span>) {
 
 fn by_family_then_given(w: &Words<'_>, out: &mut Vec<Span>) {
     for (i, t) in w.toks.iter().enumerate() {
-        if !(t.pos.surname || w.dict.surnames.contains(w.text.slice(t.start, t.end))) {
+        // A listed family name the analyser did not tag must start a word (`一時金 直接` is no name).
+        let glued = w.text.before(t.start).is_some_and(|c| script(c) == Script::Kanji);
+        if !(t.pos.surname || (!glued && w.dict.surnames.contains(w.text.slice(t.start, t.end)))) {
             continue;
         }
         if let Some(next) = w.toks.get(i + 1) {

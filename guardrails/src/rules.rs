@@ -17,7 +17,7 @@ fn re(pattern: &str) -> Regex {
 }
 
 static PHONE: LazyLock<Regex> = LazyLock::new(|| {
-    re(r"(?:\+81[ -]?(?:\(0\)[ -]?)?\(?|\(0|0)[0-9]{1,4}(?:\) ?|[ -])?[0-9]{1,4}(?:\) ?|[ -])?[0-9]{3,4}")
+    re(r"(?:\+81[ -]?(?:\(0\)[ -]?)?\(?|\(0|0)[0-9]{1,4}(?:\) ?|[ (-])?[0-9]{1,4}(?:\) ?|[ -])?[0-9]{3,4}")
 });
 static EMAIL: LazyLock<Regex> =
     LazyLock::new(|| re(r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)+"));
@@ -77,7 +77,7 @@ fn find_phones(text: &Text, out: &mut Vec<Span>) {
         let (mut s, e) = (text.char_idx(m.start()), text.char_idx(m.end()));
         from = m.start() + m.as_str().chars().next().map_or(1, char::len_utf8);
         // `(03)1234-5678` keeps its bracket; an opening bracket that is never closed is punctuation.
-        if m.as_str().starts_with('(') && !m.as_str().contains(')') {
+        if m.as_str().starts_with('(') && !m.as_str().contains(')') && !m.as_str()[1..].contains('(') {
             s += 1;
         }
         let digits: String = m.as_str().chars().filter(char::is_ascii_digit).collect();
