@@ -18,11 +18,23 @@ static HOUSE_NUMBER: LazyLock<Regex> = LazyLock::new(|| {
     re(r"^[0-9一二三四五六七八九十]+(?:(?:丁目|番地の|番地|番|号|-|の)[0-9]+)*(?:丁目|番地|番|号)?")
 });
 static BUILDING: LazyLock<Regex> = LazyLock::new(|| {
-    re(r"^ ?([\p{Han}\p{Katakana}A-Za-zー・]{1,15}?)([0-9]+(?:号棟|号館|棟)?[0-9]*(?:号室|F|階|号)?)")
+    re(
+        r"^ ?([\p{Han}\p{Katakana}A-Za-zー・]{1,15}?)([0-9]+(?:号棟|号館|棟)?[0-9]*(?:号室|F|階|号)?)",
+    )
 });
 static LABEL: LazyLock<Regex> = LazyLock::new(|| re(r"(?:住所|現住所|居住地|送付先|所在地)[ :]*"));
 /// Endings of a building name (besides any katakana in it).
-const BUILDING_WORDS: &[&str] = &["荘", "棟", "寮", "住宅", "団地", "館", "苑", "ビル", "コーポ"];
+const BUILDING_WORDS: &[&str] = &[
+    "荘",
+    "棟",
+    "寮",
+    "住宅",
+    "団地",
+    "館",
+    "苑",
+    "ビル",
+    "コーポ",
+];
 /// Longest locality considered (prefecture + city + ward + town).
 const MAX_LOCALITY: usize = 24;
 
@@ -43,10 +55,10 @@ pub(crate) fn find(w: &Words<'_>, out: &mut Vec<Span>) {
         if p < next_free {
             continue;
         }
-        if let Some(i) = w.tok_starting(p) {
-            if let Some(end) = address_from(w, i) {
-                out.push(Span::new(EntityType::Address, p, end));
-            }
+        if let Some(i) = w.tok_starting(p)
+            && let Some(end) = address_from(w, i)
+        {
+            out.push(Span::new(EntityType::Address, p, end));
         }
     }
 }
@@ -58,11 +70,22 @@ fn address_from(w: &Words<'_>, first: usize) -> Option<usize> {
     let mut i = first + 1;
     while let Some(t) = w.toks.get(i) {
         let letters = (t.start..t.end).all(|p| {
-            w.text.at(p).is_some_and(|c| matches!(script(c), Script::Kanji | Script::Katakana | Script::Hiragana))
+            w.text.at(p).is_some_and(|c| {
+                matches!(
+                    script(c),
+                    Script::Kanji | Script::Katakana | Script::Hiragana
+                )
+            })
         });
         let joiner = matches!(w.text.slice(t.start, t.end), "の" | "ケ" | "ヶ" | "が")
-            && w.toks.get(i + 1).is_some_and(|n| n.pos.noun && !n.pos.number && n.start == t.end);
-        if t.start != end || !letters || t.end - start > MAX_LOCALITY || !(t.pos.noun && !t.pos.number || joiner) {
+            && w.toks
+                .get(i + 1)
+                .is_some_and(|n| n.pos.noun && !n.pos.number && n.start == t.end);
+        if t.start != end
+            || !letters
+            || t.end - start > MAX_LOCALITY
+            || !(t.pos.noun && !t.pos.number || joiner)
+        {
             break;
         }
         end = t.end;
@@ -71,7 +94,10 @@ fn address_from(w: &Words<'_>, first: usize) -> Option<usize> {
     let rest = &w.text.norm[w.text.byte_idx(end)..];
     let number = HOUSE_NUMBER.find(rest)?;
     let num_str = number.as_str().trim_end_matches(['-', 'の']);
-    if !num_str.chars().any(|c| c.is_ascii_digit() || "一二三四五六七八九十".contains(c)) {
+    if !num_str
+        .chars()
+        .any(|c| c.is_ascii_digit() || "一二三四五六七八九十".contains(c))
+    {
         return None;
     }
     let mut stop = end + num_str.chars().count();
@@ -83,7 +109,8 @@ fn address_from(w: &Words<'_>, first: usize) -> Option<usize> {
     let rest = &w.text.norm[w.text.byte_idx(stop)..];
     if let Some(c) = BUILDING.captures(rest) {
         let name = c.get(1).map_or("", |g| g.as_str());
-        let is_building = name.chars().any(crate::text::is_katakana) || BUILDING_WORDS.iter().any(|b| name.ends_with(b));
+        let is_building = name.chars().any(crate::text::is_katakana)
+            || BUILDING_WORDS.iter().any(|b| name.ends_with(b));
         if is_building {
             stop += c.get(0).map_or(0, |g| g.as_str().chars().count());
         }

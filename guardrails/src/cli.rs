@@ -41,7 +41,11 @@ pub struct ScanStats {
 }
 
 /// Runs `scan` from `input` to `output`. Only I/O errors on the streams stop it.
-pub fn scan(detector: &Detector, mut input: impl BufRead, mut output: impl Write) -> io::Result<ScanStats> {
+pub fn scan(
+    detector: &Detector,
+    mut input: impl BufRead,
+    mut output: impl Write,
+) -> io::Result<ScanStats> {
     let mut stats = ScanStats::default();
     let mut buf = Vec::new();
     let mut line_no = 0;
@@ -97,35 +101,56 @@ fn read_line_capped(input: &mut impl BufRead, buf: &mut Vec<u8>) -> io::Result<u
 }
 
 fn error_line(line: usize, id: Option<&Value>, error: impl Into<String>) -> String {
-    serde_json::to_string(&ScanError { line, id, error: error.into() })
-        .unwrap_or_else(|_| format!("{{\"line\":{line},\"error\":\"unserialisable error\"}}"))
+    serde_json::to_string(&ScanError {
+        line,
+        id,
+        error: error.into(),
+    })
+    .unwrap_or_else(|_| format!("{{\"line\":{line},\"error\":\"unserialisable error\"}}"))
 }
 
 fn scan_line(detector: &Detector, raw: &[u8], line_no: usize) -> Result<String, String> {
     if raw.len() > MAX_LINE_BYTES {
-        return Err(error_line(line_no, None, format!("line longer than {MAX_LINE_BYTES} bytes")));
+        return Err(error_line(
+            line_no,
+            None,
+            format!("line longer than {MAX_LINE_BYTES} bytes"),
+        ));
     }
     let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
-    let text = std::str::from_utf8(raw)
-        .map_err(|e| error_line(line_no, None, format!("invalid UTF-8 at byte {}", e.valid_up_to())))?;
-    let value: Value =
-        serde_json::from_str(text).map_err(|e| error_line(line_no, None, format!("invalid JSON: {e}")))?;
+    let text = std::str::from_utf8(raw).map_err(|e| {
+        error_line(
+            line_no,
+            None,
+            format!("invalid UTF-8 at byte {}", e.valid_up_to()),
+        )
+    })?;
+    let value: Value = serde_json::from_str(text)
+        .map_err(|e| error_line(line_no, None, format!("invalid JSON: {e}")))?;
     let id = value.get("id");
     let Some(input) = value.get("text").and_then(Value::as_str) else {
         return Err(error_line(line_no, id, "missing string field \"text\""));
     };
     let red = detector.redact(input);
-    let out = ScanOut { id: id.unwrap_or(&Value::Null), entities: red.entities, redacted: red.text };
-    serde_json::to_string(&out).map_err(|e| error_line(line_no, id, format!("cannot serialise result: {e}")))
+    let out = ScanOut {
+        id: id.unwrap_or(&Value::Null),
+        entities: red.entities,
+        redacted: red.text,
+    };
+    serde_json::to_string(&out)
+        .map_err(|e| error_line(line_no, id, format!("cannot serialise result: {e}")))
 }
 
 /// Reads a labelled JSON-lines file (the dev set format).
 pub fn read_gold(path: &std::path::Path) -> Result<Vec<GoldRecord>, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     text.lines()
         .enumerate()
         .filter(|(_, l)| !l.trim().is_empty())
-        .map(|(i, l)| serde_json::from_str(l).map_err(|e| format!("{}:{}: {e}", path.display(), i + 1)))
+        .map(|(i, l)| {
+            serde_json::from_str(l).map_err(|e| format!("{}:{}: {e}", path.display(), i + 1))
+        })
         .collect()
 }
 

@@ -22,20 +22,28 @@ static DATE: LazyLock<Regex> = LazyLock::new(|| {
     ))
 });
 static AFTER_BIRTH: LazyLock<Regex> = LazyLock::new(|| re(r"^ ?(?:生|誕生|出生)"));
-static BEFORE_BIRTH: LazyLock<Regex> =
-    LazyLock::new(|| re(r"(?i)(?:生年月日|誕生日|生まれ|DOB|D\.O\.B\.?|date of birth|birth ?date|born)[ :]*(?:\([^)]*\))?[ :]*$"));
+static BEFORE_BIRTH: LazyLock<Regex> = LazyLock::new(|| {
+    re(
+        r"(?i)(?:生年月日|誕生日|生まれ|DOB|D\.O\.B\.?|date of birth|birth ?date|born)[ :]*(?:\([^)]*\))?[ :]*$",
+    )
+});
 static AFTER_EVENT: LazyLock<Regex> = LazyLock::new(|| {
-    re(r"^ ?(?:に|の|から|より|まで|頃|ごろ)?(?:初診|受診|再診|入院|退院|手術|来院|採血|検査|施行|撮影|開始|終了|予約|死亡|発症|診断|転院|投与|処方|以降|現在)")
+    re(
+        r"^ ?(?:に|の|から|より|まで|頃|ごろ)?(?:初診|受診|再診|入院|退院|手術|来院|採血|検査|施行|撮影|開始|終了|予約|死亡|発症|診断|転院|投与|処方|以降|現在)",
+    )
 });
 /// What may stand between a name and its birth date (honorific, reading in brackets, separators).
-static NAME_GAP: LazyLock<Regex> =
-    LazyLock::new(|| re(r"^ *(?:様|さん|氏|殿|くん|ちゃん)? *(?:\([^)]{0,16}\))? *[,、]? *(?:生年月日)?[ :]*$"));
+static NAME_GAP: LazyLock<Regex> = LazyLock::new(|| {
+    re(r"^ *(?:様|さん|氏|殿|くん|ちゃん)? *(?:\([^)]{0,16}\))? *[,、]? *(?:生年月日)?[ :]*$")
+});
 
 /// Finds birth dates; `persons` are the PERSON spans already found (for the name-adjacency rule).
 pub(crate) fn find(text: &Text, persons: &[Span], out: &mut Vec<Span>) {
     for m in DATE.find_iter(&text.norm) {
         let (s, e) = (text.char_idx(m.start()), text.char_idx(m.end()));
-        if text.before(s).is_some_and(|c| c.is_ascii_alphanumeric()) || text.at(e).is_some_and(|c| c.is_ascii_digit()) {
+        if text.before(s).is_some_and(|c| c.is_ascii_alphanumeric())
+            || text.at(e).is_some_and(|c| c.is_ascii_digit())
+        {
             continue;
         }
         let after = &text.norm[m.end()..];
@@ -44,7 +52,9 @@ pub(crate) fn find(text: &Text, persons: &[Span], out: &mut Vec<Span>) {
             continue;
         }
         let old_era = m.as_str().starts_with(['明', '大', '昭', 'M', 'T', 'S']);
-        let after_name = persons.iter().any(|p| p.end <= s && s - p.end <= 24 && NAME_GAP.is_match(text.slice(p.end, s)));
+        let after_name = persons
+            .iter()
+            .any(|p| p.end <= s && s - p.end <= 24 && NAME_GAP.is_match(text.slice(p.end, s)));
         if AFTER_BIRTH.is_match(after) || BEFORE_BIRTH.is_match(before) || after_name || old_era {
             out.push(Span::new(EntityType::BirthDate, s, e));
         }

@@ -29,10 +29,19 @@ impl Detector {
     pub fn detect(&self, input: &str) -> Vec<Entity> {
         let text = Text::new(input);
         let spans = self.spans(&text);
-        let orig: Vec<usize> = input.char_indices().map(|(b, _)| b).chain([input.len()]).collect();
+        let orig: Vec<usize> = input
+            .char_indices()
+            .map(|(b, _)| b)
+            .chain([input.len()])
+            .collect();
         spans
             .into_iter()
-            .map(|s| Entity { kind: s.kind, start: s.start, end: s.end, text: input[orig[s.start]..orig[s.end]].to_string() })
+            .map(|s| Entity {
+                kind: s.kind,
+                start: s.start,
+                end: s.end,
+                text: input[orig[s.start]..orig[s.end]].to_string(),
+            })
             .collect()
     }
 
@@ -42,17 +51,28 @@ impl Detector {
         let mut worker = self.dict.tokenizer.new_worker();
         worker.reset_sentence(Text::new(input).norm);
         worker.tokenize();
-        worker.token_iter().map(|t| (t.surface().to_string(), t.feature().to_string())).collect()
+        worker
+            .token_iter()
+            .map(|t| (t.surface().to_string(), t.feature().to_string()))
+            .collect()
     }
 
     fn spans(&self, text: &Text) -> Vec<Span> {
         let mut spans = Vec::new();
         rules::find(text, &mut spans);
         let toks = morph::tokenize(&self.dict, text);
-        let words = Words { text, toks: &toks, dict: &self.dict };
+        let words = Words {
+            text,
+            toks: &toks,
+            dict: &self.dict,
+        };
         address::find(&words, &mut spans);
         names::find(&words, &self.dict, &mut spans);
-        let persons: Vec<Span> = spans.iter().filter(|s| s.kind == EntityType::Person).copied().collect();
+        let persons: Vec<Span> = spans
+            .iter()
+            .filter(|s| s.kind == EntityType::Person)
+            .copied()
+            .collect();
         dates::find(text, &persons, &mut spans);
         resolve(text, spans)
     }
@@ -85,7 +105,13 @@ fn resolve(text: &Text, mut spans: Vec<Span>) -> Vec<Span> {
         }
     }
     spans.retain(|s| s.end > s.start && s.end <= text.len());
-    spans.sort_by_key(|s| (priority(s.kind), std::cmp::Reverse(s.end - s.start), s.start));
+    spans.sort_by_key(|s| {
+        (
+            priority(s.kind),
+            std::cmp::Reverse(s.end - s.start),
+            s.start,
+        )
+    });
     let mut taken = vec![false; text.len()];
     for (s, e) in crate::redact::placeholder_ranges(&text.norm) {
         taken[s..e].iter_mut().for_each(|t| *t = true);

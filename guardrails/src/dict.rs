@@ -39,10 +39,14 @@ impl Dictionary {
         if let Some(dir) = std::env::var_os(DICT_ENV) {
             return PathBuf::from(dir);
         }
-        let cache = std::env::var_os("ANSHIN_CACHE").map(PathBuf::from).unwrap_or_else(|| {
-            let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_default();
-            home.join(".cache").join("anshin")
-        });
+        let cache = std::env::var_os("ANSHIN_CACHE")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| {
+                let home = std::env::var_os("HOME")
+                    .map(PathBuf::from)
+                    .unwrap_or_default();
+                home.join(".cache").join("anshin")
+            });
         cache.join("guardrails").join("ipadic")
     }
 
@@ -61,8 +65,12 @@ impl Dictionary {
             }
         }
         let file = File::open(&dic_path).map_err(|source| io_err(&dic_path, source))?;
-        let dict = vibrato::Dictionary::read(BufReader::new(file))
-            .map_err(|source| Error::Dictionary { path: dic_path.clone(), source })?;
+        let dict = vibrato::Dictionary::read(BufReader::new(file)).map_err(|source| {
+            Error::Dictionary {
+                path: dic_path.clone(),
+                source,
+            }
+        })?;
         let mut romaji_surnames = HashSet::new();
         let mut romaji_given = HashSet::new();
         let mut surnames = HashSet::new();
@@ -79,7 +87,13 @@ impl Dictionary {
             };
         }
         let tokenizer = vibrato::Tokenizer::new(dict).max_grouping_len(24);
-        Ok(Dictionary { tokenizer, romaji_surnames, romaji_given, surnames, given_names })
+        Ok(Dictionary {
+            tokenizer,
+            romaji_surnames,
+            romaji_given,
+            surnames,
+            given_names,
+        })
     }
 
     /// Compiles IPADIC sources (UTF-8: every `*.csv`, `matrix.def`, `char.def`, `unk.def` in `src`)
@@ -93,7 +107,9 @@ impl Dictionary {
             .collect();
         csvs.sort();
         if csvs.is_empty() {
-            return Err(Error::DictionaryMissing { path: src.join("*.csv") });
+            return Err(Error::DictionaryMissing {
+                path: src.join("*.csv"),
+            });
         }
         let mut lexicon = String::new();
         let mut names = Vec::new();
@@ -110,7 +126,9 @@ impl Dictionary {
         }
         let open = |name: &str| {
             let p = src.join(name);
-            File::open(&p).map(BufReader::new).map_err(|source| io_err(&p, source))
+            File::open(&p)
+                .map(BufReader::new)
+                .map_err(|source| io_err(&p, source))
         };
         let dict = vibrato::SystemDictionaryBuilder::from_readers(
             lexicon.as_bytes(),
@@ -118,12 +136,18 @@ impl Dictionary {
             open("char.def")?,
             open("unk.def")?,
         )
-        .map_err(|source| Error::Dictionary { path: src.to_path_buf(), source })?;
+        .map_err(|source| Error::Dictionary {
+            path: src.to_path_buf(),
+            source,
+        })?;
         std::fs::create_dir_all(out).map_err(|source| io_err(out, source))?;
         let dic_path = out.join(SYSTEM_DIC);
         let file = File::create(&dic_path).map_err(|source| io_err(&dic_path, source))?;
         let mut w = BufWriter::new(file);
-        dict.write(&mut w).map_err(|source| Error::Dictionary { path: dic_path.clone(), source })?;
+        dict.write(&mut w).map_err(|source| Error::Dictionary {
+            path: dic_path.clone(),
+            source,
+        })?;
         w.flush().map_err(|source| io_err(&dic_path, source))?;
         names.sort();
         names.dedup();
@@ -154,5 +178,8 @@ fn collect_romaji_names(csv: &str, out: &mut Vec<(&'static str, String)>) {
 }
 
 fn io_err(path: &Path, source: std::io::Error) -> Error {
-    Error::Io { path: path.to_path_buf(), source }
+    Error::Io {
+        path: path.to_path_buf(),
+        source,
+    }
 }

@@ -24,7 +24,9 @@ pub enum Error {
         source: std::io::Error,
     },
     /// vibrato rejected the dictionary data (corrupt file or bad IPADIC sources).
-    #[error("morphological dictionary at {path} is invalid: {source}; rebuild it with scripts/setup.sh")]
+    #[error(
+        "morphological dictionary at {path} is invalid: {source}; rebuild it with scripts/setup.sh"
+    )]
     Dictionary {
         /// The file or directory concerned.
         path: PathBuf,

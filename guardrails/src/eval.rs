@@ -57,42 +57,67 @@ pub struct Miss {
 }
 
 /// Scores predictions (`(gold, predicted)` per record); also returns the misses and false positives.
-pub fn score<'a>(records: impl IntoIterator<Item = (&'a GoldRecord, &'a [Entity])>) -> (Scores, Vec<Miss>) {
+pub fn score<'a>(
+    records: impl IntoIterator<Item = (&'a GoldRecord, &'a [Entity])>,
+) -> (Scores, Vec<Miss>) {
     let mut s = Scores::default();
     for t in EntityType::ALL {
-        s.recall.insert(t.as_str().to_string(), TypeRecall::default());
+        s.recall
+            .insert(t.as_str().to_string(), TypeRecall::default());
     }
     let mut misses = Vec::new();
     for (rec, pred) in records {
         for g in &rec.entities {
-            let covered = (g.start..g.end).filter(|&i| pred.iter().any(|p| p.start <= i && i < p.end)).count();
-            let caught = g.len() > 0 && covered * 5 >= g.len() * 4;
+            let covered = (g.start..g.end)
+                .filter(|&i| pred.iter().any(|p| p.start <= i && i < p.end))
+                .count();
+            let caught = !g.is_empty() && covered * 5 >= g.len() * 4;
             let r = s.recall.entry(g.kind.as_str().to_string()).or_default();
             r.gold += 1;
             if caught {
                 r.caught += 1;
             } else {
-                misses.push(Miss { id: rec.id.clone(), what: "missed", entity: g.clone() });
+                misses.push(Miss {
+                    id: rec.id.clone(),
+                    what: "missed",
+                    entity: g.clone(),
+                });
             }
         }
         for p in pred {
             s.predicted += 1;
-            if !rec.entities.iter().any(|g| p.start < g.end && g.start < p.end) {
+            if !rec
+                .entities
+                .iter()
+                .any(|g| p.start < g.end && g.start < p.end)
+            {
                 s.false_positives += 1;
-                misses.push(Miss { id: rec.id.clone(), what: "false_positive", entity: p.clone() });
+                misses.push(Miss {
+                    id: rec.id.clone(),
+                    what: "false_positive",
+                    entity: p.clone(),
+                });
             }
         }
     }
     let (mut sg, mut sc) = (0, 0);
     for (t, r) in s.recall.iter_mut() {
-        r.recall = if r.gold == 0 { 1.0 } else { r.caught as f64 / r.gold as f64 };
+        r.recall = if r.gold == 0 {
+            1.0
+        } else {
+            r.caught as f64 / r.gold as f64
+        };
         if EntityType::parse(t).is_some_and(EntityType::is_structured) {
             sg += r.gold;
             sc += r.caught;
         }
     }
     s.structured_recall = if sg == 0 { 1.0 } else { sc as f64 / sg as f64 };
-    s.precision = if s.predicted == 0 { 1.0 } else { 1.0 - s.false_positives as f64 / s.predicted as f64 };
+    s.precision = if s.predicted == 0 {
+        1.0
+    } else {
+        1.0 - s.false_positives as f64 / s.predicted as f64
+    };
     (s, misses)
 }
 
@@ -101,14 +126,26 @@ mod tests {
     use super::*;
 
     fn ent(kind: EntityType, start: usize, end: usize) -> Entity {
-        Entity { kind, start, end, text: String::new() }
+        Entity {
+            kind,
+            start,
+            end,
+            text: String::new(),
+        }
     }
 
     #[test]
     fn eighty_percent_coverage_by_any_type_catches() {
-        let rec = GoldRecord { id: "x".into(), text: String::new(), entities: vec![ent(EntityType::Person, 0, 5)] };
+        let rec = GoldRecord {
+            id: "x".into(),
+            text: String::new(),
+            entities: vec![ent(EntityType::Person, 0, 5)],
+        };
         let four = [ent(EntityType::Address, 0, 4)];
-        let three = [ent(EntityType::Person, 0, 3), ent(EntityType::Phone, 20, 25)];
+        let three = [
+            ent(EntityType::Person, 0, 3),
+            ent(EntityType::Phone, 20, 25),
+        ];
         let (s, _) = score([(&rec, &four[..])]);
         assert_eq!(s.recall["PERSON"].caught, 1);
         assert_eq!(s.precision, 1.0);

@@ -8,7 +8,11 @@ use anshin_guardrails::{Detector, Dictionary, cli};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "anshin-guardrails", version, about = "Japanese PII detection and redaction")]
+#[command(
+    name = "anshin-guardrails",
+    version,
+    about = "Japanese PII detection and redaction"
+)]
 struct Args {
     /// Dictionary directory (default: $ANSHIN_GUARDRAILS_DICT or ~/.cache/anshin/guardrails/ipadic).
     #[arg(long, global = true)]
@@ -81,7 +85,10 @@ fn run(args: Args) -> Result<(), String> {
             if misses {
                 out["misses"] = serde_json::to_value(&miss).map_err(|e| e.to_string())?;
             }
-            println!("{}", serde_json::to_string_pretty(&out).map_err(|e| e.to_string())?);
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&out).map_err(|e| e.to_string())?
+            );
         }
     }
     Ok(())

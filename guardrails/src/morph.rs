@@ -63,7 +63,12 @@ impl Pos {
             place: proper && p2 == Some("地域"),
             org: proper && p2 == Some("組織"),
             number: noun && p1 == Some("数"),
-            common: noun && !unknown && matches!(p1, Some("一般" | "サ変接続" | "形容動詞語幹" | "ナイ形容詞語幹")),
+            common: noun
+                && !unknown
+                && matches!(
+                    p1,
+                    Some("一般" | "サ変接続" | "形容動詞語幹" | "ナイ形容詞語幹")
+                ),
             unknown,
             suffix: noun && p1 == Some("接尾"),
         }

@@ -17,19 +17,45 @@ fn re(pattern: &str) -> Regex {
     Regex::new(pattern).unwrap_or_else(|e| panic!("invalid built-in pattern {pattern}: {e}"))
 }
 
-static HONORIFIC: LazyLock<Regex> = LazyLock::new(|| re(r"さん|様|さま|氏|先生|くん|ちゃん|殿|Dr|Ns"));
+static HONORIFIC: LazyLock<Regex> =
+    LazyLock::new(|| re(r"さん|様|さま|氏|先生|くん|ちゃん|殿|Dr|Ns"));
 static LABEL: LazyLock<Regex> = LazyLock::new(|| {
-    re(r"(?:患者|氏名|お名前|名前|主治医|担当医|担当看護師|看護師|説明医師|医師|院長|宛先|申請児|保護者|本人|祖父|祖母|父|母|夫|妻|長男|長女|次男|次女|三男|三女|兄|姉|弟|妹|息子|娘|キーパーソン|リーダー|記載者|新患|立会|執刀医|紹介医|依頼医|薬剤師|代理人)(?:の)?[ :]*")
+    re(
+        r"(?:患者|氏名|お名前|名前|主治医|担当医|担当看護師|看護師|説明医師|医師|院長|宛先|申請児|保護者|本人|祖父|祖母|父|母|夫|妻|長男|長女|次男|次女|三男|三女|兄|姉|弟|妹|息子|娘|キーパーソン|リーダー|記載者|新患|立会|執刀医|紹介医|依頼医|薬剤師|代理人)(?:の)?[ :]*",
+    )
 });
 static SELF_INTRO: LazyLock<Regex> = LazyLock::new(|| re(r"です|と申します|といいます"));
 static ROMAJI_PAIR: LazyLock<Regex> = LazyLock::new(|| re(r"[A-Z][A-Za-z]+ [A-Z][A-Za-z]+"));
 static ENGLISH_CONTEXT: LazyLock<Regex> = LazyLock::new(|| {
-    re(r"(?:I'm|I am|[Mm]y name is|[Pp]atient:?|[Pp]t\.?|[Nn]ame:|Mrs?\.?|Ms\.?|Dr\.|[Dd]aughter|[Ss]on|[Ww]ife|[Hh]usband|[Mm]other|[Ff]ather) +([A-Z][A-Za-z]+(?: [A-Z][A-Za-z]+)?)")
+    re(
+        r"(?:I'm|I am|[Mm]y name is|[Pp]atient:?|[Pp]t\.?|[Nn]ame:|Mrs?\.?|Ms\.?|Dr\.|[Dd]aughter|[Ss]on|[Ww]ife|[Hh]usband|[Mm]other|[Ff]ather) +([A-Z][A-Za-z]+(?: [A-Z][A-Za-z]+)?)",
+    )
 });
 /// What directly follows an eponym rather than a person's name.
 const EPONYM_TAILS: &[&str] = &[
-    "病", "症", "式", "法", "反射", "徴候", "分類", "試験", "病院", "医院", "内科", "外科", "クリニック",
-    "記念", "大学", "線", "腺", "細胞", "管", "型", "膜", "体", "スケール",
+    "病",
+    "症",
+    "式",
+    "法",
+    "反射",
+    "徴候",
+    "分類",
+    "試験",
+    "病院",
+    "医院",
+    "内科",
+    "外科",
+    "クリニック",
+    "記念",
+    "大学",
+    "線",
+    "腺",
+    "細胞",
+    "管",
+    "型",
+    "膜",
+    "体",
+    "スケール",
 ];
 
 /// Finds person names; `out` receives PERSON spans (possibly overlapping, resolved by the caller).
@@ -72,10 +98,10 @@ fn pairs(w0: &Word, w1: &Word) -> bool {
 fn with_family(w: &Words<'_>, w1: &Word) -> usize {
     if w1.start >= 2 && w.text.at(w1.start - 1) == Some(' ') {
         let sep = w1.start - 1;
-        if let Some(w0) = w.word_before(sep, Strictness::Strict) {
-            if pairs(&w0, w1) {
-                return w0.start;
-            }
+        if let Some(w0) = w.word_before(sep, Strictness::Strict)
+            && pairs(&w0, w1)
+        {
+            return w0.start;
         }
         if let Some(w0) = w.kana_run_before(sep).filter(|w0| w0.script == w1.script) {
             return w0.start;
@@ -86,22 +112,37 @@ fn with_family(w: &Words<'_>, w1: &Word) -> usize {
 
 /// A single word standing alone must be tagged as a name, unknown to the lexicon, or kana.
 fn alone_ok(word: &Word) -> bool {
-    word.name_tagged || word.given_like || matches!(word.script, Script::Hiragana | Script::Katakana)
+    word.name_tagged
+        || word.given_like
+        || matches!(word.script, Script::Hiragana | Script::Katakana)
 }
 
 fn by_honorific(w: &Words<'_>, out: &mut Vec<Span>) {
     for m in HONORIFIC.find_iter(&w.text.norm) {
         let h = w.text.char_idx(m.start());
-        if w.tok_starting(h).is_none() || m.as_str().starts_with(['D', 'N']) && w.text.at(h + 2).is_some_and(|c| c.is_ascii_alphabetic()) {
+        if w.tok_starting(h).is_none()
+            || m.as_str().starts_with(['D', 'N'])
+                && w.text.at(h + 2).is_some_and(|c| c.is_ascii_alphabetic())
+        {
             continue;
         }
-        let end = if h > 0 && w.text.at(h - 1) == Some(' ') { h - 1 } else { h };
-        if let Some(w1) = w.word_before(end, Strictness::Strict).filter(|x| x.script != Script::Latin) {
+        let end = if h > 0 && w.text.at(h - 1) == Some(' ') {
+            h - 1
+        } else {
+            h
+        };
+        if let Some(w1) = w
+            .word_before(end, Strictness::Strict)
+            .filter(|x| x.script != Script::Latin)
+        {
             let start = with_family(w, &w1);
             if start < w1.start || alone_ok(&w1) {
                 push(out, start, w1.end);
             }
-        } else if let Some(w1) = w.word_before(end, Strictness::Lenient).filter(|x| x.script != Script::Latin) {
+        } else if let Some(w1) = w
+            .word_before(end, Strictness::Lenient)
+            .filter(|x| x.script != Script::Latin)
+        {
             let start = with_family(w, &w1);
             if start < w1.start {
                 push(out, start, w1.end);
@@ -113,12 +154,11 @@ fn by_honorific(w: &Words<'_>, out: &mut Vec<Span>) {
 /// The name after position `p`: a strict first word, optionally `␣` and a second word.
 fn name_after(w: &Words<'_>, p: usize) -> Option<(usize, usize)> {
     let w0 = w.word_after(p, Strictness::Strict)?;
-    if w.text.at(w0.end) == Some(' ') {
-        if let Some(w1) = w.word_after(w0.end + 1, Strictness::Lenient) {
-            if pairs(&w0, &w1) {
-                return Some((w0.start, w1.end));
-            }
-        }
+    if w.text.at(w0.end) == Some(' ')
+        && let Some(w1) = w.word_after(w0.end + 1, Strictness::Lenient)
+        && pairs(&w0, &w1)
+    {
+        return Some((w0.start, w1.end));
     }
     (alone_ok(&w0) && w0.script != Script::Latin).then_some((w0.start, w0.end))
 }
@@ -132,7 +172,9 @@ fn by_label(w: &Words<'_>, out: &mut Vec<Span>) {
         // Directly after the label (`長男宅`), only a word the analyser itself tags as a name counts.
         let separated = m.as_str().ends_with([' ', ':']);
         if let Some((s, e)) = name_after(w, le) {
-            let tagged = w.word_after(le, Strictness::Strict).is_some_and(|x| x.analyser_tagged);
+            let tagged = w
+                .word_after(le, Strictness::Strict)
+                .is_some_and(|x| x.analyser_tagged);
             if separated || tagged || e - s > 1 {
                 push(out, s, e);
             }
@@ -143,19 +185,27 @@ fn by_label(w: &Words<'_>, out: &mut Vec<Span>) {
 fn by_family_then_given(w: &Words<'_>, out: &mut Vec<Span>) {
     for (i, t) in w.toks.iter().enumerate() {
         // A listed family name the analyser did not tag must start a word (`一時金 直接` is no name).
-        let glued = w.text.before(t.start).is_some_and(|c| script(c) == Script::Kanji);
+        let glued = w
+            .text
+            .before(t.start)
+            .is_some_and(|c| script(c) == Script::Kanji);
         if !(t.pos.surname || (!glued && w.dict.surnames.contains(w.text.slice(t.start, t.end)))) {
             continue;
         }
-        if let Some(next) = w.toks.get(i + 1) {
-            if next.start == t.end && next.pos.given {
-                push(out, t.start, next.end);
-                continue;
-            }
+        if let Some(next) = w.toks.get(i + 1)
+            && next.start == t.end
+            && next.pos.given
+        {
+            push(out, t.start, next.end);
+            continue;
         }
         if w.text.at(t.end) == Some(' ') {
-            let Some(w0) = w.word_before(t.end, Strictness::Strict) else { continue };
-            let Some(w1) = w.word_after(t.end + 1, Strictness::Lenient) else { continue };
+            let Some(w0) = w.word_before(t.end, Strictness::Strict) else {
+                continue;
+            };
+            let Some(w1) = w.word_after(t.end + 1, Strictness::Lenient) else {
+                continue;
+            };
             let second_ok = match w1.script {
                 Script::Kanji => w1.given_like || w1.name_tagged || w1.end - w1.start <= 2,
                 Script::Hiragana | Script::Katakana => true,
@@ -171,9 +221,14 @@ fn by_family_then_given(w: &Words<'_>, out: &mut Vec<Span>) {
 fn by_self_introduction(w: &Words<'_>, out: &mut Vec<Span>) {
     for m in SELF_INTRO.find_iter(&w.text.norm) {
         let p = w.text.char_idx(m.start());
-        if let Some(w1) = w.word_before(p, Strictness::Strict).filter(|x| x.name_tagged) {
+        if let Some(w1) = w
+            .word_before(p, Strictness::Strict)
+            .filter(|x| x.name_tagged)
+        {
             let at_clause_start = w1.start == 0
-                || w.text.at(w1.start - 1).is_some_and(|c| matches!(c, ' ' | '\n' | '。' | '、' | '「' | ':'));
+                || w.text
+                    .at(w1.start - 1)
+                    .is_some_and(|c| matches!(c, ' ' | '\n' | '。' | '、' | '「' | ':'));
             if at_clause_start {
                 push(out, with_family(w, &w1), w1.end);
             }
@@ -183,7 +238,12 @@ fn by_self_introduction(w: &Words<'_>, out: &mut Vec<Span>) {
 
 fn by_romaji(w: &Words<'_>, dict: &Dictionary, out: &mut Vec<Span>) {
     let norm = &w.text.norm;
-    let ascii_before = |b: usize| norm[..b].chars().next_back().is_some_and(|c| c.is_ascii_alphanumeric());
+    let ascii_before = |b: usize| {
+        norm[..b]
+            .chars()
+            .next_back()
+            .is_some_and(|c| c.is_ascii_alphanumeric())
+    };
     let mut from = 0;
     while let Some(m) = ROMAJI_PAIR.find_at(norm, from) {
         from = m.start() + 1;
@@ -203,7 +263,9 @@ fn by_romaji(w: &Words<'_>, dict: &Dictionary, out: &mut Vec<Span>) {
         }
     }
     for c in ENGLISH_CONTEXT.captures_iter(norm) {
-        let (Some(all), Some(g)) = (c.get(0), c.get(1)) else { continue };
+        let (Some(all), Some(g)) = (c.get(0), c.get(1)) else {
+            continue;
+        };
         if !ascii_before(all.start()) {
             push(out, w.text.char_idx(g.start()), w.text.char_idx(g.end()));
         }
@@ -221,12 +283,15 @@ fn reading_after(w: &Words<'_>, end: usize, out: &mut Vec<Span>) {
         return;
     }
     let open = p + 1;
-    let Some(close) = (open..(open + 16).min(w.text.len())).find(|&i| w.text.at(i) == Some(')')) else {
+    let Some(close) = (open..(open + 16).min(w.text.len())).find(|&i| w.text.at(i) == Some(')'))
+    else {
         return;
     };
     let inner = w.text.slice(open, close);
     let kana = !inner.trim().is_empty()
-        && inner.chars().all(|c| c == ' ' || crate::text::is_hiragana(c) || crate::text::is_katakana(c));
+        && inner
+            .chars()
+            .all(|c| c == ' ' || crate::text::is_hiragana(c) || crate::text::is_katakana(c));
     if kana {
         push(out, open, close);
     } else if let Some((s, e)) = name_after(w, open).filter(|&(_, e)| e == close) {

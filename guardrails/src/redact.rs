@@ -15,7 +15,8 @@ use crate::entity::{Entity, EntityType};
 use crate::text::fold_char;
 
 static PLACEHOLDER: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"〔[^〔〕0-9\s]{1,8}[0-9]{0,6}〕").unwrap_or_else(|e| panic!("invalid built-in pattern: {e}"))
+    Regex::new(r"〔[^〔〕0-9\s]{1,8}[0-9]{0,6}〕")
+        .unwrap_or_else(|e| panic!("invalid built-in pattern: {e}"))
 });
 
 /// One placeholder of a request and the value it stands for.
@@ -60,7 +61,14 @@ pub struct OutputReport {
 
 /// The comparison key of a value: folded widths, no spaces or dashes.
 fn key(kind: EntityType, value: &str) -> (EntityType, String) {
-    (kind, value.chars().map(fold_char).filter(|c| !matches!(c, ' ' | '-' | '\n' | '\t')).collect())
+    (
+        kind,
+        value
+            .chars()
+            .map(fold_char)
+            .filter(|c| !matches!(c, ' ' | '-' | '\n' | '\t'))
+            .collect(),
+    )
 }
 
 impl Mapping {
@@ -92,7 +100,11 @@ impl Mapping {
         }
         let n = self.entries.iter().filter(|e| e.kind == kind).count() + 1;
         let placeholder = format!("〔{}{}〕", kind.placeholder_label(), n);
-        self.entries.push(MappingEntry { placeholder: placeholder.clone(), kind, value: value.to_string() });
+        self.entries.push(MappingEntry {
+            placeholder: placeholder.clone(),
+            kind,
+            value: value.to_string(),
+        });
         placeholder
     }
 
@@ -146,7 +158,12 @@ pub(crate) fn placeholder_ranges(text: &str) -> Vec<(usize, usize)> {
 
 /// Applies an output check to `raw` given the entities detected in it (offsets relative to `raw`;
 /// `offset` is added to the reported leaks).
-pub(crate) fn apply_output(raw: &str, entities: &[Entity], mapping: &Mapping, offset: usize) -> OutputReport {
+pub(crate) fn apply_output(
+    raw: &str,
+    entities: &[Entity],
+    mapping: &Mapping,
+    offset: usize,
+) -> OutputReport {
     let mut redacted = String::with_capacity(raw.len());
     let mut leaks = Vec::new();
     let mut chars = raw.char_indices().map(|(b, _)| b).chain([raw.len()]);
@@ -159,11 +176,19 @@ pub(crate) fn apply_output(raw: &str, entities: &[Entity], mapping: &Mapping, of
         redacted.push_str(&raw[last..byte_of[e.start]]);
         redacted.push_str(&format!("〔{}〕", e.kind.placeholder_label()));
         last = byte_of[e.end];
-        leaks.push(Entity { start: e.start + offset, end: e.end + offset, ..e.clone() });
+        leaks.push(Entity {
+            start: e.start + offset,
+            end: e.end + offset,
+            ..e.clone()
+        });
     }
     redacted.push_str(&raw[last..]);
     let (text, restored) = restore_counting(&redacted, mapping);
-    OutputReport { text, restored, leaks }
+    OutputReport {
+        text,
+        restored,
+        leaks,
+    }
 }
 
 impl Detector {
@@ -171,7 +196,11 @@ impl Detector {
     pub fn redact(&self, input: &str) -> Redaction {
         let mut mapping = Mapping::new();
         let (text, entities) = self.redact_with(input, &mut mapping);
-        Redaction { text, entities, mapping }
+        Redaction {
+            text,
+            entities,
+            mapping,
+        }
     }
 
     /// Redacts `input` into an existing mapping, so that several messages of one request share

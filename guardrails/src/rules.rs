@@ -17,7 +17,9 @@ fn re(pattern: &str) -> Regex {
 }
 
 static PHONE: LazyLock<Regex> = LazyLock::new(|| {
-    re(r"(?:\+81[ -]?(?:\(0\)[ -]?)?\(?|\(0|0)[0-9]{1,4}(?:\) ?|[ (-])?[0-9]{1,4}(?:\) ?|[ -])?[0-9]{3,4}")
+    re(
+        r"(?:\+81[ -]?(?:\(0\)[ -]?)?\(?|\(0|0)[0-9]{1,4}(?:\) ?|[ (-])?[0-9]{1,4}(?:\) ?|[ -])?[0-9]{3,4}",
+    )
 });
 static EMAIL: LazyLock<Regex> =
     LazyLock::new(|| re(r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)+"));
@@ -33,10 +35,13 @@ static INSURED: LazyLock<Regex> = LazyLock::new(|| {
 });
 static SYMBOL_AND_NUMBER: LazyLock<Regex> =
     LazyLock::new(|| re(r"記号[・/]番号[ :：]*([^ 、。,・/\n]{1,10})[・/ ]([0-9A-Za-z\-]{1,12})"));
-static SYMBOL: LazyLock<Regex> = LazyLock::new(|| re(r"記号[ :：]*([^ 、。,・\n]{1,10}?)(?:[ 、,。・\n]|番号|$)"));
+static SYMBOL: LazyLock<Regex> =
+    LazyLock::new(|| re(r"記号[ :：]*([^ 、。,・\n]{1,10}?)(?:[ 、,。・\n]|番号|$)"));
 static NUMBER_AFTER_SYMBOL: LazyLock<Regex> = LazyLock::new(|| re(r"番号[ :：]*([0-9]{1,12})"));
 static PATIENT: LazyLock<Regex> = LazyLock::new(|| {
-    re(r"(?i)(?:患者ID|患者番号|患者No\.?|カルテ番号|カルテNo\.?|カルテID|診察券番号|診察券No\.?|診察券|ID番号|MRN|Patient ID|Chart No\.?)[ :：#]*(?:No\.?[ ]*)?([A-Za-z]{0,3}-?[0-9][0-9\-]*[0-9]|[0-9]{3,})")
+    re(
+        r"(?i)(?:患者ID|患者番号|患者No\.?|カルテ番号|カルテNo\.?|カルテID|診察券番号|診察券No\.?|診察券|ID番号|MRN|Patient ID|Chart No\.?)[ :：#]*(?:No\.?[ ]*)?([A-Za-z]{0,3}-?[0-9][0-9\-]*[0-9]|[0-9]{3,})",
+    )
 });
 
 /// Finds every structured identifier in `text`.
@@ -58,10 +63,10 @@ fn isolated_number(text: &Text, start: usize, end: usize) -> bool {
     let before = text.before(start);
     let after = text.at(end);
     let after2 = text.at(end + 1);
-    !glued(before)
-        && !matches!(before, Some('-' | '.' | '+' | '/'))
-        && !after.is_some_and(|c| c.is_ascii_digit())
-        && !(matches!(after, Some('-' | '/' | '.')) && after2.is_some_and(|c| c.is_ascii_digit()))
+    let glued_before = glued(before) || matches!(before, Some('-' | '.' | '+' | '/'));
+    let continues_after = after.is_some_and(|c| c.is_ascii_digit())
+        || (matches!(after, Some('-' | '/' | '.')) && after2.is_some_and(|c| c.is_ascii_digit()));
+    !(glued_before || continues_after)
 }
 
 fn find_emails(text: &Text, out: &mut Vec<Span>) {
@@ -77,7 +82,10 @@ fn find_phones(text: &Text, out: &mut Vec<Span>) {
         let (mut s, e) = (text.char_idx(m.start()), text.char_idx(m.end()));
         from = m.start() + m.as_str().chars().next().map_or(1, char::len_utf8);
         // `(03)1234-5678` keeps its bracket; an opening bracket that is never closed is punctuation.
-        if m.as_str().starts_with('(') && !m.as_str().contains(')') && !m.as_str()[1..].contains('(') {
+        if m.as_str().starts_with('(')
+            && !m.as_str().contains(')')
+            && !m.as_str()[1..].contains('(')
+        {
             s += 1;
         }
         let digits: String = m.as_str().chars().filter(char::is_ascii_digit).collect();
@@ -158,13 +166,13 @@ fn find_insurance(text: &Text, out: &mut Vec<Span>) {
         push_group(text, Some(g), kind, out);
         // The 番号 that follows a 記号 within the same clause is the insured person's number.
         let window_end = text.byte_idx(text.char_idx(g.end()) + 12);
-        if let Some(n) = NUMBER_AFTER_SYMBOL.captures(&text.norm[g.end()..window_end]) {
-            if let Some(v) = n.get(1) {
-                let s = text.char_idx(g.end() + v.start());
-                let e = text.char_idx(g.end() + v.end());
-                if !text.at(e).is_some_and(|c| c.is_ascii_digit()) {
-                    out.push(Span::new(kind, s, e));
-                }
+        if let Some(n) = NUMBER_AFTER_SYMBOL.captures(&text.norm[g.end()..window_end])
+            && let Some(v) = n.get(1)
+        {
+            let s = text.char_idx(g.end() + v.start());
+            let e = text.char_idx(g.end() + v.end());
+            if !text.at(e).is_some_and(|c| c.is_ascii_digit()) {
+                out.push(Span::new(kind, s, e));
             }
         }
     }
@@ -190,28 +198,51 @@ mod tests {
         let mut v = Vec::new();
         find(&t, &mut v);
         v.sort_by_key(|s| s.start);
-        v.iter().map(|s| (s.kind, input.chars().skip(s.start).take(s.end - s.start).collect())).collect()
+        v.iter()
+            .map(|s| {
+                (
+                    s.kind,
+                    input.chars().skip(s.start).take(s.end - s.start).collect(),
+                )
+            })
+            .collect()
     }
 
     #[test]
     fn phones_in_every_width_and_form() {
         for (input, want) in [
             ("TEL 045-311-6028", "045-311-6028"),
-            ("連絡は（０８０－２７１６－９９４０）まで", "０８０－２７１６－９９４０"),
+            (
+                "連絡は（０８０－２７１６－９９４０）まで",
+                "０８０－２７１６－９９４０",
+            ),
             ("Tel: +81-90-3388-1726", "+81-90-3388-1726"),
             ("SMS でお願いします：09044710285", "09044710285"),
             ("090 5567 1823（本人）", "090 5567 1823"),
             ("0776‐22‐8145（実家）", "0776‐22‐8145"),
             ("代表 03(3812)2111", "03(3812)2111"),
         ] {
-            assert_eq!(kinds(input), vec![(EntityType::Phone, want.to_string())], "{input}");
+            assert_eq!(
+                kinds(input),
+                vec![(EntityType::Phone, want.to_string())],
+                "{input}"
+            );
         }
     }
 
     #[test]
     fn numbers_that_are_not_phones() {
-        for input in ["内線 4521", "製造番号 24-0318-77", "2024-04-01 採血", "HbA1c 6.8%、eGFR 62", "ロット 0123456789012"] {
-            assert!(kinds(input).iter().all(|(k, _)| *k != EntityType::Phone), "{input}");
+        for input in [
+            "内線 4521",
+            "製造番号 24-0318-77",
+            "2024-04-01 採血",
+            "HbA1c 6.8%、eGFR 62",
+            "ロット 0123456789012",
+        ] {
+            assert!(
+                kinds(input).iter().all(|(k, _)| *k != EntityType::Phone),
+                "{input}"
+            );
         }
     }
 
@@ -225,17 +256,29 @@ mod tests {
 
     #[test]
     fn postal_codes_need_the_mark_or_a_label() {
-        assert_eq!(kinds("〒７３０－００１１"), vec![(EntityType::PostalCode, "７３０－００１１".into())]);
-        assert_eq!(kinds("〒9200961 石川"), vec![(EntityType::PostalCode, "9200961".into())]);
+        assert_eq!(
+            kinds("〒７３０－００１１"),
+            vec![(EntityType::PostalCode, "７３０－００１１".into())]
+        );
+        assert_eq!(
+            kinds("〒9200961 石川"),
+            vec![(EntityType::PostalCode, "9200961".into())]
+        );
         assert!(kinds("検体 113-0033").is_empty());
     }
 
     #[test]
     fn my_number_by_check_digit_or_label() {
-        assert_eq!(kinds("番号 9098 1729 0084 は"), vec![(EntityType::MyNumber, "9098 1729 0084".into())]);
+        assert_eq!(
+            kinds("番号 9098 1729 0084 は"),
+            vec![(EntityType::MyNumber, "9098 1729 0084".into())]
+        );
         // Invalid check digit, no label: not flagged. Same digits with a label: flagged.
         assert!(kinds("伝票 9098 1729 0085").is_empty());
-        assert_eq!(kinds("個人番号 909817290085"), vec![(EntityType::MyNumber, "909817290085".into())]);
+        assert_eq!(
+            kinds("個人番号 909817290085"),
+            vec![(EntityType::MyNumber, "909817290085".into())]
+        );
     }
 
     #[test]
@@ -251,8 +294,17 @@ mod tests {
 
     #[test]
     fn patient_ids_after_their_labels() {
-        assert_eq!(kinds("カルテ番号 K-300218 西田"), vec![(EntityType::PatientId, "K-300218".into())]);
-        assert_eq!(kinds("診察券 No.19-4477 太田"), vec![(EntityType::PatientId, "19-4477".into())]);
-        assert_eq!(kinds("MRN 88-120-445, lives"), vec![(EntityType::PatientId, "88-120-445".into())]);
+        assert_eq!(
+            kinds("カルテ番号 K-300218 西田"),
+            vec![(EntityType::PatientId, "K-300218".into())]
+        );
+        assert_eq!(
+            kinds("診察券 No.19-4477 太田"),
+            vec![(EntityType::PatientId, "19-4477".into())]
+        );
+        assert_eq!(
+            kinds("MRN 88-120-445, lives"),
+            vec![(EntityType::PatientId, "88-120-445".into())]
+        );
     }
 }

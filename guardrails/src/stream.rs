@@ -40,7 +40,12 @@ impl<'d> StreamScanner<'d> {
 
     /// A scanner for a new stream.
     pub fn new(detector: &'d Detector) -> StreamScanner<'d> {
-        StreamScanner { detector, pending: String::new(), context: String::new(), released_chars: 0 }
+        StreamScanner {
+            detector,
+            pending: String::new(),
+            context: String::new(),
+            released_chars: 0,
+        }
     }
 
     /// Feeds a chunk; returns whatever can be released now (possibly nothing).
@@ -60,7 +65,11 @@ impl<'d> StreamScanner<'d> {
     }
 
     fn empty(&self) -> Released {
-        Released { text: String::new(), offset: self.released_chars, entities: Vec::new() }
+        Released {
+            text: String::new(),
+            offset: self.released_chars,
+            entities: Vec::new(),
+        }
     }
 
     fn release(&mut self, cut: usize, last: bool) -> Released {
@@ -76,44 +85,61 @@ impl<'d> StreamScanner<'d> {
                 }
             }
             let wchars: Vec<char> = window.chars().collect();
-            if let Some(open) = (ctx_len..cut).rev().find(|&i| wchars[i] == '〔') {
-                if !wchars[open..cut].contains(&'〕') {
-                    cut = open;
-                }
+            if let Some(open) = (ctx_len..cut).rev().find(|&i| wchars[i] == '〔')
+                && !wchars[open..cut].contains(&'〕')
+            {
+                cut = open;
             }
         }
         if cut <= ctx_len {
             return self.empty();
         }
         let n = cut - ctx_len;
-        let split = self.pending.char_indices().nth(n).map_or(self.pending.len(), |(b, _)| b);
+        let split = self
+            .pending
+            .char_indices()
+            .nth(n)
+            .map_or(self.pending.len(), |(b, _)| b);
         let text: String = self.pending[..split].to_string();
         self.pending.drain(..split);
         let base = self.released_chars;
         let out_entities = entities
             .into_iter()
             .filter(|e| e.start >= ctx_len && e.end <= cut)
-            .map(|e| Entity { start: e.start - ctx_len + base, end: e.end - ctx_len + base, ..e })
+            .map(|e| Entity {
+                start: e.start - ctx_len + base,
+                end: e.end - ctx_len + base,
+                ..e
+            })
             .collect();
         self.released_chars += n;
         let mut ctx: Vec<char> = self.context.chars().chain(text.chars()).collect();
         let keep = ctx.len().saturating_sub(Self::CONTEXT);
         ctx.drain(..keep);
         self.context = ctx.into_iter().collect();
-        Released { text, offset: base, entities: out_entities }
+        Released {
+            text,
+            offset: base,
+            entities: out_entities,
+        }
     }
 }
 
 /// Where pending text may be cut: after the last sentence break, or near the end of a long run.
 fn candidate_cut(chars: &[char]) -> Option<usize> {
-    if let Some(i) = chars.iter().rposition(|c| matches!(c, '。' | '！' | '？' | '\n')) {
+    if let Some(i) = chars
+        .iter()
+        .rposition(|c| matches!(c, '。' | '！' | '？' | '\n'))
+    {
         return Some(i + 1);
     }
     if chars.len() <= StreamScanner::MAX_HOLD {
         return None;
     }
     let hard = chars.len() - StreamScanner::TAIL;
-    let soft = (hard.saturating_sub(32)..hard).rev().find(|&i| matches!(chars[i], ' ' | '、' | ',' | '　'));
+    let soft = (hard.saturating_sub(32)..hard)
+        .rev()
+        .find(|&i| matches!(chars[i], ' ' | '、' | ',' | '　'));
     Some(soft.map_or(hard, |i| i + 1))
 }
 
@@ -138,7 +164,10 @@ pub struct OutputGuard<'d, 'm> {
 impl<'d, 'm> OutputGuard<'d, 'm> {
     /// A guard for one streamed answer to the request that produced `mapping`.
     pub fn new(detector: &'d Detector, mapping: &'m Mapping) -> OutputGuard<'d, 'm> {
-        OutputGuard { scanner: StreamScanner::new(detector), mapping }
+        OutputGuard {
+            scanner: StreamScanner::new(detector),
+            mapping,
+        }
     }
 
     /// Feeds a chunk of the model's output.
@@ -157,9 +186,17 @@ impl<'d, 'm> OutputGuard<'d, 'm> {
         let local: Vec<Entity> = r
             .entities
             .iter()
-            .map(|e| Entity { start: e.start - r.offset, end: e.end - r.offset, ..e.clone() })
+            .map(|e| Entity {
+                start: e.start - r.offset,
+                end: e.end - r.offset,
+                ..e.clone()
+            })
             .collect();
         let rep = apply_output(&r.text, &local, self.mapping, r.offset);
-        OutputChunk { text: rep.text, restored: rep.restored, leaks: rep.leaks }
+        OutputChunk {
+            text: rep.text,
+            restored: rep.restored,
+            leaks: rep.leaks,
+        }
     }
 }

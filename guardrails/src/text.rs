@@ -34,7 +34,11 @@ impl Text {
             norm.push(c);
         }
         byte_starts.push(norm.len());
-        Text { chars, norm, byte_starts }
+        Text {
+            chars,
+            norm,
+            byte_starts,
+        }
     }
 
     /// Number of code points.
@@ -107,7 +111,10 @@ mod tests {
     fn folding_keeps_one_char_per_char_and_maps_digits_and_dashes() {
         let t = Text::new("０８０－２７１６ー９９４０　〒７３０");
         assert_eq!(t.norm, "080-2716-9940 〒730");
-        assert_eq!(t.len(), "０８０－２７１６ー９９４０　〒７３０".chars().count());
+        assert_eq!(
+            t.len(),
+            "０８０－２７１６ー９９４０　〒７３０".chars().count()
+        );
         assert_eq!(t.char_idx(t.byte_idx(14)), 14);
     }
 

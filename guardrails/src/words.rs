@@ -63,7 +63,9 @@ pub(crate) enum Strictness {
 }
 
 /// Endings that make a word an institution, department or disease rather than a name.
-const NOT_NAME_ENDINGS: &[char] = &['科', '院', '棟', '病', '症', '室', '課', '局', '剤', '薬', '錠', '液'];
+const NOT_NAME_ENDINGS: &[char] = &[
+    '科', '院', '棟', '病', '症', '室', '課', '局', '剤', '薬', '錠', '液',
+];
 
 impl<'a> Words<'a> {
     /// Index of the token starting at `pos`.
@@ -78,7 +80,9 @@ impl<'a> Words<'a> {
 
     fn tok_script(&self, t: &Tok) -> Option<Script> {
         let first = script(self.text.at(t.start)?);
-        (t.start..t.end).all(|i| self.text.at(i).is_some_and(|c| script(c) == first)).then_some(first)
+        (t.start..t.end)
+            .all(|i| self.text.at(i).is_some_and(|c| script(c) == first))
+            .then_some(first)
     }
 
     /// Whether a token may be merged into a neighbouring name token: nouns and unknown words, not
@@ -98,7 +102,10 @@ impl<'a> Words<'a> {
     fn accepts(&self, t: &Tok, strict: Strictness) -> bool {
         match strict {
             Strictness::Strict => {
-                t.pos.name_like() || t.pos.proper || t.pos.unknown || self.in_name_lists(self.surface(t))
+                t.pos.name_like()
+                    || t.pos.proper
+                    || t.pos.unknown
+                    || self.in_name_lists(self.surface(t))
             }
             Strictness::Lenient => t.pos.noun || t.pos.unknown,
         }
@@ -134,10 +141,16 @@ impl<'a> Words<'a> {
             return None;
         }
         let mut start = end;
-        while start > 0 && self.text.before(start).is_some_and(|c| script(c) == sc) && end - start < 6 {
+        while start > 0
+            && self.text.before(start).is_some_and(|c| script(c) == sc)
+            && end - start < 6
+        {
             start -= 1;
         }
-        let boundary = self.text.before(start).is_none_or(|c| script(c) == Script::Other);
+        let boundary = self
+            .text
+            .before(start)
+            .is_none_or(|c| script(c) == Script::Other);
         (boundary && (2..=5).contains(&(end - start))).then_some(Word {
             start,
             end,
@@ -178,7 +191,8 @@ impl<'a> Words<'a> {
             Script::Kanji => toks.iter().all(|t| self.accepts(t, strict)),
             Script::Hiragana | Script::Katakana => {
                 let len = end - start;
-                let single_common = toks.len() == 1 && toks[0].pos.common && !toks[0].pos.name_like();
+                let single_common =
+                    toks.len() == 1 && toks[0].pos.common && !toks[0].pos.name_like();
                 (2..=8).contains(&len)
                     && self.continues_word(&toks[0])
                     && (strict == Strictness::Lenient || !single_common)
@@ -186,7 +200,10 @@ impl<'a> Words<'a> {
             Script::Latin => self.text.at(start).is_some_and(|c| c.is_ascii_uppercase()),
             Script::Other => false,
         };
-        let ends_badly = self.text.at(end - 1).is_some_and(|c| NOT_NAME_ENDINGS.contains(&c));
+        let ends_badly = self
+            .text
+            .at(end - 1)
+            .is_some_and(|c| NOT_NAME_ENDINGS.contains(&c));
         let surface = self.text.slice(start, end);
         let listed_surname = self.dict.surnames.contains(surface);
         let listed_given = self.dict.given_names.contains(surface);
@@ -195,7 +212,10 @@ impl<'a> Words<'a> {
             end,
             script: sc,
             surname: listed_surname || toks.iter().any(|t| t.pos.surname),
-            given_like: listed_given || toks.iter().any(|t| t.pos.given || t.pos.person || t.pos.unknown),
+            given_like: listed_given
+                || toks
+                    .iter()
+                    .any(|t| t.pos.given || t.pos.person || t.pos.unknown),
             name_tagged: listed_surname || listed_given || toks.iter().any(|t| t.pos.name_like()),
             analyser_tagged: toks.iter().any(|t| t.pos.name_like()),
         })

@@ -11,12 +11,18 @@ use serde_json::Value;
 fn scan_bytes(input: &[u8]) -> Vec<Value> {
     let mut out = Vec::new();
     cli::scan(common::detector(), input, &mut out).expect("scan to memory");
-    String::from_utf8(out).expect("scan writes UTF-8").lines().map(|l| serde_json::from_str(l).expect("JSON line")).collect()
+    String::from_utf8(out)
+        .expect("scan writes UTF-8")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect()
 }
 
 #[test]
 fn scan_writes_entities_with_code_point_offsets_and_redacted_text() {
-    let out = scan_bytes("{\"id\": \"a1\", \"text\": \"主治医：河合 俊介、TEL 03-5212-8870\"}\n".as_bytes());
+    let out = scan_bytes(
+        "{\"id\": \"a1\", \"text\": \"主治医：河合 俊介、TEL 03-5212-8870\"}\n".as_bytes(),
+    );
     assert_eq!(out.len(), 1);
     assert_eq!(out[0]["id"], "a1");
     assert_eq!(out[0]["entities"][0]["type"], "PERSON");
@@ -40,11 +46,19 @@ fn bad_lines_get_numbered_error_lines_and_the_run_continues() {
     assert_eq!(out.len(), 6);
     assert_eq!(out[0]["id"], "1");
     assert_eq!(out[1]["line"], 2);
-    assert!(out[1]["error"].as_str().is_some_and(|e| e.contains("invalid JSON")));
+    assert!(
+        out[1]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("invalid JSON"))
+    );
     assert_eq!(out[2]["line"], 3);
     assert_eq!(out[2]["id"], "3");
     assert_eq!(out[3]["line"], 4);
-    assert!(out[3]["error"].as_str().is_some_and(|e| e.contains("UTF-8")));
+    assert!(
+        out[3]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("UTF-8"))
+    );
     assert_eq!(out[4]["line"], 5);
     assert_eq!(out[5]["id"], "6");
     assert_eq!(out[5]["redacted"], "患");
@@ -63,8 +77,10 @@ fn the_binary_scans_stdin_and_survives_garbage() {
     drop(stdin);
     let out = child.wait_with_output().expect("wait");
     assert!(out.status.success());
-    let lines: Vec<Value> =
-        String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).expect("JSON")).collect();
+    let lines: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON"))
+        .collect();
     assert_eq!(lines.len(), 2);
     assert_eq!(lines[0]["line"], 1);
     assert_eq!(lines[1]["redacted"], "〔氏名1〕さん");

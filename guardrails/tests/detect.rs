@@ -24,65 +24,161 @@ fn offsets_are_code_points_and_text_matches_the_input() {
 
 #[test]
 fn person_names_with_honorifics_labels_and_family_given_pairs() {
-    assert_eq!(found_of("外来で前川さんに説明した。", EntityType::Person), ["前川"]);
-    assert_eq!(found_of("担当医：河合 俊介（消化器内科）", EntityType::Person), ["河合 俊介"]);
-    assert_eq!(found_of("紹介元 三浦 恵美子 先生 御侍史", EntityType::Person), ["三浦 恵美子"]);
-    assert_eq!(found_of("母 杉山 涼子 が付き添い", EntityType::Person), ["杉山 涼子"]);
-    assert_eq!(found_of("野村です。薬の飲み方を教えてください。", EntityType::Person), ["野村"]);
-    assert_eq!(found_of("菅原 トメ様 92歳", EntityType::Person), ["菅原 トメ"]);
+    assert_eq!(
+        found_of("外来で前川さんに説明した。", EntityType::Person),
+        ["前川"]
+    );
+    assert_eq!(
+        found_of("担当医：河合 俊介（消化器内科）", EntityType::Person),
+        ["河合 俊介"]
+    );
+    assert_eq!(
+        found_of("紹介元 三浦 恵美子 先生 御侍史", EntityType::Person),
+        ["三浦 恵美子"]
+    );
+    assert_eq!(
+        found_of("母 杉山 涼子 が付き添い", EntityType::Person),
+        ["杉山 涼子"]
+    );
+    assert_eq!(
+        found_of("野村です。薬の飲み方を教えてください。", EntityType::Person),
+        ["野村"]
+    );
+    assert_eq!(
+        found_of("菅原 トメ様 92歳", EntityType::Person),
+        ["菅原 トメ"]
+    );
 }
 
 #[test]
 fn kana_and_romaji_names() {
-    assert_eq!(found_of("いしだ こうくん、発熱あり", EntityType::Person), ["いしだ こう"]);
-    assert_eq!(found_of("pt: Nakamura Yuki 34F, migraine", EntityType::Person), ["Nakamura Yuki"]);
-    assert_eq!(found_of("Kenta SUZUKI was seen today", EntityType::Person), ["Kenta SUZUKI"]);
-    assert_eq!(found_of("受付：原田 翔（ハラダ ショウ）", EntityType::Person), ["原田 翔", "ハラダ ショウ"]);
+    assert_eq!(
+        found_of("いしだ こうくん、発熱あり", EntityType::Person),
+        ["いしだ こう"]
+    );
+    assert_eq!(
+        found_of("pt: Nakamura Yuki 34F, migraine", EntityType::Person),
+        ["Nakamura Yuki"]
+    );
+    assert_eq!(
+        found_of("Kenta SUZUKI was seen today", EntityType::Person),
+        ["Kenta SUZUKI"]
+    );
+    assert_eq!(
+        found_of("受付：原田 翔（ハラダ ショウ）", EntityType::Person),
+        ["原田 翔", "ハラダ ショウ"]
+    );
 }
 
 #[test]
 fn addresses_street_level_only() {
     assert_eq!(
-        found_of("現住所：静岡県浜松市中区元城町103-2 メゾン元城305", EntityType::Address),
+        found_of(
+            "現住所：静岡県浜松市中区元城町103-2 メゾン元城305",
+            EntityType::Address
+        ),
         ["静岡県浜松市中区元城町103-2 メゾン元城305"]
     );
-    assert_eq!(found_of("福岡市博多区博多駅前2丁目1番1号へ転居", EntityType::Address), ["福岡市博多区博多駅前2丁目1番1号"]);
-    assert!(found_of("京都府でインフルエンザが流行している。", EntityType::Address).is_empty());
+    assert_eq!(
+        found_of("福岡市博多区博多駅前2丁目1番1号へ転居", EntityType::Address),
+        ["福岡市博多区博多駅前2丁目1番1号"]
+    );
+    assert!(
+        found_of(
+            "京都府でインフルエンザが流行している。",
+            EntityType::Address
+        )
+        .is_empty()
+    );
     assert!(found_of("札幌市内の病院に3回入院した。", EntityType::Address).is_empty());
 }
 
 #[test]
 fn phones_emails_postal_codes() {
-    assert_eq!(found_of("自宅 ０３－５２１２－８８７０ に連絡", EntityType::Phone), ["０３－５２１２－８８７０"]);
-    assert_eq!(found_of("携帯 +81 80 1234 5678", EntityType::Phone), ["+81 80 1234 5678"]);
-    assert_eq!(found_of("連絡先はa.kawai-77@example.co.jpです", EntityType::Email), ["a.kawai-77@example.co.jp"]);
-    assert_eq!(found_of("〒 060-0042 札幌市", EntityType::PostalCode), ["060-0042"]);
+    assert_eq!(
+        found_of("自宅 ０３－５２１２－８８７０ に連絡", EntityType::Phone),
+        ["０３－５２１２－８８７０"]
+    );
+    assert_eq!(
+        found_of("携帯 +81 80 1234 5678", EntityType::Phone),
+        ["+81 80 1234 5678"]
+    );
+    assert_eq!(
+        found_of("連絡先はa.kawai-77@example.co.jpです", EntityType::Email),
+        ["a.kawai-77@example.co.jp"]
+    );
+    assert_eq!(
+        found_of("〒 060-0042 札幌市", EntityType::PostalCode),
+        ["060-0042"]
+    );
 }
 
 #[test]
 fn birth_dates_in_every_calendar_but_not_visit_dates() {
-    assert_eq!(found_of("前川 智也（平成元年12月3日生）", EntityType::BirthDate), ["平成元年12月3日"]);
-    assert_eq!(found_of("生年月日：1979/11/30", EntityType::BirthDate), ["1979/11/30"]);
-    assert_eq!(found_of("DOB 2001-04-09, allergy none", EntityType::BirthDate), ["2001-04-09"]);
-    assert_eq!(found_of("T15.3.1生まれ", EntityType::BirthDate), ["T15.3.1"]);
-    assert!(found_of("2025年3月3日に入院、2025年3月10日退院。", EntityType::BirthDate).is_empty());
+    assert_eq!(
+        found_of("前川 智也（平成元年12月3日生）", EntityType::BirthDate),
+        ["平成元年12月3日"]
+    );
+    assert_eq!(
+        found_of("生年月日：1979/11/30", EntityType::BirthDate),
+        ["1979/11/30"]
+    );
+    assert_eq!(
+        found_of("DOB 2001-04-09, allergy none", EntityType::BirthDate),
+        ["2001-04-09"]
+    );
+    assert_eq!(
+        found_of("T15.3.1生まれ", EntityType::BirthDate),
+        ["T15.3.1"]
+    );
+    assert!(
+        found_of(
+            "2025年3月3日に入院、2025年3月10日退院。",
+            EntityType::BirthDate
+        )
+        .is_empty()
+    );
     assert!(found_of("令和6年4月1日 初診", EntityType::BirthDate).is_empty());
 }
 
 #[test]
 fn my_number_by_check_digit_and_by_label() {
-    assert_eq!(found_of("番号は 1234 5678 9018 です", EntityType::MyNumber), ["1234 5678 9018"]);
+    assert_eq!(
+        found_of("番号は 1234 5678 9018 です", EntityType::MyNumber),
+        ["1234 5678 9018"]
+    );
     assert!(found_of("伝票番号 1234 5678 9011", EntityType::MyNumber).is_empty());
-    assert_eq!(found_of("マイナンバー：１２３４５６７８９０１１", EntityType::MyNumber), ["１２３４５６７８９０１１"]);
+    assert_eq!(
+        found_of(
+            "マイナンバー：１２３４５６７８９０１１",
+            EntityType::MyNumber
+        ),
+        ["１２３４５６７８９０１１"]
+    );
 }
 
 #[test]
 fn insurance_and_patient_ids() {
-    assert_eq!(found_of("保険者番号：０６１３０４１２", EntityType::InsuranceId), ["０６１３０４１２"]);
-    assert_eq!(found_of("被保険者証 記号 12-3 番号 45", EntityType::InsuranceId), ["12-3", "45"]);
-    assert_eq!(found_of("後期高齢者被保険者番号 39123456", EntityType::InsuranceId), ["39123456"]);
-    assert_eq!(found_of("カルテNo. A-20931 再診", EntityType::PatientId), ["A-20931"]);
-    assert_eq!(found_of("診察券番号 000123", EntityType::PatientId), ["000123"]);
+    assert_eq!(
+        found_of("保険者番号：０６１３０４１２", EntityType::InsuranceId),
+        ["０６１３０４１２"]
+    );
+    assert_eq!(
+        found_of("被保険者証 記号 12-3 番号 45", EntityType::InsuranceId),
+        ["12-3", "45"]
+    );
+    assert_eq!(
+        found_of("後期高齢者被保険者番号 39123456", EntityType::InsuranceId),
+        ["39123456"]
+    );
+    assert_eq!(
+        found_of("カルテNo. A-20931 再診", EntityType::PatientId),
+        ["A-20931"]
+    );
+    assert_eq!(
+        found_of("診察券番号 000123", EntityType::PatientId),
+        ["000123"]
+    );
 }
 
 #[test]

@@ -15,9 +15,17 @@ fn same_value_gets_same_placeholder_and_types_are_numbered_separately() {
         r.text,
         "患者 〔氏名1〕様（TEL 〔電話1〕）。〔氏名1〕様の妻 〔氏名2〕さん（〔電話2〕）、再度 〔電話1〕 に連絡。"
     );
-    let phs: Vec<&str> = r.mapping.entries().iter().map(|e| e.placeholder.as_str()).collect();
+    let phs: Vec<&str> = r
+        .mapping
+        .entries()
+        .iter()
+        .map(|e| e.placeholder.as_str())
+        .collect();
     assert_eq!(phs, ["〔氏名1〕", "〔電話1〕", "〔氏名2〕", "〔電話2〕"]);
-    assert_eq!(r.mapping.find_placeholder("〔電話1〕").map(|e| e.kind), Some(EntityType::Phone));
+    assert_eq!(
+        r.mapping.find_placeholder("〔電話1〕").map(|e| e.kind),
+        Some(EntityType::Phone)
+    );
 }
 
 #[test]
@@ -38,9 +46,22 @@ fn output_check_separates_restored_values_from_leaks() {
     let answer = "〔氏名1〕様へ。別の患者 岩崎 義男さん（03-9999-8888）と同室です。";
     let rep = detector().check_output(answer, &r.mapping);
     assert_eq!(rep.restored, ["〔氏名1〕"]);
-    let leaks: Vec<(EntityType, &str)> = rep.leaks.iter().map(|e| (e.kind, e.text.as_str())).collect();
-    assert_eq!(leaks, [(EntityType::Person, "岩崎 義男"), (EntityType::Phone, "03-9999-8888")]);
-    assert_eq!(rep.text, "前川 智也様へ。別の患者 〔氏名〕さん（〔電話〕）と同室です。");
+    let leaks: Vec<(EntityType, &str)> = rep
+        .leaks
+        .iter()
+        .map(|e| (e.kind, e.text.as_str()))
+        .collect();
+    assert_eq!(
+        leaks,
+        [
+            (EntityType::Person, "岩崎 義男"),
+            (EntityType::Phone, "03-9999-8888")
+        ]
+    );
+    assert_eq!(
+        rep.text,
+        "前川 智也様へ。別の患者 〔氏名〕さん（〔電話〕）と同室です。"
+    );
     // A value of the request repeated verbatim by the model is the caller's own data, not a leak.
     let echo = detector().check_output("TEL 090-1111-2222 に折り返します。", &r.mapping);
     assert!(echo.leaks.is_empty());
@@ -58,5 +79,9 @@ fn one_mapping_spans_several_messages_of_a_request() {
 #[test]
 fn placeholders_in_text_are_never_detected_again() {
     let text = "〔氏名1〕さん、〔患者番号123〕、〔電話1〕";
-    assert!(detector().detect(text).is_empty(), "{:?}", detector().detect(text));
+    assert!(
+        detector().detect(text).is_empty(),
+        "{:?}",
+        detector().detect(text)
+    );
 }

@@ -67,7 +67,10 @@ fn long_text_without_sentence_breaks_is_released_in_bounded_pieces() {
     for _ in 0..100 {
         released += s.push("あいうえおかきくけこ").text.chars().count();
     }
-    assert!(released >= 1000 - StreamScanner::MAX_HOLD, "released {released}");
+    assert!(
+        released >= 1000 - StreamScanner::MAX_HOLD,
+        "released {released}"
+    );
 }
 
 #[test]

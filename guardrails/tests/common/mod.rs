@@ -9,18 +9,28 @@ pub fn detector() -> &'static Detector {
     static DET: OnceLock<Detector> = OnceLock::new();
     DET.get_or_init(|| match Dictionary::load_default() {
         Ok(d) => Detector::new(d),
-        Err(e) => panic!("{e}\n(the guardrails tests need the compiled IPADIC dictionary: run scripts/setup.sh)"),
+        Err(e) => panic!(
+            "{e}\n(the guardrails tests need the compiled IPADIC dictionary: run scripts/setup.sh)"
+        ),
     })
 }
 
 /// `(type, text)` of every entity found in `input`.
 #[allow(dead_code)]
 pub fn found(input: &str) -> Vec<(EntityType, String)> {
-    detector().detect(input).into_iter().map(|e| (e.kind, e.text)).collect()
+    detector()
+        .detect(input)
+        .into_iter()
+        .map(|e| (e.kind, e.text))
+        .collect()
 }
 
 /// Texts of the entities of `kind` found in `input`.
 #[allow(dead_code)]
 pub fn found_of(input: &str, kind: EntityType) -> Vec<String> {
-    found(input).into_iter().filter(|(k, _)| *k == kind).map(|(_, t)| t).collect()
+    found(input)
+        .into_iter()
+        .filter(|(k, _)| *k == kind)
+        .map(|(_, t)| t)
+        .collect()
 }
