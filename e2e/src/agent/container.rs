@@ -2,7 +2,7 @@
 //! back-off → Running …), restarts per `restartPolicy`, and its probes.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -134,8 +134,8 @@ impl ContainerRun {
         &mut self,
         argv: &[String],
         env: BTreeMap<String, String>,
-        dir: &PathBuf,
-        log: &PathBuf,
+        dir: &Path,
+        log: &Path,
     ) -> Result<(), String> {
         let (program, args) = argv.split_first().ok_or("empty command")?;
         let mut cmd = Command::new(program);

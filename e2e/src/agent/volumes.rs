@@ -41,9 +41,12 @@ pub enum VolumeError {
         volume: String,
         /// The cause.
         #[source]
-        source: EnvError,
+        source: Box<EnvError>,
     },
 }
+
+/// Key → value data of a ConfigMap or Secret, and the items to project (all keys when `None`).
+type DataSource<'a> = (BTreeMap<String, String>, Option<&'a Vec<KeyToPath>>);
 
 /// Volume name → local directory, for one pod.
 pub type VolumeDirs = BTreeMap<String, PathBuf>;
@@ -90,9 +93,9 @@ async fn fill(
 ) -> Result<(), VolumeError> {
     let src = |source| VolumeError::Source {
         volume: vol.name.clone(),
-        source,
+        source: Box::new(source),
     };
-    let mut sources: Vec<(BTreeMap<String, String>, Option<&Vec<KeyToPath>>)> = Vec::new();
+    let mut sources: Vec<DataSource<'_>> = Vec::new();
     let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
     if let Some(s) = &vol.secret {
