@@ -357,6 +357,16 @@ pub struct RouteVersion {
     pub port: i32,
 }
 
+/// A version taken out of the routing table, kept running until its in-flight requests drained.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RetiringVersion {
+    /// ModelVersion name.
+    pub model_version: String,
+    /// When it stopped receiving new requests (RFC 3339).
+    pub since: String,
+}
+
 /// Observed state of an InferenceEndpoint.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -385,6 +395,9 @@ pub struct InferenceEndpointStatus {
     /// Versions with weights the gateway routes by.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub routing: Vec<RouteVersion>,
+    /// Versions that no longer receive traffic and are kept until their in-flight requests drained.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub retiring: Vec<RetiringVersion>,
     /// Conditions: Ready, ModelVersionResolved, RolloutProgressing.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
