@@ -15,6 +15,7 @@
 //! [`Dictionary::load_default`].
 
 mod address;
+pub mod bench;
 mod dates;
 mod detector;
 mod dict;
