@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
+use k8s_openapi::api::core::v1::Taint;
 
 use crate::agent::{AgentConfig, AgentError, NodeAgent, NodeSpec};
 use crate::images::ImageTable;
@@ -29,6 +30,9 @@ pub struct AgentArgs {
     /// 8×H100 GPU nodes to play (repeatable).
     #[arg(long = "gpu-node")]
     pub gpu_nodes: Vec<String>,
+    /// Taint for every node, KEY=VALUE:EFFECT (repeatable), e.g. to keep other pods off them.
+    #[arg(long = "taint", value_name = "KEY=VALUE:EFFECT")]
+    pub taints: Vec<String>,
     /// Image table entries IMAGE=PROGRAM (repeatable); `anshin/*` next to this binary are added.
     #[arg(long = "image", value_name = "IMAGE=PROGRAM")]
     pub images: Vec<String>,
@@ -92,6 +96,25 @@ pub async fn run(args: AgentArgs) -> Result<(), AgentCliError> {
     Ok(())
 }
 
+/// Parses `KEY=VALUE:EFFECT` (or `KEY:EFFECT`).
+pub fn parse_taint(text: &str) -> Result<Taint, AgentCliError> {
+    let bad = || AgentCliError::Usage(format!("--taint {text:?}: expected KEY=VALUE:EFFECT"));
+    let (kv, effect) = text.rsplit_once(':').ok_or_else(bad)?;
+    if !["NoSchedule", "PreferNoSchedule", "NoExecute"].contains(&effect) {
+        return Err(bad());
+    }
+    let (key, value) = match kv.split_once('=') {
+        Some((k, v)) => (k, Some(v.to_string())),
+        None => (kv, None),
+    };
+    Ok(Taint {
+        key: key.to_string(),
+        value,
+        effect: effect.to_string(),
+        time_added: None,
+    })
+}
+
 fn client_port(kubeconfig: &std::path::Path) -> Result<u16, AgentCliError> {
     let text =
         std::fs::read_to_string(kubeconfig).map_err(|e| AgentCliError::Usage(e.to_string()))?;
@@ -104,4 +127,20 @@ fn client_port(kubeconfig: &std::path::Path) -> Result<u16, AgentCliError> {
                 kubeconfig.display()
             ))
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn taints_parse_with_and_without_value() {
+        let t = parse_taint("anshin.dev/test=edge:NoSchedule").unwrap();
+        assert_eq!(
+            (t.key.as_str(), t.value.as_deref(), t.effect.as_str()),
+            ("anshin.dev/test", Some("edge"), "NoSchedule")
+        );
+        assert_eq!(parse_taint("k:NoExecute").unwrap().value, None);
+        assert!(parse_taint("k=v:Sometimes").is_err());
+    }
 }

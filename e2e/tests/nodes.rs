@@ -1,0 +1,191 @@
+//! Node failures: the agent can report a node NotReady or delete it, and the agent process can be
+//! killed (node loss: its pods die with it, the control plane notices) and restarted (pods run again).
+
+use std::net::SocketAddr;
+use std::process::Command;
+use std::time::Duration;
+
+use anshin_e2e::agent::{AgentConfig, NodeAgent, NodeSpec};
+use anshin_e2e::fixture::{eventually, shared};
+use anshin_e2e::images::ImageTable;
+use anshin_e2e::process::ManagedProcess;
+use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::api::{Api, DeleteParams, PostParams};
+use serde_json::json;
+
+const WAIT: Duration = Duration::from_secs(60);
+
+async fn ready_status(nodes: &Api<Node>, name: &str) -> Option<String> {
+    let node = nodes.get_opt(name).await.ok()??;
+    let conds = node.status?.conditions?;
+    conds
+        .into_iter()
+        .find(|c| c.type_ == "Ready")
+        .map(|c| c.status)
+}
+
+#[tokio::test]
+async fn agent_marks_a_node_not_ready_and_deletes_it_on_demand() {
+    let cluster = shared();
+    let client = cluster.client().await;
+    let dir = std::env::temp_dir().join(format!("anshin-e2e-flaky-{}", std::process::id()));
+    let mut spec = NodeSpec::cpu("flaky-0");
+    spec.taints.push(
+        serde_json::from_value(
+            json!({ "key": "anshin.dev/test", "value": "flaky", "effect": "NoSchedule" }),
+        )
+        .expect("taint"),
+    );
+    let config = AgentConfig {
+        nodes: vec![spec],
+        images: ImageTable::new(),
+        dir: dir.clone(),
+        apiserver_port: 0,
+        heartbeat: Duration::from_secs(1),
+    };
+    let agent = NodeAgent::start(client.clone(), config)
+        .await
+        .expect("agent started");
+    let nodes: Api<Node> = Api::all(client);
+    assert_eq!(
+        ready_status(&nodes, "flaky-0").await.as_deref(),
+        Some("True")
+    );
+    agent
+        .set_ready("flaky-0", false)
+        .await
+        .expect("marked NotReady");
+    eventually(
+        "flaky-0 to stay NotReady across heartbeats",
+        WAIT,
+        || async {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            (ready_status(&nodes, "flaky-0").await.as_deref() == Some("False")).then_some(())
+        },
+    )
+    .await;
+    agent.delete_node("flaky-0").await.expect("node deleted");
+    eventually("flaky-0 to be gone", WAIT, || async {
+        nodes.get_opt("flaky-0").await.ok()?.is_none().then_some(())
+    })
+    .await;
+    agent.shutdown().await;
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+fn spawn_agent(kubeconfig: &std::path::Path, dir: &std::path::Path) -> ManagedProcess {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_anshin-node-agent"));
+    cmd.arg("--kubeconfig")
+        .arg(kubeconfig)
+        .arg("--dir")
+        .arg(dir);
+    cmd.args([
+        "--node",
+        "edge-0",
+        "--taint",
+        "anshin.dev/test=edge:NoSchedule",
+    ]);
+    cmd.args([
+        "--image",
+        &format!("anshin/testpod={}", env!("CARGO_BIN_EXE_anshin-testpod")),
+    ]);
+    ManagedProcess::spawn("node-agent", &mut cmd, &dir.join("agent.log"))
+        .expect("agent process started")
+}
+
+async fn ready_ip(pods: &Api<Pod>, min_restarts: i32) -> String {
+    eventually(
+        &format!("the edge pod ready with {min_restarts}+ restarts"),
+        WAIT,
+        || async {
+            let status = pods.get("edge").await.ok()?.status?;
+            let c = status.container_statuses?.into_iter().next()?;
+            (c.ready && c.restart_count >= min_restarts)
+                .then_some(status.pod_ip)
+                .flatten()
+        },
+    )
+    .await
+}
+
+async fn answers(ip: &str) -> bool {
+    let addr: SocketAddr = format!("{ip}:8080").parse().expect("pod ip");
+    anshin_e2e::http::get(addr, "/", Duration::from_secs(2))
+        .await
+        .is_ok()
+}
+
+#[tokio::test]
+async fn killed_agent_takes_its_pods_down_and_the_control_plane_notices() {
+    let cluster = shared();
+    let ns = cluster.namespace("node-loss").await;
+    let dir = std::env::temp_dir().join(format!("anshin-e2e-edge-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("agent dir");
+    let mut agent = spawn_agent(cluster.kubeconfig(), &dir);
+    let nodes: Api<Node> = Api::all(ns.client());
+    eventually("edge-0 to be Ready", WAIT, || async {
+        (ready_status(&nodes, "edge-0").await.as_deref() == Some("True")).then_some(())
+    })
+    .await;
+
+    let pods: Api<Pod> = ns.api();
+    let pod = json!({ "metadata": { "name": "edge" }, "spec": {
+        "nodeSelector": { "kubernetes.io/hostname": "edge-0" },
+        "tolerations": [{ "key": "anshin.dev/test", "operator": "Exists", "effect": "NoSchedule" }],
+        "containers": [{ "name": "main", "image": "anshin/testpod", "args": ["--port", "8080"],
+            "env": [{ "name": "POD_IP", "valueFrom": { "fieldRef": { "fieldPath": "status.podIP" } } }],
+            "readinessProbe": { "tcpSocket": { "port": 8080 }, "periodSeconds": 1 } }] } });
+    pods.create(
+        &PostParams::default(),
+        &serde_json::from_value(pod).expect("pod"),
+    )
+    .await
+    .expect("pod created");
+    let ip = ready_ip(&pods, 0).await;
+    assert!(answers(&ip).await);
+
+    agent.kill_now();
+    eventually("the pod's process to die with its agent", WAIT, || async {
+        (!answers(&ip).await).then_some(())
+    })
+    .await;
+
+    // A restarted agent runs the pod again, counting the lost process as a restart.
+    agent = spawn_agent(cluster.kubeconfig(), &dir);
+    let ip = ready_ip(&pods, 1).await;
+    assert!(answers(&ip).await, "restarted pod answers on {ip}");
+
+    agent.kill_now();
+    eventually(
+        "the node-lifecycle controller to mark edge-0 Unknown",
+        WAIT,
+        || async {
+            (ready_status(&nodes, "edge-0").await.as_deref() == Some("Unknown")).then_some(())
+        },
+    )
+    .await;
+    eventually(
+        "the pod on the lost node to be evicted (deletion started)",
+        WAIT,
+        || async {
+            pods.get("edge")
+                .await
+                .ok()?
+                .metadata
+                .deletion_timestamp
+                .map(|_| ())
+        },
+    )
+    .await;
+    nodes
+        .delete("edge-0", &DeleteParams::default())
+        .await
+        .expect("lost node deleted");
+    eventually(
+        "the pod of the deleted node to be garbage-collected",
+        WAIT,
+        || async { pods.get_opt("edge").await.ok()?.is_none().then_some(()) },
+    )
+    .await;
+    let _ = std::fs::remove_dir_all(dir);
+}
