@@ -53,6 +53,20 @@ def main():
     provider = NlpEngineProvider(nlp_configuration={
         "nlp_engine_name": "spacy",
         "models": [{"lang_code": "ja", "model_name": "ja_ginza"}],
+        # GiNZA tags Extended Named Entity labels (Person, Postal_Address, ...), not Presidio's
+        # OntoNotes defaults: map them, or Presidio reports no name or address at all.
+        "ner_model_configuration": {
+            "model_to_presidio_entity_mapping": {
+                "Person": "PERSON", "PERSON": "PERSON",
+                "Postal_Address": "LOCATION", "Address_Other": "LOCATION", "Province": "LOCATION",
+                "City": "LOCATION", "County": "LOCATION", "GPE": "LOCATION", "LOC": "LOCATION",
+                "Phone_Number": "PHONE_NUMBER", "Email": "EMAIL_ADDRESS",
+                "Date": "DATE_TIME", "DATE": "DATE_TIME",
+            },
+            "low_confidence_score_multiplier": 0.4,
+            "low_score_entity_names": [],
+            "labels_to_ignore": [],
+        },
     })
     engine = AnalyzerEngine(nlp_engine=provider.create_engine(), supported_languages=["ja"])
     engine.analyze(text="ウォームアップ 山田太郎", language="ja")

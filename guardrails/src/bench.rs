@@ -15,8 +15,11 @@ use crate::eval::{GoldRecord, Scores, score};
 pub struct Figures {
     /// What was measured.
     pub system: String,
-    /// UTF-8 megabytes (10⁶ bytes) of dev-set text per second on one thread.
+    /// UTF-8 megabytes (10⁶ bytes) of dev-set text per second of wall-clock time on one thread.
     pub throughput_mb_per_s_per_core: f64,
+    /// The same per second of CPU time actually given to the thread (Linux schedstat), which does not
+    /// depend on how loaded the machine is; `None` where unavailable (and for the peer).
+    pub throughput_mb_per_cpu_s: Option<f64>,
     /// Size of the note used for latency.
     pub note_bytes: usize,
     /// How many timed runs the percentiles come from.
@@ -74,6 +77,16 @@ pub fn build_note(texts: &[&str], limit: usize) -> String {
     note
 }
 
+/// Nanoseconds this thread has spent on a CPU (first field of `/proc/thread-self/schedstat`).
+fn thread_cpu_ns() -> Option<u64> {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
@@ -93,7 +106,7 @@ pub fn measure(
     let texts: Vec<&str> = gold.iter().map(|r| r.text.as_str()).collect();
     let preds: Vec<Vec<Entity>> = texts.iter().map(|t| detector.detect(t)).collect();
     let (scores, _) = score(gold.iter().zip(preds.iter().map(Vec::as_slice)));
-    let (mut bytes, start) = (0usize, Instant::now());
+    let (mut bytes, start, cpu_start) = (0usize, Instant::now(), thread_cpu_ns());
     while start.elapsed() < min_time || bytes == 0 {
         for t in &texts {
             bytes += t.len();
@@ -101,6 +114,10 @@ pub fn measure(
         }
     }
     let throughput = bytes as f64 / start.elapsed().as_secs_f64() / 1e6;
+    let cpu_throughput = cpu_start
+        .zip(thread_cpu_ns())
+        .filter(|(a, b)| b > a)
+        .map(|(a, b)| bytes as f64 / ((b - a) as f64 / 1e9) / 1e6);
     let note = build_note(&texts, 4096);
     for _ in 0..latency_runs.min(100) {
         std::hint::black_box(detector.detect(&note));
@@ -116,6 +133,7 @@ pub fn measure(
     Figures {
         system: "anshin-guardrails (vibrato + IPADIC, 1 thread)".into(),
         throughput_mb_per_s_per_core: throughput,
+        throughput_mb_per_cpu_s: cpu_throughput,
         note_bytes: note.len(),
         latency_runs,
         note_p50_ms: percentile(&lat, 0.5),
@@ -140,6 +158,7 @@ pub fn peer_figures(peer: &PeerRun, gold: &[GoldRecord]) -> Figures {
     Figures {
         system: peer.peer.clone(),
         throughput_mb_per_s_per_core: peer.throughput_mb_per_s_per_core,
+        throughput_mb_per_cpu_s: None,
         note_bytes: peer.note_bytes,
         latency_runs: peer.latency_runs,
         note_p50_ms: peer.note_p50_ms,

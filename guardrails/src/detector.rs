@@ -4,6 +4,7 @@
 
 use crate::dict::Dictionary;
 use crate::entity::{Entity, EntityType, Span};
+use crate::morph::WorkerPool;
 use crate::text::Text;
 use crate::words::Words;
 use crate::{address, dates, morph, names, rules};
@@ -12,12 +13,14 @@ use crate::{address, dates, morph, names, rules};
 /// `Arc`); each call allocates only per-call scratch space.
 pub struct Detector {
     dict: Dictionary,
+    workers: WorkerPool,
 }
 
 impl Detector {
     /// Wraps a loaded dictionary (see [`Dictionary::load_default`]).
     pub fn new(dict: Dictionary) -> Detector {
-        Detector { dict }
+        let workers = WorkerPool::new(&dict);
+        Detector { dict, workers }
     }
 
     /// Loads the dictionary from its default location and builds a detector.
@@ -60,7 +63,7 @@ impl Detector {
     fn spans(&self, text: &Text) -> Vec<Span> {
         let mut spans = Vec::new();
         rules::find(text, &mut spans);
-        let toks = morph::tokenize(&self.dict, text);
+        let toks = morph::tokenize(&self.workers, text);
         let words = Words {
             text,
             toks: &toks,

@@ -21,9 +21,12 @@ pub const ROMAJI_NAMES: &str = "names-romaji.tsv";
 /// Environment variable that points at the dictionary directory.
 pub const DICT_ENV: &str = "ANSHIN_GUARDRAILS_DICT";
 
-/// The morphological dictionary and name lists, loaded once and shared (it is `Send + Sync`).
+/// The morphological dictionary and name lists, loaded once and shared (it is `Send + Sync`). Load it
+/// once per process: its ~50 MB are kept until the process exits.
 pub struct Dictionary {
-    pub(crate) tokenizer: vibrato::Tokenizer,
+    /// Leaked on purpose: the dictionary is loaded once per process and lives until it exits, and a
+    /// `'static` tokenizer lets the detector keep a pool of reusable analyser workers.
+    pub(crate) tokenizer: &'static vibrato::Tokenizer,
     pub(crate) romaji_surnames: HashSet<String>,
     pub(crate) romaji_given: HashSet<String>,
     /// Surface forms of the lexicon's 人名,姓 entries (a word the analyser tagged 地域 may still be one).
@@ -86,7 +89,8 @@ impl Dictionary {
                 _ => false,
             };
         }
-        let tokenizer = vibrato::Tokenizer::new(dict).max_grouping_len(24);
+        let tokenizer: &'static vibrato::Tokenizer =
+            Box::leak(Box::new(vibrato::Tokenizer::new(dict).max_grouping_len(24)));
         Ok(Dictionary {
             tokenizer,
             romaji_surnames,

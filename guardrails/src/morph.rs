@@ -1,6 +1,10 @@
 //! Morphological analysis with vibrato: turns the normalised text into tokens with the few IPADIC
 //! part-of-speech facts the name and address rules need.
 
+use std::sync::Mutex;
+
+use vibrato::tokenizer::worker::Worker;
+
 use crate::dict::Dictionary;
 use crate::text::Text;
 
@@ -49,39 +53,84 @@ impl Pos {
         self.surname || self.given || self.person
     }
 
+    /// Parses the leading fields of an IPADIC feature string with prefix checks (this runs for every
+    /// token, so it avoids splitting the whole string).
     fn parse(feature: &str, unknown: bool) -> Pos {
-        let mut f = feature.split(',');
-        let (p0, p1, p2, p3) = (f.next(), f.next(), f.next(), f.next());
-        let noun = p0 == Some("名詞");
-        let proper = noun && p1 == Some("固有名詞");
+        let Some(rest) = feature.strip_prefix("名詞,") else {
+            return Pos {
+                unknown,
+                ..Pos::default()
+            };
+        };
+        let proper_rest = rest.strip_prefix("固有名詞,");
+        let proper = proper_rest.is_some();
+        let pr = proper_rest.unwrap_or("");
+        let person = pr.strip_prefix("人名,");
         Pos {
-            noun,
+            noun: true,
             proper,
-            surname: proper && p2 == Some("人名") && p3 == Some("姓"),
-            given: proper && p2 == Some("人名") && p3 == Some("名"),
-            person: proper && p2 == Some("人名") && p3 == Some("一般"),
-            place: proper && p2 == Some("地域"),
-            org: proper && p2 == Some("組織"),
-            number: noun && p1 == Some("数"),
-            common: noun
-                && !unknown
-                && matches!(
-                    p1,
-                    Some("一般" | "サ変接続" | "形容動詞語幹" | "ナイ形容詞語幹")
-                ),
+            surname: person.is_some_and(|p| p.starts_with("姓")),
+            given: person.is_some_and(|p| p.starts_with("名")),
+            person: person.is_some_and(|p| p.starts_with("一般")),
+            place: pr.starts_with("地域"),
+            org: pr.starts_with("組織"),
+            number: rest.starts_with("数,"),
+            common: !unknown
+                && ["一般,", "サ変接続,", "形容動詞語幹,", "ナイ形容詞語幹,"]
+                    .iter()
+                    .any(|c| rest.starts_with(c)),
             unknown,
-            suffix: noun && p1 == Some("接尾"),
+            suffix: rest.starts_with("接尾,"),
         }
     }
 }
 
-/// Tokenises the whole normalised text, line by line, returning tokens in order.
-pub(crate) fn tokenize(dict: &Dictionary, text: &Text) -> Vec<Tok> {
-    let mut worker = dict.tokenizer.new_worker();
+/// Reusable analyser workers (each holds its lattice buffers), so a call does not reallocate them.
+pub(crate) struct WorkerPool {
+    tokenizer: &'static vibrato::Tokenizer,
+    idle: Mutex<Vec<Worker<'static>>>,
+}
+
+impl WorkerPool {
+    /// Most idle workers kept; more are created under load and dropped afterwards.
+    const KEEP: usize = 64;
+
+    pub fn new(dict: &Dictionary) -> WorkerPool {
+        WorkerPool {
+            tokenizer: dict.tokenizer,
+            idle: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn take(&self) -> Worker<'static> {
+        let pooled = self.idle.lock().ok().and_then(|mut v| v.pop());
+        pooled.unwrap_or_else(|| self.tokenizer.new_worker())
+    }
+
+    fn give_back(&self, worker: Worker<'static>) {
+        if let Ok(mut v) = self.idle.lock() {
+            if v.len() < Self::KEEP {
+                v.push(worker);
+            }
+        }
+    }
+}
+
+/// Tokenises the whole normalised text, line by line, returning tokens in order. Lines without any
+/// kanji or kana are skipped: no Japanese name or address can be in them.
+pub(crate) fn tokenize(pool: &WorkerPool, text: &Text) -> Vec<Tok> {
+    let mut worker = pool.take();
     let mut toks = Vec::with_capacity(text.len() / 2 + 1);
     let mut seg_start = 0;
     while seg_start < text.len() {
         let seg_end = segment_end(text, seg_start);
+        if !text.chars[seg_start..seg_end]
+            .iter()
+            .any(|&c| c as u32 >= 0x3000)
+        {
+            seg_start = seg_end;
+            continue;
+        }
         worker.reset_sentence(text.slice(seg_start, seg_end));
         worker.tokenize();
         for t in worker.token_iter() {
@@ -95,6 +144,7 @@ pub(crate) fn tokenize(dict: &Dictionary, text: &Text) -> Vec<Tok> {
         }
         seg_start = seg_end;
     }
+    pool.give_back(worker);
     toks
 }
 
