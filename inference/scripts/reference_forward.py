@@ -1,13 +1,14 @@
 #!/usr/bin/env python3
 """An independent numpy forward pass of a Llama GGUF (weights dequantized to f32 by the `gguf` package).
 
-Used once to check the model math apart from quantization: with CANDLE_DEQUANTIZE_ALL=1 our first-step
+Used to check the model math apart from quantization: with CANDLE_DEQUANTIZE_ALL=1 our first-step
 logits for the SmolLM2 capital-of-France chat prompt matched this script's to ~1e-5 (25.243279 vs
 25.2432785 for token 60). Slow (no KV cache); for checks, not tests.
 
     python reference_forward.py MODEL.gguf 1,9690,198,... STEPS
 Needs: pip install numpy gguf. Hyper-parameters below are SmolLM2-135M's.
 """
+import numpy as np, gguf, sys
 r = gguf.GGUFReader(sys.argv[1])
 T = {}
 for t in r.tensors:
