@@ -1,0 +1,228 @@
+//! The routing file: tenants (with key hashes), endpoints (with versions, weights and backends) and
+//! peer regions, in YAML. [`parse`] validates it into a [`Snapshot`]; see `docs/gateway.md`.
+//!
+//! ```yaml
+//! tenants:
+//!   - name: hospital-a
+//!     endpoints: [med-chat]          # or ["*"]
+//!     limits: {requests_per_minute: 600, tokens_per_minute: 200000, max_concurrent: 16}
+//!     keys:
+//!       - {name: ehr, sha256: "<64 hex digits: sha256 of the key>"}
+//! endpoints:
+//!   - name: med-chat
+//!     guardrails: {input: Redact, output: Redact}
+//!     versions:
+//!       - {name: v1, digest: "sha256:...", weight: 90, backends: ["10.0.0.5:8000"]}
+//! peers: ["http://gateway.osaka.example:8080"]
+//! ```
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde::Deserialize;
+
+use crate::keys::{KeyEntry, KeyRing, parse_hash};
+use crate::table::{Endpoint, Limits, Policy, Snapshot, Tenant, Version};
+
+/// Why a routing file was rejected (the previous snapshot stays in force).
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file is not valid YAML of the expected shape.
+    #[error("routing file is not valid: {0}")]
+    Yaml(#[from] serde_saphyr::Error),
+    /// A value is inconsistent.
+    #[error("routing file is not valid: {0}")]
+    Invalid(String),
+}
+
+/// The whole file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// Tenants and their keys.
+    #[serde(default)]
+    pub tenants: Vec<TenantConfig>,
+    /// Endpoints and their routing tables.
+    #[serde(default)]
+    pub endpoints: Vec<EndpointConfig>,
+    /// Gateways of other regions, tried in order when no local backend can serve.
+    #[serde(default)]
+    pub peers: Vec<String>,
+}
+
+/// One tenant.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantConfig {
+    /// Tenant name.
+    pub name: String,
+    /// Endpoints it may use (`*` for all).
+    #[serde(default)]
+    pub endpoints: Vec<String>,
+    /// Its limits (0 or absent = unlimited).
+    #[serde(default)]
+    pub limits: Limits,
+    /// Its keys.
+    #[serde(default)]
+    pub keys: Vec<KeyConfig>,
+}
+
+/// One key, by hash only.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyConfig {
+    /// Key name.
+    pub name: String,
+    /// Hex SHA-256 of the key string (`anshin-gateway hash-key` prints it).
+    pub sha256: String,
+}
+
+/// One endpoint.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EndpointConfig {
+    /// Name callers send as `model`.
+    pub name: String,
+    /// Guardrail policy (default Redact/Redact).
+    #[serde(default)]
+    pub guardrails: Policy,
+    /// Versions.
+    #[serde(default)]
+    pub versions: Vec<VersionConfig>,
+}
+
+/// One version of an endpoint.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VersionConfig {
+    /// Version name.
+    pub name: String,
+    /// Artifact digest.
+    #[serde(default)]
+    pub digest: Option<String>,
+    /// Share of traffic.
+    #[serde(default)]
+    pub weight: u32,
+    /// Backend addresses `host:port`.
+    #[serde(default)]
+    pub backends: Vec<String>,
+}
+
+/// Parses and validates a routing file.
+pub fn parse(yaml: &str) -> Result<Snapshot, ConfigError> {
+    let cfg: FileConfig = serde_saphyr::from_str(yaml)?;
+    build(cfg)
+}
+
+/// Validates a parsed file into a snapshot.
+pub fn build(cfg: FileConfig) -> Result<Snapshot, ConfigError> {
+    let mut snap = Snapshot::default();
+    let mut keys = Vec::new();
+    for t in cfg.tenants {
+        if snap.tenants.contains_key(&t.name) {
+            return Err(ConfigError::Invalid(format!(
+                "tenant `{}` appears twice",
+                t.name
+            )));
+        }
+        for k in &t.keys {
+            let hash = parse_hash(&k.sha256).ok_or_else(|| {
+                ConfigError::Invalid(format!(
+                    "key `{}` of tenant `{}`: sha256 must be 64 hex digits",
+                    k.name, t.name
+                ))
+            })?;
+            keys.push(KeyEntry {
+                hash,
+                tenant: t.name.clone(),
+                name: k.name.clone(),
+            });
+        }
+        let tenant = Tenant {
+            name: t.name.clone(),
+            endpoints: t.endpoints,
+            limits: t.limits,
+        };
+        snap.tenants.insert(t.name, Arc::new(tenant));
+    }
+    snap.keys = KeyRing::new(keys);
+    snap.endpoints = endpoints(cfg.endpoints)?;
+    for p in &cfg.peers {
+        if !p.starts_with("http://") {
+            return Err(ConfigError::Invalid(format!(
+                "peer `{p}` must be an http:// URL"
+            )));
+        }
+    }
+    snap.peers = cfg
+        .peers
+        .into_iter()
+        .map(|p| p.trim_end_matches('/').to_owned())
+        .collect();
+    Ok(snap)
+}
+
+fn endpoints(list: Vec<EndpointConfig>) -> Result<BTreeMap<String, Arc<Endpoint>>, ConfigError> {
+    let mut out = BTreeMap::new();
+    for e in list {
+        if out.contains_key(&e.name) {
+            return Err(ConfigError::Invalid(format!(
+                "endpoint `{}` appears twice",
+                e.name
+            )));
+        }
+        let versions = e
+            .versions
+            .into_iter()
+            .map(|v| Version {
+                name: v.name,
+                digest: v.digest,
+                weight: v.weight,
+                backends: v.backends,
+            })
+            .collect();
+        out.insert(
+            e.name.clone(),
+            Arc::new(Endpoint {
+                name: e.name,
+                policy: e.guardrails,
+                versions,
+            }),
+        );
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::hash_key;
+    use crate::table::Action;
+
+    #[test]
+    fn parses_a_full_file() {
+        let h = hex::encode(hash_key("sk-1"));
+        let yaml = format!(
+            "tenants:\n  - name: a\n    endpoints: ['*']\n    limits: {{requests_per_minute: 5}}\n    keys: [{{name: k, sha256: '{h}'}}]\n\
+             endpoints:\n  - name: m\n    guardrails: {{input: Block, output: Off}}\n    versions:\n      - {{name: v1, weight: 3, backends: ['127.0.0.1:1']}}\n\
+             peers: ['http://peer:8080/']\n"
+        );
+        let s = parse(&yaml).expect("valid file");
+        assert_eq!(
+            s.keys.authenticate("sk-1").map(|i| i.tenant),
+            Some("a".into())
+        );
+        assert_eq!(s.tenants["a"].limits.requests_per_minute, 5);
+        assert_eq!(s.endpoints["m"].policy.input, Action::Block);
+        assert_eq!(s.endpoints["m"].policy.output, Action::Off);
+        assert_eq!(s.peers, vec!["http://peer:8080".to_string()]);
+    }
+
+    #[test]
+    fn rejects_bad_hashes_unknown_fields_and_duplicates() {
+        assert!(parse("tenants: [{name: a, keys: [{name: k, sha256: nothex}]}]").is_err());
+        assert!(parse("endpoints: [{name: m, colour: red}]").is_err());
+        assert!(parse("endpoints: [{name: m}, {name: m}]").is_err());
+        assert!(parse("peers: ['https://x']").is_err());
+    }
+}

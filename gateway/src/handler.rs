@@ -1,0 +1,254 @@
+//! The OpenAI endpoints: authenticate, authorise, limit, guard the input, forward, guard the output,
+//! and finish every request — success or failure — with metrics and one audit record.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+use crate::audit::Event;
+use crate::error::ApiError;
+use crate::guard::{Kind, guard_input};
+use crate::keys::Identity;
+use crate::limits::Permit;
+use crate::proxy::{FORWARDED_HEADER, Outgoing, Upstream};
+use crate::routing::Lease;
+use crate::server::Gateway;
+use crate::table::{Endpoint, Limits, Snapshot, Tenant};
+
+/// `POST /v1/chat/completions`.
+pub async fn chat(
+    State(gw): State<Gateway>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    gw.complete(Kind::Chat, headers, body).await
+}
+
+/// `POST /v1/completions`.
+pub async fn completions(
+    State(gw): State<Gateway>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    gw.complete(Kind::Completion, headers, body).await
+}
+
+/// `GET /v1/models`: only the endpoints the caller's tenant may use.
+pub async fn models(State(gw): State<Gateway>, headers: HeaderMap) -> Response {
+    let snap = gw.inner.table.get();
+    match authenticate(&snap, &headers) {
+        Ok((_, tenant)) => {
+            let data: Vec<Value> = snap
+                .endpoints
+                .keys()
+                .filter(|e| tenant.allows(e))
+                .map(|e| json!({"id": e, "object": "model", "created": 0, "owned_by": "anshin"}))
+                .collect();
+            Json(json!({"object": "list", "data": data})).into_response()
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
+/// One request's bookkeeping, finished exactly once.
+pub(crate) struct Ctx {
+    pub(crate) started: Instant,
+    pub(crate) event: Event,
+    pub(crate) tenant: Option<(String, Limits)>,
+    pub(crate) permit: Option<Permit>,
+    pub(crate) lease: Option<Lease>,
+}
+
+fn request_id(headers: &HeaderMap) -> String {
+    let valid = |s: &&str| {
+        (1..=128).contains(&s.len())
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+    };
+    match headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(valid)
+    {
+        Some(id) => id.to_owned(),
+        None => hex::encode(rand::random::<[u8; 16]>()),
+    }
+}
+
+fn authenticate(snap: &Snapshot, headers: &HeaderMap) -> Result<(Identity, Arc<Tenant>), ApiError> {
+    let auth = headers
+        .get(header::AUTHORIZATION)
+        .ok_or(ApiError::MissingKey)?;
+    let auth = auth.to_str().map_err(|_| ApiError::InvalidKey)?;
+    let key = auth
+        .strip_prefix("Bearer ")
+        .or_else(|| auth.strip_prefix("bearer "))
+        .ok_or(ApiError::MissingKey)?;
+    let id = snap
+        .keys
+        .authenticate(key.trim())
+        .ok_or(ApiError::InvalidKey)?;
+    let tenant = snap
+        .tenants
+        .get(&id.tenant)
+        .cloned()
+        .ok_or(ApiError::InvalidKey)?;
+    Ok((id, tenant))
+}
+
+fn read_body(
+    body: Result<Bytes, BytesRejection>,
+    limit: usize,
+) -> Result<(Bytes, Value), ApiError> {
+    let bytes = body.map_err(|r| {
+        if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::TooLarge(limit)
+        } else {
+            ApiError::BadRequest(r.body_text())
+        }
+    })?;
+    let v = serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::BadRequest(format!("the body is not valid JSON: {e}")))?;
+    Ok((bytes, v))
+}
+
+fn endpoint(snap: &Snapshot, tenant: &Tenant, body: &Value) -> Result<Arc<Endpoint>, ApiError> {
+    let model = body
+        .get("model")
+        .and_then(Value::as_str)
+        .ok_or_else(|| ApiError::BadRequest("`model` is required".into()))?;
+    let ep = snap
+        .endpoints
+        .get(model)
+        .ok_or_else(|| ApiError::NotFound(model.chars().take(100).collect()))?;
+    if !tenant.allows(model) {
+        return Err(ApiError::Forbidden(model.to_owned()));
+    }
+    Ok(ep.clone())
+}
+
+/// What [`Gateway::prepare`] hands to the response side.
+pub(crate) struct Prepared {
+    pub(crate) endpoint: Arc<Endpoint>,
+    pub(crate) upstream: Upstream,
+    pub(crate) mapping: anshin_guardrails::Mapping,
+}
+
+impl Gateway {
+    async fn complete(
+        &self,
+        kind: Kind,
+        headers: HeaderMap,
+        body: Result<Bytes, BytesRejection>,
+    ) -> Response {
+        let mut ctx = Ctx {
+            started: Instant::now(),
+            event: Event {
+                time: jiff::Timestamp::now().to_string(),
+                request_id: request_id(&headers),
+                route: "none".into(),
+                ..Default::default()
+            },
+            tenant: None,
+            permit: None,
+            lease: None,
+        };
+        let rid = ctx.event.request_id.clone();
+        let mut resp = match self.prepare(kind, &headers, body, &mut ctx).await {
+            Ok(p) => self.respond(kind, p, ctx),
+            Err(e) => self.fail(e, ctx),
+        };
+        if let Ok(v) = HeaderValue::from_str(&rid) {
+            resp.headers_mut().insert("x-request-id", v);
+        }
+        resp
+    }
+
+    fn fail(&self, e: ApiError, mut ctx: Ctx) -> Response {
+        if let ApiError::RateLimited { limit, .. } = &e {
+            let tenant = ctx.tenant.as_ref().map_or("-", |t| t.0.as_str());
+            self.inner
+                .metrics
+                .rate_limited
+                .with_label_values(&[tenant, limit])
+                .inc();
+        }
+        ctx.event.outcome = e.code().into();
+        let resp = e.into_response();
+        self.finish(ctx, resp.status().as_u16());
+        resp
+    }
+
+    async fn prepare(
+        &self,
+        kind: Kind,
+        headers: &HeaderMap,
+        body: Result<Bytes, BytesRejection>,
+        ctx: &mut Ctx,
+    ) -> Result<Prepared, ApiError> {
+        let snap = self.inner.table.get();
+        let (id, tenant) = authenticate(&snap, headers)?;
+        ctx.event.tenant = Some(id.tenant.clone());
+        ctx.event.key_fingerprint = Some(id.fingerprint.clone());
+        ctx.tenant = Some((tenant.name.clone(), tenant.limits));
+        let (original, mut body) = read_body(body, self.inner.options.max_body_bytes)?;
+        let ep = endpoint(&snap, &tenant, &body)?;
+        ctx.event.endpoint = Some(ep.name.clone());
+        ctx.event.input_policy = ep.policy.input.as_str().into();
+        ctx.event.output_policy = ep.policy.output.as_str().into();
+        let estimate = (original.len() / 3) as u64;
+        ctx.permit = Some(
+            self.inner
+                .limiter
+                .admit(&tenant.name, tenant.limits, estimate)?,
+        );
+        ctx.event.prompt_tokens = estimate;
+        let t0 = Instant::now();
+        let input = guard_input(Some(&self.inner.detector), kind, &mut body, ep.policy.input);
+        self.inner
+            .metrics
+            .guardrail_seconds
+            .with_label_values(&["input"])
+            .observe(t0.elapsed().as_secs_f64());
+        let input = input?;
+        for (t, n) in &input.counts {
+            self.inner
+                .metrics
+                .detections
+                .with_label_values(&[t])
+                .inc_by(*n);
+        }
+        ctx.event.input_entities = input.counts.clone();
+        let out = Outgoing {
+            path: if kind == Kind::Chat {
+                "/v1/chat/completions"
+            } else {
+                "/v1/completions"
+            },
+            body: Bytes::from(body.to_string()),
+            original,
+            authorization: headers.get(header::AUTHORIZATION).cloned(),
+            request_id: ctx.event.request_id.clone(),
+            stream: body.get("stream").and_then(Value::as_bool).unwrap_or(false),
+        };
+        let forwarded = headers.contains_key(FORWARDED_HEADER);
+        let upstream = self
+            .inner
+            .proxy
+            .forward(&ep, &snap.peers, forwarded, &out)
+            .await
+            .ok_or(ApiError::Unavailable)?;
+        Ok(Prepared {
+            endpoint: ep,
+            upstream,
+            mapping: input.mapping,
+        })
+    }
+}

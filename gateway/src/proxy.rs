@@ -1,0 +1,240 @@
+//! Forwarding to backends with retries before the first byte: a connection failure, a timeout, a
+//! 503 or 429, or a body that breaks before its first byte sends the request to another backend (and
+//! if needed another version). Once a streamed response has produced its first byte it is committed:
+//! it is never retried. When no local backend is left the original request goes to the next peer
+//! region's gateway.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+
+use crate::metrics::Metrics;
+use crate::routing::{Backends, Lease};
+use crate::table::Endpoint;
+
+/// The HTTP/1 client used for backends, peers and health checks.
+pub type HttpClient = Client<HttpConnector, Full<Bytes>>;
+
+/// Builds the client: no TLS (backends are pod addresses), short connect timeout, pooled.
+pub fn http_client(connect_timeout: Duration) -> HttpClient {
+    let mut conn = HttpConnector::new();
+    conn.set_connect_timeout(Some(connect_timeout));
+    conn.set_nodelay(true);
+    Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(30))
+        .build(conn)
+}
+
+/// Header a gateway adds when forwarding to a peer, so the peer does not forward again.
+pub const FORWARDED_HEADER: &str = "x-anshin-forwarded";
+
+/// What to send upstream.
+#[derive(Debug, Clone)]
+pub struct Outgoing {
+    /// Path, e.g. `/v1/chat/completions`.
+    pub path: &'static str,
+    /// Body for local backends (input guardrails applied).
+    pub body: Bytes,
+    /// The caller's original body, for peer gateways that apply their own guardrails.
+    pub original: Bytes,
+    /// The caller's `Authorization` header, for peers.
+    pub authorization: Option<HeaderValue>,
+    /// Request id, passed on.
+    pub request_id: String,
+    /// Whether the caller asked for a stream.
+    pub stream: bool,
+}
+
+/// A backend's answer, read up to the point where it is committed.
+#[derive(Debug)]
+pub enum Reply {
+    /// A whole (non-streamed or error) body.
+    Full {
+        /// Backend status.
+        status: StatusCode,
+        /// The body.
+        body: Bytes,
+    },
+    /// A 200 stream whose first bytes have arrived.
+    Stream {
+        /// First body bytes.
+        first: Bytes,
+        /// The rest.
+        rest: Incoming,
+    },
+}
+
+/// Where the answer came from.
+#[derive(Debug)]
+pub enum Upstream {
+    /// A backend of this region.
+    Local {
+        /// The backend (counted in flight while held).
+        lease: Lease,
+        /// Its answer.
+        reply: Reply,
+    },
+    /// A peer region's gateway, passed through unchanged.
+    Peer(Response<Incoming>),
+}
+
+/// Forwarding settings and shared state.
+#[derive(Debug, Clone)]
+pub struct Proxy {
+    /// HTTP client.
+    pub client: HttpClient,
+    /// Backend health and load.
+    pub backends: Backends,
+    /// Metrics.
+    pub metrics: Metrics,
+    /// How long to wait for a backend's response headers (and first streamed bytes).
+    pub response_timeout: Duration,
+    /// Largest non-streamed backend body accepted.
+    pub max_response_bytes: usize,
+}
+
+enum Attempt {
+    Done(Reply),
+    Retry(&'static str),
+}
+
+impl Proxy {
+    /// Sends `out` to the endpoint's backends, retrying before the first byte, then to `peers`.
+    /// `None` when nothing could serve.
+    pub async fn forward(
+        &self,
+        ep: &Endpoint,
+        peers: &[String],
+        forwarded: bool,
+        out: &Outgoing,
+    ) -> Option<Upstream> {
+        let mut tried = HashSet::new();
+        while let Some(lease) = self.backends.pick(ep, &tried) {
+            tried.insert(lease.addr.clone());
+            match self.attempt(&lease.addr, out).await {
+                Attempt::Done(reply) => return Some(Upstream::Local { lease, reply }),
+                Attempt::Retry(reason) => {
+                    tracing::warn!(backend = %lease.addr, reason, request_id = %out.request_id, "retrying on another backend");
+                    self.metrics.retries.with_label_values(&[reason]).inc();
+                }
+            }
+        }
+        if forwarded {
+            return None;
+        }
+        for peer in peers {
+            if let Some(resp) = self.to_peer(peer, out).await {
+                self.metrics.peer_forwards.inc();
+                return Some(Upstream::Peer(resp));
+            }
+        }
+        None
+    }
+
+    fn request(&self, uri: String, body: Bytes, out: &Outgoing) -> Option<Request<Full<Bytes>>> {
+        Request::builder()
+            .method(Method::POST)
+            .uri(uri)
+            .header(header::CONTENT_TYPE, "application/json")
+            .header("x-request-id", out.request_id.as_str())
+            .body(Full::new(body))
+            .ok()
+    }
+
+    async fn attempt(&self, addr: &str, out: &Outgoing) -> Attempt {
+        let Some(req) = self.request(format!("http://{addr}{}", out.path), out.body.clone(), out)
+        else {
+            return Attempt::Retry("bad_address");
+        };
+        let resp = match tokio::time::timeout(self.response_timeout, self.client.request(req)).await
+        {
+            Ok(Ok(r)) => r,
+            Ok(Err(_)) | Err(_) => {
+                self.backends.eject(addr);
+                return Attempt::Retry("connect");
+            }
+        };
+        let status = resp.status();
+        if status == StatusCode::SERVICE_UNAVAILABLE || status == StatusCode::TOO_MANY_REQUESTS {
+            if status == StatusCode::SERVICE_UNAVAILABLE {
+                self.backends.eject(addr);
+            }
+            return Attempt::Retry(if status == StatusCode::TOO_MANY_REQUESTS {
+                "busy"
+            } else {
+                "unavailable"
+            });
+        }
+        if status.is_server_error() {
+            self.backends.eject(addr);
+        }
+        let result = if out.stream && status == StatusCode::OK {
+            self.first_bytes(resp.into_body()).await
+        } else {
+            self.whole(status, resp.into_body()).await
+        };
+        result.unwrap_or_else(|| {
+            self.backends.eject(addr);
+            Attempt::Retry("body")
+        })
+    }
+
+    async fn first_bytes(&self, mut body: Incoming) -> Option<Attempt> {
+        let deadline = tokio::time::Instant::now() + self.response_timeout;
+        loop {
+            let frame = tokio::time::timeout_at(deadline, body.frame())
+                .await
+                .ok()??
+                .ok()?;
+            if let Ok(data) = frame.into_data()
+                && !data.is_empty()
+            {
+                return Some(Attempt::Done(Reply::Stream {
+                    first: data,
+                    rest: body,
+                }));
+            }
+        }
+    }
+
+    async fn whole(&self, status: StatusCode, body: Incoming) -> Option<Attempt> {
+        let limited = Limited::new(body, self.max_response_bytes);
+        let collected = tokio::time::timeout(self.response_timeout, limited.collect())
+            .await
+            .ok()?
+            .ok()?;
+        Some(Attempt::Done(Reply::Full {
+            status,
+            body: collected.to_bytes(),
+        }))
+    }
+
+    async fn to_peer(&self, peer: &str, out: &Outgoing) -> Option<Response<Incoming>> {
+        let mut req = self.request(format!("{peer}{}", out.path), out.original.clone(), out)?;
+        req.headers_mut()
+            .insert(FORWARDED_HEADER, HeaderValue::from_static("1"));
+        if let Some(auth) = &out.authorization {
+            req.headers_mut()
+                .insert(header::AUTHORIZATION, auth.clone());
+        }
+        match tokio::time::timeout(self.response_timeout, self.client.request(req)).await {
+            Ok(Ok(r))
+                if r.status() != StatusCode::SERVICE_UNAVAILABLE
+                    && r.status() != StatusCode::TOO_MANY_REQUESTS =>
+            {
+                Some(r)
+            }
+            _ => {
+                tracing::warn!(peer, request_id = %out.request_id, "peer gateway could not serve");
+                None
+            }
+        }
+    }
+}

@@ -1,0 +1,157 @@
+//! The gateway's shared state, its router and the listener.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anshin_guardrails::Detector;
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{StatusCode, Uri};
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+
+use crate::audit::AuditLog;
+use crate::error::ApiError;
+use crate::handler;
+use crate::limits::Limiter;
+use crate::metrics::Metrics;
+use crate::proxy::{Proxy, http_client};
+use crate::routing::Backends;
+use crate::table::SharedTable;
+
+/// Tunables of the request path.
+#[derive(Debug, Clone)]
+pub struct GatewayOptions {
+    /// Largest request body accepted (larger → 413).
+    pub max_body_bytes: usize,
+    /// Largest non-streamed backend answer accepted.
+    pub max_response_bytes: usize,
+    /// Backend connect timeout.
+    pub connect_timeout: Duration,
+    /// How long to wait for a backend's headers or first streamed bytes.
+    pub response_timeout: Duration,
+    /// Interval of active health checks (`GET /readyz` on every backend).
+    pub health_interval: Duration,
+}
+
+impl Default for GatewayOptions {
+    fn default() -> Self {
+        GatewayOptions {
+            max_body_bytes: 1 << 20,
+            max_response_bytes: 16 << 20,
+            connect_timeout: Duration::from_secs(2),
+            response_timeout: Duration::from_secs(300),
+            health_interval: Duration::from_secs(2),
+        }
+    }
+}
+
+/// Everything a request needs; cheap to clone.
+#[derive(Clone)]
+pub struct Gateway {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) table: SharedTable,
+    pub(crate) limiter: Limiter,
+    pub(crate) detector: Arc<Detector>,
+    pub(crate) proxy: Proxy,
+    pub(crate) metrics: Metrics,
+    pub(crate) audit: Option<AuditLog>,
+    pub(crate) options: GatewayOptions,
+}
+
+impl Gateway {
+    /// A gateway over `table` (filled by a source), guarding with `detector`, auditing to `audit`.
+    pub fn new(
+        table: SharedTable,
+        detector: Arc<Detector>,
+        metrics: Metrics,
+        audit: Option<AuditLog>,
+        options: GatewayOptions,
+    ) -> Gateway {
+        let proxy = Proxy {
+            client: http_client(options.connect_timeout),
+            backends: Backends::new(),
+            metrics: metrics.clone(),
+            response_timeout: options.response_timeout,
+            max_response_bytes: options.max_response_bytes,
+        };
+        let inner = Inner {
+            table,
+            limiter: Limiter::new(),
+            detector,
+            proxy,
+            metrics,
+            audit,
+            options,
+        };
+        Gateway {
+            inner: Arc::new(inner),
+        }
+    }
+
+    /// The routing table this gateway reads.
+    pub fn table(&self) -> &SharedTable {
+        &self.inner.table
+    }
+
+    /// Its metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
+    /// Backend health and load.
+    pub fn backends(&self) -> &Backends {
+        &self.inner.proxy.backends
+    }
+
+    /// The HTTP router with every route.
+    pub fn router(&self) -> Router {
+        Router::new()
+            .route("/v1/chat/completions", post(handler::chat))
+            .route("/v1/completions", post(handler::completions))
+            .route("/v1/models", get(handler::models))
+            .route("/healthz", get(|| async { "ok" }))
+            .route("/readyz", get(readyz))
+            .route("/metrics", get(metrics))
+            .fallback(|uri: Uri| async move {
+                ApiError::NoRoute(uri.path().chars().take(200).collect())
+            })
+            .layer(DefaultBodyLimit::max(self.inner.options.max_body_bytes))
+            .with_state(self.clone())
+    }
+
+    /// Serves on `listener` until `shutdown` completes, with active health checks running.
+    pub async fn serve(
+        self,
+        listener: tokio::net::TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let checker = tokio::spawn(crate::health::run(self.clone()));
+        let result = axum::serve(listener, self.router())
+            .with_graceful_shutdown(shutdown)
+            .await;
+        checker.abort();
+        result
+    }
+}
+
+async fn readyz(State(gw): State<Gateway>) -> impl IntoResponse {
+    if gw.inner.table.is_loaded() {
+        (StatusCode::OK, "ready")
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "routing table not loaded yet",
+        )
+    }
+}
+
+async fn metrics(State(gw): State<Gateway>) -> impl IntoResponse {
+    (
+        [("content-type", "text/plain; version=0.0.4")],
+        gw.inner.metrics.render(),
+    )
+}
