@@ -15,7 +15,9 @@ fn re(pattern: &str) -> Regex {
 }
 
 static HOUSE_NUMBER: LazyLock<Regex> = LazyLock::new(|| {
-    re(r"^[0-9一二三四五六七八九十]+(?:(?:丁目|番地の|番地|番|号|-|の)[0-9]+)*(?:丁目|番地|番|号)?")
+    re(
+        r"^[0-9一二三四五六七八九十]+(?:(?:丁目|番地の|番地|番|号|条[東西南北]?|線[東西南北]?|-|の)[0-9]+)*(?:丁目|番地|番|号)?",
+    )
 });
 static BUILDING: LazyLock<Regex> = LazyLock::new(|| {
     re(
@@ -102,7 +104,7 @@ fn address_from(w: &Words<'_>, first: usize) -> Option<usize> {
     }
     let mut stop = end + num_str.chars().count();
     // A bare number right after a town name is only a house number when it has the shape of one.
-    let shaped = num_str.contains(['-', '丁', '番', '号']);
+    let shaped = num_str.contains(['-', '丁', '番', '号', '条', '線']);
     if !shaped {
         return None;
     }

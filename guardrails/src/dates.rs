@@ -19,6 +19,10 @@ static DATE: LazyLock<Regex> = LazyLock::new(|| {
         r"(?:明治|大正|昭和|平成|令和) ?(?:元|[0-9]{1,2}) ?年 ?[0-9]{1,2} ?月 ?[0-9]{1,2} ?日",
         r"|[MTSHR]\.? ?[0-9]{1,2}[./][0-9]{1,2}[./][0-9]{1,2}",
         r"|(?:18|19|20)[0-9]{2} ?(?:年 ?[0-9]{1,2} ?月 ?[0-9]{1,2} ?日|/[0-9]{1,2}/[0-9]{1,2}|\.[0-9]{1,2}\.[0-9]{1,2}|-[0-9]{1,2}-[0-9]{1,2})",
+        // Partial dates: a birth year (and month) needs 生 after it, a month and day a label before it.
+        r"|(?:明治|大正|昭和|平成|令和) ?(?:元|[0-9]{1,2}) ?年(?: ?[0-9]{1,2} ?月)?",
+        r"|(?:18|19|20)[0-9]{2} ?年(?: ?[0-9]{1,2} ?月)?",
+        r"|[0-9]{1,2} ?月 ?[0-9]{1,2} ?日",
     ))
 });
 static AFTER_BIRTH: LazyLock<Regex> = LazyLock::new(|| re(r"^ ?(?:生|誕生|出生)"));
@@ -49,6 +53,20 @@ pub(crate) fn find(text: &Text, persons: &[Span], out: &mut Vec<Span>) {
         let after = &text.norm[m.end()..];
         let before = &text.norm[text.byte_idx(s.saturating_sub(24))..m.start()];
         if AFTER_EVENT.is_match(after) {
+            continue;
+        }
+        let full = m.as_str().ends_with('日') && m.as_str().contains('年')
+            || m.as_str().matches(['/', '.', '-']).count() == 2;
+        if !full {
+            let year_part = m.as_str().contains('年');
+            let birth = if year_part {
+                AFTER_BIRTH.is_match(after)
+            } else {
+                BEFORE_BIRTH.is_match(before)
+            };
+            if birth {
+                out.push(Span::new(EntityType::BirthDate, s, e));
+            }
             continue;
         }
         let old_era = m.as_str().starts_with(['明', '大', '昭', 'M', 'T', 'S']);

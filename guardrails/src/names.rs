@@ -17,11 +17,14 @@ fn re(pattern: &str) -> Regex {
     Regex::new(pattern).unwrap_or_else(|e| panic!("invalid built-in pattern {pattern}: {e}"))
 }
 
-static HONORIFIC: LazyLock<Regex> =
-    LazyLock::new(|| re(r"さん|様|さま|氏|先生|くん|ちゃん|殿|Dr|Ns"));
+static HONORIFIC: LazyLock<Regex> = LazyLock::new(|| {
+    re(
+        r"さん|様|さま|氏|先生|くん|ちゃん|殿|Dr|Ns|医師|看護師|薬剤師|技師|准教授|教授|院長|部長|科長|師長|主任",
+    )
+});
 static LABEL: LazyLock<Regex> = LazyLock::new(|| {
     re(
-        r"(?:患者|氏名|お名前|名前|主治医|担当医|担当看護師|看護師|説明医師|医師|院長|宛先|申請児|保護者|本人|祖父|祖母|父|母|夫|妻|長男|長女|次男|次女|三男|三女|兄|姉|弟|妹|息子|娘|キーパーソン|リーダー|記載者|新患|立会|執刀医|紹介医|依頼医|薬剤師|代理人)(?:の)?[ :]*",
+        r"(?:患者|氏名|お名前|名前|主治医|担当医|担当看護師|担当者|担当|看護師|説明医師|医師|院長|宛先|申請児|申請者|保護者|本人|祖父|祖母|父|母|夫|妻|長男|長女|次男|次女|三男|三女|兄|姉|弟|妹|息子|娘|キーパーソン|リーダー|記載者|記録者|報告者|連絡者|依頼者|新患|立会|執刀医|紹介医|依頼医|薬剤師|検査技師|技師|代理人|Dr\.|Ns\.|Dr|Ns)(?:の)?[ :]*",
     )
 });
 static SELF_INTRO: LazyLock<Regex> = LazyLock::new(|| re(r"です|と申します|といいます"));
@@ -107,6 +110,15 @@ fn with_family(w: &Words<'_>, w1: &Word) -> usize {
             return w0.start;
         }
     }
+    // Foreign names in katakana: ジョン・スミス.
+    if w1.script == Script::Katakana && w1.start >= 2 && w.text.at(w1.start - 1) == Some('・') {
+        if let Some(w0) = w
+            .kana_run_before(w1.start - 1)
+            .filter(|w0| w0.script == Script::Katakana)
+        {
+            return w0.start;
+        }
+    }
     w1.start
 }
 
@@ -117,10 +129,36 @@ fn alone_ok(word: &Word) -> bool {
         || matches!(word.script, Script::Hiragana | Script::Katakana)
 }
 
+/// Whether the honorific at `h` stands on its own: a token starts there, or the analyser only broke
+/// a kana name before it into particles (`ゆいちゃん` → ゆい/ちゃ/ん) rather than reading one noun
+/// (`おばあちゃん`).
+fn honorific_stands_alone(w: &Words<'_>, h: usize) -> bool {
+    if w.tok_starting(h).is_some() {
+        return true;
+    }
+    let containing = w.toks.iter().find(|t| t.start < h && h < t.end);
+    containing.is_some_and(|t| !t.pos.noun)
+        && w.text.before(h).is_some_and(crate::text::is_hiragana)
+}
+
+/// Children's honorifics, after which a 2–3 kanji given name the lexicon does not know still counts.
+fn child_honorific(s: &str) -> bool {
+    matches!(s, "ちゃん" | "くん")
+}
+
+/// Honorifics proper (さん, 様, …) as opposed to job titles (医師, 教授, …), after which only a word
+/// the lexicon knows as a name counts (`東京医師会` is no person).
+fn is_title(s: &str) -> bool {
+    !matches!(
+        s,
+        "さん" | "様" | "さま" | "氏" | "先生" | "くん" | "ちゃん" | "殿" | "Dr" | "Ns"
+    )
+}
+
 fn by_honorific(w: &Words<'_>, out: &mut Vec<Span>) {
     for m in HONORIFIC.find_iter(&w.text.norm) {
         let h = w.text.char_idx(m.start());
-        if w.tok_starting(h).is_none()
+        if !honorific_stands_alone(w, h)
             || m.as_str().starts_with(['D', 'N'])
                 && w.text.at(h + 2).is_some_and(|c| c.is_ascii_alphabetic())
         {
@@ -131,24 +169,37 @@ fn by_honorific(w: &Words<'_>, out: &mut Vec<Span>) {
         } else {
             h
         };
-        if let Some(w1) = w
-            .word_before(end, Strictness::Strict)
-            .filter(|x| x.script != Script::Latin)
-        {
-            let start = with_family(w, &w1);
-            if start < w1.start || alone_ok(&w1) {
-                push(out, start, w1.end);
-            }
-        } else if let Some(w1) = w
-            .word_before(end, Strictness::Lenient)
-            .filter(|x| x.script != Script::Latin)
-        {
-            let start = with_family(w, &w1);
-            if start < w1.start {
-                push(out, start, w1.end);
-            }
+        if let Some((s, e)) = name_before_honorific(w, end, m.as_str()) {
+            push(out, s, e);
         }
     }
+}
+
+/// The name ending at `end`, right before the honorific `hon`.
+fn name_before_honorific(w: &Words<'_>, end: usize, hon: &str) -> Option<(usize, usize)> {
+    let not_latin = |x: &Word| x.script != Script::Latin;
+    if let Some(w1) = w.word_before(end, Strictness::Strict).filter(not_latin) {
+        let start = with_family(w, &w1);
+        let ok = if is_title(hon) {
+            w1.name_tagged
+        } else {
+            alone_ok(&w1)
+        };
+        return (start < w1.start || ok).then_some((start, w1.end));
+    }
+    if let Some(w1) = w.word_before(end, Strictness::Lenient).filter(not_latin) {
+        let start = with_family(w, &w1);
+        let child_name = child_honorific(hon)
+            && w1.script == Script::Kanji
+            && (2..=3).contains(&(w1.end - w1.start));
+        return (start < w1.start || child_name).then_some((start, w1.end));
+    }
+    // A kana given name the analyser read as a verb or particles (ゆいちゃん → ゆい/ちゃ/ん).
+    if is_title(hon) {
+        return None;
+    }
+    let run = w.kana_run_before(end)?;
+    Some((with_family(w, &run), run.end))
 }
 
 /// The name after position `p`: a strict first word, optionally `␣` and a second word.

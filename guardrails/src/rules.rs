@@ -34,13 +34,13 @@ static INSURED: LazyLock<Regex> = LazyLock::new(|| {
     re(r"(?:被保険者(?:証)?(?:の)?(?:番号|No\.?)|被保険者証[^0-9\n]{0,6}?番号)[ :：]*([0-9]{6,10})")
 });
 static SYMBOL_AND_NUMBER: LazyLock<Regex> =
-    LazyLock::new(|| re(r"記号[・/]番号[ :：]*([^ 、。,・/\n]{1,10})[・/ ]([0-9A-Za-z\-]{1,12})"));
+    LazyLock::new(|| re(r"記号[・/]?番号[ :：]*([^ 、。,・/\n]{1,10})[・/ ]([0-9A-Za-z\-]{1,12})"));
 static SYMBOL: LazyLock<Regex> =
-    LazyLock::new(|| re(r"記号[ :：]*([^ 、。,・\n]{1,10}?)(?:[ 、,。・\n]|番号|$)"));
+    LazyLock::new(|| re(r"記号[ :：]*([^ 、。,・:\n番]{1,10}?)(?:[ 、,。・\n]|番号|$)"));
 static NUMBER_AFTER_SYMBOL: LazyLock<Regex> = LazyLock::new(|| re(r"番号[ :：]*([0-9]{1,12})"));
 static PATIENT: LazyLock<Regex> = LazyLock::new(|| {
     re(
-        r"(?i)(?:患者ID|患者番号|患者No\.?|カルテ番号|カルテNo\.?|カルテID|診察券番号|診察券No\.?|診察券|ID番号|MRN|Patient ID|Chart No\.?)[ :：#]*(?:No\.?[ ]*)?([A-Za-z]{0,3}-?[0-9][0-9\-]*[0-9]|[0-9]{3,})",
+        r"(?i)(?:患者ID|患者番号|患者No\.?|カルテ番号|カルテNo\.?|カルテID|診察券番号|診察券No\.?|診察券|ID番号|MRN|Patient ID|Chart No\.?|ID)[ :：#]*(?:No\.?[ ]*)?([A-Za-z]{0,3}-?[0-9][0-9\-]*[0-9]|[0-9]{3,})",
     )
 });
 
@@ -180,7 +180,13 @@ fn find_insurance(text: &Text, out: &mut Vec<Span>) {
 
 fn find_patient_ids(text: &Text, out: &mut Vec<Span>) {
     for c in PATIENT.captures_iter(&text.norm) {
-        let Some(g) = c.get(1) else { continue };
+        let (Some(all), Some(g)) = (c.get(0), c.get(1)) else {
+            continue;
+        };
+        // `ID` inside an ASCII word (COVID 2019) is no label.
+        if glued(text.before(text.char_idx(all.start()))) {
+            continue;
+        }
         let digits = g.as_str().chars().filter(char::is_ascii_digit).count();
         let (s, e) = (text.char_idx(g.start()), text.char_idx(g.end()));
         if digits >= 3 && !glued(text.at(e)) {

@@ -150,7 +150,7 @@ impl<'a> Words<'a> {
         let boundary = self
             .text
             .before(start)
-            .is_none_or(|c| script(c) == Script::Other);
+            .is_none_or(|c| script(c) == Script::Other || c == '・');
         (boundary && (2..=5).contains(&(end - start))).then_some(Word {
             start,
             end,

@@ -51,7 +51,45 @@ fn person_names_with_honorifics_labels_and_family_given_pairs() {
 }
 
 #[test]
+fn names_before_job_titles_and_after_role_labels() {
+    assert_eq!(
+        found_of("山下医師に相談。田中看護師が対応。", EntityType::Person),
+        ["山下", "田中"]
+    );
+    assert_eq!(
+        found_of("担当：佐藤。記録者：高田。", EntityType::Person),
+        ["佐藤", "高田"]
+    );
+    assert_eq!(
+        found_of("Dr.山田より申し送り。", EntityType::Person),
+        ["山田"]
+    );
+    assert_eq!(
+        found_of("検査技師 伊藤、薬剤師 加藤より", EntityType::Person),
+        ["伊藤", "加藤"]
+    );
+}
+
+#[test]
+fn common_words_before_honorifics_are_not_names() {
+    let text = "みなさん、おばあちゃん、お母さん、お子さん、東京医師会、担当医師、病棟看護師長、外来看護師、お客さん";
+    assert!(found(text).is_empty(), "{:?}", found(text));
+}
+
+#[test]
 fn kana_and_romaji_names() {
+    assert_eq!(
+        found_of("ゆいちゃん、陽菜ちゃん", EntityType::Person),
+        ["ゆい", "陽菜"]
+    );
+    assert_eq!(
+        found_of("ジョン・スミスさん来院", EntityType::Person),
+        ["ジョン・スミス"]
+    );
+    assert_eq!(
+        found_of("TARO YAMADA, Mr. John Smith", EntityType::Person),
+        ["TARO YAMADA", "John Smith"]
+    );
     assert_eq!(
         found_of("いしだ こうくん、発熱あり", EntityType::Person),
         ["いしだ こう"]
@@ -91,6 +129,15 @@ fn addresses_street_level_only() {
         .is_empty()
     );
     assert!(found_of("札幌市内の病院に3回入院した。", EntityType::Address).is_empty());
+    assert_eq!(
+        found_of("札幌市中央区北1条西2丁目1番地へ", EntityType::Address),
+        ["札幌市中央区北1条西2丁目1番地"]
+    );
+    assert_eq!(
+        found_of("沖縄県島尻郡南風原町字兼城123番地", EntityType::Address),
+        ["沖縄県島尻郡南風原町字兼城123番地"]
+    );
+    assert!(found("東京都から3名、横浜市立大学 2年、静岡県で2例").is_empty());
 }
 
 #[test]
