@@ -37,14 +37,22 @@ pub const CHATML: &str = "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.
 
 impl ChatTemplate {
     /// Compiles `source`.
-    pub fn new(source: &str, bos_token: Option<&str>, eos_token: Option<&str>) -> Result<Self, TemplateError> {
+    pub fn new(
+        source: &str,
+        bos_token: Option<&str>,
+        eos_token: Option<&str>,
+    ) -> Result<Self, TemplateError> {
         let mut env = Environment::new();
         minijinja_contrib::add_to_environment(&mut env);
         env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
-        env.add_function("raise_exception", |msg: String| -> Result<String, minijinja::Error> {
-            Err(minijinja::Error::new(ErrorKind::InvalidOperation, msg))
-        });
-        env.add_template_owned("chat", source.to_owned()).map_err(TemplateError::Compile)?;
+        env.add_function(
+            "raise_exception",
+            |msg: String| -> Result<String, minijinja::Error> {
+                Err(minijinja::Error::new(ErrorKind::InvalidOperation, msg))
+            },
+        );
+        env.add_template_owned("chat", source.to_owned())
+            .map_err(TemplateError::Compile)?;
         Ok(Self {
             env,
             bos_token: bos_token.unwrap_or_default().to_owned(),
@@ -54,7 +62,10 @@ impl ChatTemplate {
 
     /// The prompt for `messages`, ending with the assistant's turn opener.
     pub fn render(&self, messages: &[ChatMessage]) -> Result<String, TemplateError> {
-        let tmpl = self.env.get_template("chat").map_err(TemplateError::Render)?;
+        let tmpl = self
+            .env
+            .get_template("chat")
+            .map_err(TemplateError::Render)?;
         tmpl.render(context! {
             messages => messages,
             add_generation_prompt => true,
@@ -70,14 +81,20 @@ mod tests {
     use super::*;
 
     fn msg(role: &str, content: &str) -> ChatMessage {
-        ChatMessage { role: role.into(), content: content.into() }
+        ChatMessage {
+            role: role.into(),
+            content: content.into(),
+        }
     }
 
     #[test]
     fn renders_chatml_with_generation_prompt() {
         let t = ChatTemplate::new(CHATML, None, None).expect("compiles");
         let out = t.render(&[msg("user", "頭痛があります")]).expect("renders");
-        assert_eq!(out, "<|im_start|>user\n頭痛があります<|im_end|>\n<|im_start|>assistant\n");
+        assert_eq!(
+            out,
+            "<|im_start|>user\n頭痛があります<|im_end|>\n<|im_start|>assistant\n"
+        );
     }
 
     #[test]
@@ -85,8 +102,13 @@ mod tests {
         let src = "{% if messages[0].role != 'user' %}{{ raise_exception('first must be user') }}{% endif %}\
                    {{ bos_token }}{{ messages[0].content.strip() }}";
         let t = ChatTemplate::new(src, Some("<s>"), None).expect("compiles");
-        assert_eq!(t.render(&[msg("user", "  咳  ")]).expect("renders"), "<s>咳");
-        let err = t.render(&[msg("system", "x")]).expect_err("template raises");
+        assert_eq!(
+            t.render(&[msg("user", "  咳  ")]).expect("renders"),
+            "<s>咳"
+        );
+        let err = t
+            .render(&[msg("system", "x")])
+            .expect_err("template raises");
         assert!(err.to_string().contains("first must be user"));
     }
 }

@@ -97,7 +97,10 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     } else {
         (s, 1000)
     };
-    let n: u64 = num.trim().parse().map_err(|_| format!("`{s}` is not a duration like 30s, 500ms or 2m"))?;
+    let n: u64 = num
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{s}` is not a duration like 30s, 500ms or 2m"))?;
     Ok(Duration::from_millis(n * mult_ms))
 }
 
@@ -112,7 +115,11 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Verify { model, manifest } => Ok(verify(&model, &manifest)),
         Command::Manifest { model } => {
             let root = manifest::model_root(&model);
-            let files = if model.is_dir() { list_files(&model)? } else { vec![file_name(&model)] };
+            let files = if model.is_dir() {
+                list_files(&model)?
+            } else {
+                vec![file_name(&model)]
+            };
             let m = manifest::build_manifest(&root, &files)?;
             println!("{}", serde_json::to_string_pretty(&m)?);
             Ok(ExitCode::SUCCESS)
@@ -130,7 +137,11 @@ fn verify(model: &Path, manifest_path: &Path) -> ExitCode {
     };
     match manifest::verify(&manifest::model_root(model), &entries) {
         Ok(()) => {
-            println!("OK: {} files match {}", entries.len(), manifest_path.display());
+            println!(
+                "OK: {} files match {}",
+                entries.len(),
+                manifest_path.display()
+            );
             ExitCode::SUCCESS
         }
         Err(e @ VerifyError::Manifest { .. }) => {
@@ -145,7 +156,9 @@ fn verify(model: &Path, manifest_path: &Path) -> ExitCode {
 }
 
 fn file_name(p: &Path) -> String {
-    p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+    p.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
 fn list_files(dir: &Path) -> anyhow::Result<Vec<String>> {
@@ -160,11 +173,21 @@ fn list_files(dir: &Path) -> anyhow::Result<Vec<String>> {
 
 /// `serve`: listen at once, load and warm up in the background, drain on SIGTERM.
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let listener = tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?;
-    let model_id = args.model_id.clone().unwrap_or_else(|| file_name(&args.model).trim_end_matches(".gguf").to_owned());
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("binding {}", args.listen))?;
+    let model_id = args
+        .model_id
+        .clone()
+        .unwrap_or_else(|| file_name(&args.model).trim_end_matches(".gguf").to_owned());
     let state = AppState::new(&model_id, Metrics::new());
     tracing::info!(addr = %args.listen, model = %args.model.display(), "listening; loading the model");
-    let server = tokio::spawn(server::run(listener, state.clone(), shutdown_signal(), args.drain_timeout));
+    let server = tokio::spawn(server::run(
+        listener,
+        state.clone(),
+        shutdown_signal(),
+        args.drain_timeout,
+    ));
     let engine = tokio::task::spawn_blocking({
         let (args, metrics) = (args.clone(), state.metrics.clone());
         move || start_engine(&args, metrics)
@@ -183,9 +206,18 @@ pub fn start_engine(args: &ServeArgs, metrics: Metrics) -> anyhow::Result<Engine
     let loaded = loader::load(&args.model, args.manifest.as_deref(), &device)
         .with_context(|| format!("loading model {}", args.model.display()))?;
     let cfg = loaded.model.config();
-    let max_context = args.max_context.unwrap_or(cfg.max_position_embeddings).min(cfg.max_position_embeddings);
+    let max_context = args
+        .max_context
+        .unwrap_or(cfg.max_position_embeddings)
+        .min(cfg.max_position_embeddings);
     let kv_budget_tokens = args.kv_cache_mib * (1 << 20) / cfg.kv_bytes_per_token();
-    tracing::info!(layers = cfg.num_layers, hidden = cfg.hidden_size, max_context, kv_budget_tokens, "model loaded");
+    tracing::info!(
+        layers = cfg.num_layers,
+        hidden = cfg.hidden_size,
+        max_context,
+        kv_budget_tokens,
+        "model loaded"
+    );
     let tokenizer = Arc::new(loaded.tokenizer);
     let sched = SchedulerConfig {
         max_waiting: args.max_waiting,
@@ -195,7 +227,12 @@ pub fn start_engine(args: &ServeArgs, metrics: Metrics) -> anyhow::Result<Engine
         max_context,
     };
     let handle = scheduler::spawn(loaded.model, tokenizer.clone(), sched, metrics);
-    Ok(Engine { handle, tokenizer, template: loaded.template, default_max_tokens: args.default_max_tokens })
+    Ok(Engine {
+        handle,
+        tokenizer,
+        template: loaded.template,
+        default_max_tokens: args.default_max_tokens,
+    })
 }
 
 fn device() -> anyhow::Result<candle_core::Device> {
@@ -208,7 +245,13 @@ fn device() -> anyhow::Result<candle_core::Device> {
 /// One short greedy generation, so the first real request does not pay for first-use costs.
 pub async fn warm_up(engine: &Engine) -> anyhow::Result<()> {
     let prompt = engine.tokenizer.encode("warm-up")?;
-    let req = GenerateRequest { prompt, max_tokens: 2, sampling: SamplingParams::default(), stop: vec![], ignore_eos: true };
+    let req = GenerateRequest {
+        prompt,
+        max_tokens: 2,
+        sampling: SamplingParams::default(),
+        stop: vec![],
+        ignore_eos: true,
+    };
     let mut rx = engine.handle.submit(req)?;
     while let Some(ev) = rx.recv().await {
         match ev {

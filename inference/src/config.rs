@@ -164,7 +164,9 @@ impl LlamaConfig {
             num_layers: c.num_hidden_layers,
             num_heads: c.num_attention_heads,
             num_kv_heads: c.num_key_value_heads.unwrap_or(c.num_attention_heads),
-            head_dim: c.head_dim.unwrap_or(c.hidden_size / c.num_attention_heads.max(1)),
+            head_dim: c
+                .head_dim
+                .unwrap_or(c.hidden_size / c.num_attention_heads.max(1)),
             rms_norm_eps: c.rms_norm_eps,
             rope_theta: c.rope_theta,
             rope_scaling,
@@ -207,14 +209,20 @@ impl LlamaConfig {
     }
 
     fn validate(self) -> Result<Self, ConfigError> {
-        if self.num_heads == 0 || self.num_kv_heads == 0 || self.num_heads % self.num_kv_heads != 0 {
+        if self.num_heads == 0
+            || self.num_kv_heads == 0
+            || !self.num_heads.is_multiple_of(self.num_kv_heads)
+        {
             return Err(ConfigError::Inconsistent(format!(
                 "{} query heads cannot be grouped over {} key/value heads",
                 self.num_heads, self.num_kv_heads
             )));
         }
-        if self.head_dim % 2 != 0 || self.head_dim == 0 {
-            return Err(ConfigError::Inconsistent(format!("head_dim {} must be even", self.head_dim)));
+        if !self.head_dim.is_multiple_of(2) || self.head_dim == 0 {
+            return Err(ConfigError::Inconsistent(format!(
+                "head_dim {} must be even",
+                self.head_dim
+            )));
         }
         Ok(self)
     }
@@ -233,7 +241,12 @@ impl LlamaConfig {
         match &self.rope_scaling {
             RopeScaling::None => base,
             RopeScaling::Linear { factor } => base.iter().map(|f| f / factor).collect(),
-            RopeScaling::Llama3 { factor, low_freq_factor, high_freq_factor, original_max_position_embeddings } => {
+            RopeScaling::Llama3 {
+                factor,
+                low_freq_factor,
+                high_freq_factor,
+                original_max_position_embeddings,
+            } => {
                 let old = *original_max_position_embeddings as f32;
                 let low_wavelen = old / low_freq_factor;
                 let high_wavelen = old / high_freq_factor;
@@ -245,7 +258,8 @@ impl LlamaConfig {
                         } else if wavelen > low_wavelen {
                             f / factor
                         } else {
-                            let smooth = (old / wavelen - low_freq_factor) / (high_freq_factor - low_freq_factor);
+                            let smooth = (old / wavelen - low_freq_factor)
+                                / (high_freq_factor - low_freq_factor);
                             (1.0 - smooth) * f / factor + smooth * f
                         }
                     })
@@ -260,7 +274,9 @@ fn is_llama_family(arch: &str) -> bool {
 }
 
 fn gguf_usize(md: &HashMap<String, Value>, key: &str) -> Result<usize, ConfigError> {
-    let v = md.get(key).ok_or_else(|| ConfigError::GgufKey(key.into()))?;
+    let v = md
+        .get(key)
+        .ok_or_else(|| ConfigError::GgufKey(key.into()))?;
     v.to_u32()
         .map(|x| x as usize)
         .or_else(|_| v.to_u64().map(|x| x as usize))
@@ -269,7 +285,9 @@ fn gguf_usize(md: &HashMap<String, Value>, key: &str) -> Result<usize, ConfigErr
 }
 
 fn gguf_f32(md: &HashMap<String, Value>, key: &str) -> Result<f32, ConfigError> {
-    let v = md.get(key).ok_or_else(|| ConfigError::GgufKey(key.into()))?;
+    let v = md
+        .get(key)
+        .ok_or_else(|| ConfigError::GgufKey(key.into()))?;
     v.to_f32()
         .or_else(|_| v.to_f64().map(|x| x as f32))
         .map_err(|_| ConfigError::GgufKey(key.into()))
@@ -290,7 +308,11 @@ mod tests {
         let c = LlamaConfig::from_hf_json(HF).expect("valid config");
         assert_eq!((c.num_heads, c.num_kv_heads, c.head_dim), (4, 2, 16));
         assert!(matches!(c.rope_scaling, RopeScaling::Llama3 { .. }));
-        let plain = LlamaConfig { rope_scaling: RopeScaling::None, ..c.clone() }.rope_inv_freq();
+        let plain = LlamaConfig {
+            rope_scaling: RopeScaling::None,
+            ..c.clone()
+        }
+        .rope_inv_freq();
         let scaled = c.rope_inv_freq();
         assert_eq!(plain[0], scaled[0], "high frequencies are kept");
         assert!(scaled[7] < plain[7], "low frequencies are scaled down");
@@ -299,6 +321,9 @@ mod tests {
     #[test]
     fn hf_config_rejects_unknown_architecture() {
         let text = HF.replace("LlamaForCausalLM", "BertModel");
-        assert!(matches!(LlamaConfig::from_hf_json(&text), Err(ConfigError::Architecture(_))));
+        assert!(matches!(
+            LlamaConfig::from_hf_json(&text),
+            Err(ConfigError::Architecture(_))
+        ));
     }
 }

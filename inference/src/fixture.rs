@@ -10,8 +10,8 @@ use candle_core::{Device, Tensor};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::json;
-use tokenizers::models::bpe::{BPE, BpeTrainer};
 use tokenizers::models::TrainerWrapper;
+use tokenizers::models::bpe::{BPE, BpeTrainer};
 use tokenizers::pre_tokenizers::byte_level::ByteLevel;
 use tokenizers::{AddedToken, Tokenizer};
 
@@ -59,7 +59,10 @@ const MAX_POS: usize = 4096;
 /// Trains the fixture tokenizer (deterministic for a fixed corpus).
 pub fn train_tokenizer() -> Result<Tokenizer, FixtureError> {
     let err = |e: tokenizers::Error| FixtureError::Tokenizer(e.to_string());
-    let specials: Vec<AddedToken> = SPECIALS.iter().map(|s| AddedToken::from(*s, true)).collect();
+    let specials: Vec<AddedToken> = SPECIALS
+        .iter()
+        .map(|s| AddedToken::from(*s, true))
+        .collect();
     let trainer = BpeTrainer::builder()
         .vocab_size(600)
         .min_frequency(2)
@@ -80,25 +83,48 @@ fn weights(vocab: usize, seed: u64) -> Result<HashMap<String, Tensor>, FixtureEr
     let mut rng = StdRng::seed_from_u64(seed);
     let dev = Device::Cpu;
     let mut mat = |rows: usize, cols: usize, scale: f32| -> Result<Tensor, FixtureError> {
-        let v: Vec<f32> = (0..rows * cols).map(|_| (rng.random::<f32>() * 2.0 - 1.0) * scale).collect();
+        let v: Vec<f32> = (0..rows * cols)
+            .map(|_| (rng.random::<f32>() * 2.0 - 1.0) * scale)
+            .collect();
         Ok(Tensor::from_vec(v, (rows, cols), &dev)?)
     };
     let mut w = HashMap::new();
-    w.insert("model.embed_tokens.weight".to_owned(), mat(vocab, HIDDEN, 1.0)?);
+    w.insert(
+        "model.embed_tokens.weight".to_owned(),
+        mat(vocab, HIDDEN, 1.0)?,
+    );
     w.insert("lm_head.weight".to_owned(), mat(vocab, HIDDEN, 0.3)?);
-    w.insert("model.norm.weight".to_owned(), (mat(1, HIDDEN, 0.1)?.squeeze(0)? + 1.0)?);
+    w.insert(
+        "model.norm.weight".to_owned(),
+        (mat(1, HIDDEN, 0.1)?.squeeze(0)? + 1.0)?,
+    );
     let proj = 1.0 / (HIDDEN as f32).sqrt() * 1.7;
     for i in 0..LAYERS {
         let l = |s: &str| format!("model.layers.{i}.{s}.weight");
-        w.insert(l("input_layernorm"), (mat(1, HIDDEN, 0.1)?.squeeze(0)? + 1.0)?);
-        w.insert(l("post_attention_layernorm"), (mat(1, HIDDEN, 0.1)?.squeeze(0)? + 1.0)?);
+        w.insert(
+            l("input_layernorm"),
+            (mat(1, HIDDEN, 0.1)?.squeeze(0)? + 1.0)?,
+        );
+        w.insert(
+            l("post_attention_layernorm"),
+            (mat(1, HIDDEN, 0.1)?.squeeze(0)? + 1.0)?,
+        );
         w.insert(l("self_attn.q_proj"), mat(HEADS * HEAD_DIM, HIDDEN, proj)?);
-        w.insert(l("self_attn.k_proj"), mat(KV_HEADS * HEAD_DIM, HIDDEN, proj)?);
-        w.insert(l("self_attn.v_proj"), mat(KV_HEADS * HEAD_DIM, HIDDEN, proj)?);
+        w.insert(
+            l("self_attn.k_proj"),
+            mat(KV_HEADS * HEAD_DIM, HIDDEN, proj)?,
+        );
+        w.insert(
+            l("self_attn.v_proj"),
+            mat(KV_HEADS * HEAD_DIM, HIDDEN, proj)?,
+        );
         w.insert(l("self_attn.o_proj"), mat(HIDDEN, HEADS * HEAD_DIM, proj)?);
         w.insert(l("mlp.gate_proj"), mat(FFN, HIDDEN, proj)?);
         w.insert(l("mlp.up_proj"), mat(FFN, HIDDEN, proj)?);
-        w.insert(l("mlp.down_proj"), mat(HIDDEN, FFN, 1.0 / (FFN as f32).sqrt() * 1.7)?);
+        w.insert(
+            l("mlp.down_proj"),
+            mat(HIDDEN, FFN, 1.0 / (FFN as f32).sqrt() * 1.7)?,
+        );
     }
     Ok(w)
 }
@@ -121,9 +147,12 @@ pub fn write_hf(dir: &Path, sharded: bool) -> Result<PathBuf, FixtureError> {
         "max_position_embeddings": MAX_POS, "tie_word_embeddings": false
     });
     std::fs::write(dir.join("config.json"), config.to_string())?;
-    let tok_json = tok.to_string(false).map_err(|e| FixtureError::Tokenizer(e.to_string()))?;
+    let tok_json = tok
+        .to_string(false)
+        .map_err(|e| FixtureError::Tokenizer(e.to_string()))?;
     std::fs::write(dir.join("tokenizer.json"), tok_json)?;
-    let tok_cfg = json!({"chat_template": chat_template(), "bos_token": null, "eos_token": "<|im_end|>"});
+    let tok_cfg =
+        json!({"chat_template": chat_template(), "bos_token": null, "eos_token": "<|im_end|>"});
     std::fs::write(dir.join("tokenizer_config.json"), tok_cfg.to_string())?;
     if !sharded {
         candle_core::safetensors::save(&w, dir.join("model.safetensors"))?;
@@ -132,10 +161,18 @@ pub fn write_hf(dir: &Path, sharded: bool) -> Result<PathBuf, FixtureError> {
     let (mut a, mut b) = (HashMap::new(), HashMap::new());
     let mut map = serde_json::Map::new();
     for (name, t) in w {
-        let shard = if name.contains("layers.1.") || name.starts_with("lm_head") { 2 } else { 1 };
+        let shard = if name.contains("layers.1.") || name.starts_with("lm_head") {
+            2
+        } else {
+            1
+        };
         let file = format!("model-0000{shard}-of-00002.safetensors");
         map.insert(name.clone(), json!(file));
-        if shard == 1 { a.insert(name, t) } else { b.insert(name, t) };
+        if shard == 1 {
+            a.insert(name, t)
+        } else {
+            b.insert(name, t)
+        };
     }
     candle_core::safetensors::save(&a, dir.join("model-00001-of-00002.safetensors"))?;
     candle_core::safetensors::save(&b, dir.join("model-00002-of-00002.safetensors"))?;
@@ -177,7 +214,10 @@ fn gguf_tensor(name: &str, t: &Tensor) -> Result<(String, Tensor), FixtureError>
         "lm_head.weight" => "output.weight".to_owned(),
         _ => {
             let parts: Vec<&str> = rest.splitn(3, '.').collect();
-            let (i, what) = (parts.get(1).copied().unwrap_or("0"), parts.get(2).copied().unwrap_or(""));
+            let (i, what) = (
+                parts.get(1).copied().unwrap_or("0"),
+                parts.get(2).copied().unwrap_or(""),
+            );
             let short = match what {
                 "input_layernorm.weight" => "attn_norm",
                 "post_attention_layernorm.weight" => "ffn_norm",
@@ -202,7 +242,10 @@ fn gguf_tensor(name: &str, t: &Tensor) -> Result<(String, Tensor), FixtureError>
     let t = match heads {
         Some(h) => {
             let (rows, cols) = t.dims2()?;
-            t.reshape((h, 2, rows / h / 2, cols))?.transpose(1, 2)?.reshape((rows, cols))?.contiguous()?
+            t.reshape((h, 2, rows / h / 2, cols))?
+                .transpose(1, 2)?
+                .reshape((rows, cols))?
+                .contiguous()?
         }
         None => t.clone(),
     };
@@ -211,15 +254,21 @@ fn gguf_tensor(name: &str, t: &Tensor) -> Result<(String, Tensor), FixtureError>
 
 fn gguf_metadata(tok: &Tokenizer) -> Result<Vec<(String, gguf_file::Value)>, FixtureError> {
     use gguf_file::Value as V;
-    let def: serde_json::Value = serde_json::from_str(&tok.to_string(false).map_err(|e| FixtureError::Tokenizer(e.to_string()))?)
-        .map_err(|e| FixtureError::Tokenizer(e.to_string()))?;
+    let def: serde_json::Value = serde_json::from_str(
+        &tok.to_string(false)
+            .map_err(|e| FixtureError::Tokenizer(e.to_string()))?,
+    )
+    .map_err(|e| FixtureError::Tokenizer(e.to_string()))?;
     let mut tokens: Vec<(String, u32)> = tok.get_vocab(true).into_iter().collect();
     tokens.sort_by_key(|t| t.1);
     let merges: Vec<V> = def["model"]["merges"]
         .as_array()
         .map(|m| m.iter().filter_map(merge_string).map(V::String).collect())
         .unwrap_or_default();
-    let types: Vec<V> = tokens.iter().map(|(t, _)| V::I32(if SPECIALS.contains(&t.as_str()) { 3 } else { 1 })).collect();
+    let types: Vec<V> = tokens
+        .iter()
+        .map(|(t, _)| V::I32(if SPECIALS.contains(&t.as_str()) { 3 } else { 1 }))
+        .collect();
     let id = |s: &str| V::U32(tok.token_to_id(s).unwrap_or(0));
     let u = |x: usize| V::U32(x as u32);
     Ok(vec![
@@ -233,15 +282,24 @@ fn gguf_metadata(tok: &Tokenizer) -> Result<Vec<(String, gguf_file::Value)>, Fix
         ("llama.attention.head_count_kv".into(), u(KV_HEADS)),
         ("llama.rope.dimension_count".into(), u(HEAD_DIM)),
         ("llama.rope.freq_base".into(), V::F32(10000.0)),
-        ("llama.attention.layer_norm_rms_epsilon".into(), V::F32(1e-5)),
+        (
+            "llama.attention.layer_norm_rms_epsilon".into(),
+            V::F32(1e-5),
+        ),
         ("tokenizer.ggml.model".into(), V::String("gpt2".into())),
         ("tokenizer.ggml.pre".into(), V::String("gpt-2".into())),
-        ("tokenizer.ggml.tokens".into(), V::Array(tokens.into_iter().map(|t| V::String(t.0)).collect())),
+        (
+            "tokenizer.ggml.tokens".into(),
+            V::Array(tokens.into_iter().map(|t| V::String(t.0)).collect()),
+        ),
         ("tokenizer.ggml.merges".into(), V::Array(merges)),
         ("tokenizer.ggml.token_type".into(), V::Array(types)),
         ("tokenizer.ggml.eos_token_id".into(), id("<|im_end|>")),
         ("tokenizer.ggml.bos_token_id".into(), id("<|endoftext|>")),
-        ("tokenizer.chat_template".into(), V::String(chat_template().into())),
+        (
+            "tokenizer.chat_template".into(),
+            V::String(chat_template().into()),
+        ),
     ])
 }
 
@@ -249,7 +307,9 @@ fn gguf_metadata(tok: &Tokenizer) -> Result<Vec<(String, gguf_file::Value)>, Fix
 fn merge_string(m: &serde_json::Value) -> Option<String> {
     match m {
         serde_json::Value::String(s) => Some(s.clone()),
-        serde_json::Value::Array(p) => Some(format!("{} {}", p.first()?.as_str()?, p.get(1)?.as_str()?)),
+        serde_json::Value::Array(p) => {
+            Some(format!("{} {}", p.first()?.as_str()?, p.get(1)?.as_str()?))
+        }
         _ => None,
     }
 }

@@ -17,7 +17,11 @@ pub struct SeqCache {
 impl SeqCache {
     /// An empty cache for a model with `num_layers` layers.
     pub fn new(num_layers: usize) -> Self {
-        Self { layers: (0..num_layers).map(|_| KvCache::new(1, BLOCK_TOKENS)).collect() }
+        Self {
+            layers: (0..num_layers)
+                .map(|_| KvCache::new(1, BLOCK_TOKENS))
+                .collect(),
+        }
     }
 
     /// Tokens already cached (the position of the next token).

@@ -60,7 +60,11 @@ pub struct LoadedModel {
 }
 
 /// Verifies `path` against `manifest_path` (if any), then loads it onto `device`.
-pub fn load(path: &Path, manifest_path: Option<&Path>, device: &Device) -> Result<LoadedModel, LoadError> {
+pub fn load(
+    path: &Path,
+    manifest_path: Option<&Path>,
+    device: &Device,
+) -> Result<LoadedModel, LoadError> {
     if let Some(m) = manifest_path {
         let entries = manifest::read_manifest(m)?;
         manifest::verify(&manifest::model_root(path), &entries)?;
@@ -74,20 +78,35 @@ pub fn load(path: &Path, manifest_path: Option<&Path>, device: &Device) -> Resul
 }
 
 fn read(path: &Path) -> Result<String, LoadError> {
-    std::fs::read_to_string(path).map_err(|source| LoadError::Io { path: path.to_path_buf(), source })
+    std::fs::read_to_string(path).map_err(|source| LoadError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 fn find_gguf(path: &Path) -> Result<Option<PathBuf>, LoadError> {
     if path.is_file() {
-        return Ok(path.extension().is_some_and(|e| e == "gguf").then(|| path.to_path_buf()));
+        return Ok(path
+            .extension()
+            .is_some_and(|e| e == "gguf")
+            .then(|| path.to_path_buf()));
     }
     if path.join("config.json").is_file() {
         return Ok(None);
     }
-    let entries = std::fs::read_dir(path).map_err(|source| LoadError::Io { path: path.to_path_buf(), source })?;
-    let ggufs: Vec<PathBuf> =
-        entries.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.extension().is_some_and(|e| e == "gguf")).collect();
-    Ok(if ggufs.len() == 1 { ggufs.into_iter().next() } else { None })
+    let entries = std::fs::read_dir(path).map_err(|source| LoadError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let ggufs: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "gguf"))
+        .collect();
+    Ok(if ggufs.len() == 1 {
+        ggufs.into_iter().next()
+    } else {
+        None
+    })
 }
 
 fn load_hf(dir: &Path, device: &Device) -> Result<LoadedModel, LoadError> {
@@ -95,30 +114,49 @@ fn load_hf(dir: &Path, device: &Device) -> Result<LoadedModel, LoadError> {
     let mut store = WeightStore::open_safetensors(&safetensors_files(dir)?)?;
     let model = Llama::load(cfg, &mut store, device)?;
     let tok_cfg = read_tokenizer_config(dir)?;
-    let (bos, eos) = (special(&tok_cfg, "bos_token"), special(&tok_cfg, "eos_token"));
+    let (bos, eos) = (
+        special(&tok_cfg, "bos_token"),
+        special(&tok_cfg, "eos_token"),
+    );
     let tokenizer = TextTokenizer::from_json(&read(&dir.join("tokenizer.json"))?, bos, eos)?;
     let template = template_from(&tok_cfg, None, &tokenizer)?;
-    Ok(LoadedModel { model, tokenizer, template })
+    Ok(LoadedModel {
+        model,
+        tokenizer,
+        template,
+    })
 }
 
 fn load_gguf(file: &Path, device: &Device) -> Result<LoadedModel, LoadError> {
     let dir = manifest::model_root(file);
     let mut store = WeightStore::open_gguf(file)?;
-    let WeightStore::Gguf { content, .. } = &store else { return Err(LoadError::Layout(file.to_path_buf())) };
+    let WeightStore::Gguf { content, .. } = &store else {
+        return Err(LoadError::Layout(file.to_path_buf()));
+    };
     let md = content.metadata.clone();
     let vocab = store.dims(Weight::Embed)?.first().copied().unwrap_or(0);
     let cfg = LlamaConfig::from_gguf(&md, vocab)?;
     let model = Llama::load(cfg, &mut store, device)?;
     let tok_cfg = read_tokenizer_config(&dir)?;
     let tokenizer = if dir.join("tokenizer.json").is_file() {
-        let (bos, eos) = (special(&tok_cfg, "bos_token"), special(&tok_cfg, "eos_token"));
+        let (bos, eos) = (
+            special(&tok_cfg, "bos_token"),
+            special(&tok_cfg, "eos_token"),
+        );
         TextTokenizer::from_json(&read(&dir.join("tokenizer.json"))?, bos, eos)?
     } else {
         TextTokenizer::from_gguf(&md)?
     };
-    let gguf_template = md.get("tokenizer.chat_template").and_then(|v| v.to_string().ok()).cloned();
+    let gguf_template = md
+        .get("tokenizer.chat_template")
+        .and_then(|v| v.to_string().ok())
+        .cloned();
     let template = template_from(&tok_cfg, gguf_template, &tokenizer)?;
-    Ok(LoadedModel { model, tokenizer, template })
+    Ok(LoadedModel {
+        model,
+        tokenizer,
+        template,
+    })
 }
 
 fn safetensors_files(dir: &Path) -> Result<Vec<PathBuf>, LoadError> {
@@ -130,14 +168,23 @@ fn safetensors_files(dir: &Path) -> Result<Vec<PathBuf>, LoadError> {
         })?;
         let mut files: Vec<PathBuf> = json["weight_map"]
             .as_object()
-            .map(|m| m.values().filter_map(|v| v.as_str()).map(|f| dir.join(f)).collect())
+            .map(|m| {
+                m.values()
+                    .filter_map(|v| v.as_str())
+                    .map(|f| dir.join(f))
+                    .collect()
+            })
             .unwrap_or_default();
         files.sort();
         files.dedup();
         return Ok(files);
     }
     let single = dir.join("model.safetensors");
-    if single.is_file() { Ok(vec![single]) } else { Err(LoadError::Layout(dir.to_path_buf())) }
+    if single.is_file() {
+        Ok(vec![single])
+    } else {
+        Err(LoadError::Layout(dir.to_path_buf()))
+    }
 }
 
 fn read_tokenizer_config(dir: &Path) -> Result<Json, LoadError> {
@@ -162,7 +209,11 @@ fn special(cfg: &Json, key: &str) -> Option<String> {
 
 /// The chat template: tokenizer_config.json (a string, or a list of named templates where `default`
 /// wins), then GGUF metadata, then ChatML.
-fn template_from(cfg: &Json, gguf: Option<String>, tok: &TextTokenizer) -> Result<ChatTemplate, LoadError> {
+fn template_from(
+    cfg: &Json,
+    gguf: Option<String>,
+    tok: &TextTokenizer,
+) -> Result<ChatTemplate, LoadError> {
     let from_cfg = match &cfg["chat_template"] {
         Json::String(s) => Some(s.clone()),
         Json::Array(list) => list
@@ -174,5 +225,9 @@ fn template_from(cfg: &Json, gguf: Option<String>, tok: &TextTokenizer) -> Resul
         _ => None,
     };
     let source = from_cfg.or(gguf).unwrap_or_else(|| CHATML.to_owned());
-    Ok(ChatTemplate::new(&source, tok.bos_token.as_deref(), tok.eos_token.as_deref())?)
+    Ok(ChatTemplate::new(
+        &source,
+        tok.bos_token.as_deref(),
+        tok.eos_token.as_deref(),
+    )?)
 }

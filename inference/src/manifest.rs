@@ -74,7 +74,10 @@ enum ManifestFile {
 /// Reads a manifest: a JSON list of entries, or an object with a `files` list (as in a ModelVersion's
 /// `spec.artifact`).
 pub fn read_manifest(path: &Path) -> Result<Vec<ManifestEntry>, VerifyError> {
-    let bad = |reason: String| VerifyError::Manifest { path: path.to_path_buf(), reason };
+    let bad = |reason: String| VerifyError::Manifest {
+        path: path.to_path_buf(),
+        reason,
+    };
     let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
     let parsed: ManifestFile = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
     let files = match parsed {
@@ -85,7 +88,10 @@ pub fn read_manifest(path: &Path) -> Result<Vec<ManifestEntry>, VerifyError> {
     }
     for f in &files {
         if parse_digest(&f.sha256).is_none() {
-            return Err(bad(format!("`{}` has sha256 `{}`; expected sha256:<64 hex>", f.path, f.sha256)));
+            return Err(bad(format!(
+                "`{}` has sha256 `{}`; expected sha256:<64 hex>",
+                f.path, f.sha256
+            )));
         }
     }
     Ok(files)
@@ -96,7 +102,10 @@ pub fn model_root(model: &Path) -> PathBuf {
     if model.is_dir() {
         model.to_path_buf()
     } else {
-        model.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."))
+        model
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."))
     }
 }
 
@@ -104,14 +113,25 @@ pub fn model_root(model: &Path) -> PathBuf {
 pub fn verify(root: &Path, entries: &[ManifestEntry]) -> Result<(), VerifyError> {
     for e in entries {
         let path = safe_join(root, &e.path)?;
-        let io = |source| VerifyError::Io { path: e.path.clone(), source };
+        let io = |source| VerifyError::Io {
+            path: e.path.clone(),
+            source,
+        };
         let actual_size = std::fs::metadata(&path).map_err(io)?.len();
         if actual_size != e.size {
-            return Err(VerifyError::Size { path: e.path.clone(), expected: e.size, actual: actual_size });
+            return Err(VerifyError::Size {
+                path: e.path.clone(),
+                expected: e.size,
+                actual: actual_size,
+            });
         }
         let actual = sha256_file(&path).map_err(io)?;
         if Some(actual.as_str()) != parse_digest(&e.sha256) {
-            return Err(VerifyError::Digest { path: e.path.clone(), expected: e.sha256.clone(), actual });
+            return Err(VerifyError::Digest {
+                path: e.path.clone(),
+                expected: e.sha256.clone(),
+                actual,
+            });
         }
     }
     Ok(())
@@ -123,10 +143,17 @@ pub fn build_manifest(root: &Path, files: &[String]) -> Result<Vec<ManifestEntry
         .iter()
         .map(|rel| {
             let path = safe_join(root, rel)?;
-            let io = |source| VerifyError::Io { path: rel.clone(), source };
+            let io = |source| VerifyError::Io {
+                path: rel.clone(),
+                source,
+            };
             let size = std::fs::metadata(&path).map_err(io)?.len();
             let sha256 = format!("sha256:{}", sha256_file(&path).map_err(io)?);
-            Ok(ManifestEntry { path: rel.clone(), sha256, size })
+            Ok(ManifestEntry {
+                path: rel.clone(),
+                sha256,
+                size,
+            })
         })
         .collect()
 }
@@ -148,13 +175,18 @@ pub fn sha256_file(path: &Path) -> std::io::Result<String> {
 
 fn parse_digest(s: &str) -> Option<&str> {
     let hexpart = s.strip_prefix("sha256:")?;
-    (hexpart.len() == 64 && hexpart.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
-        .then_some(hexpart)
+    (hexpart.len() == 64
+        && hexpart
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
+    .then_some(hexpart)
 }
 
 fn safe_join(root: &Path, rel: &str) -> Result<PathBuf, VerifyError> {
     let p = Path::new(rel);
-    if p.components().any(|c| !matches!(c, Component::Normal(_) | Component::CurDir)) {
+    if p.components()
+        .any(|c| !matches!(c, Component::Normal(_) | Component::CurDir))
+    {
         return Err(VerifyError::UnsafePath(rel.to_owned()));
     }
     Ok(root.join(p))
@@ -190,7 +222,10 @@ mod tests {
     fn verify_rejects_paths_outside_the_model() {
         let (dir, mut m) = setup();
         m[0].path = "../etc/passwd".into();
-        assert!(matches!(verify(dir.path(), &m), Err(VerifyError::UnsafePath(_))));
+        assert!(matches!(
+            verify(dir.path(), &m),
+            Err(VerifyError::UnsafePath(_))
+        ));
     }
 
     #[test]
@@ -198,6 +233,9 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let p = dir.path().join("m.json");
         std::fs::write(&p, r#"[{"path":"a","sha256":"abc","size":1}]"#).expect("write");
-        assert!(matches!(read_manifest(&p), Err(VerifyError::Manifest { .. })));
+        assert!(matches!(
+            read_manifest(&p),
+            Err(VerifyError::Manifest { .. })
+        ));
     }
 }

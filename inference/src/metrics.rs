@@ -1,10 +1,21 @@
 //! The server's Prometheus metrics (`anshin_inference_*`), registered once and shared by the scheduler and
 //! the HTTP layer. Label values come from fixed sets only.
 
-use prometheus::{Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
+};
 
 /// Request outcomes used as the `status` label of `anshin_inference_requests_total`.
-pub const STATUSES: [&str; 7] = ["ok", "cancelled", "queue_full", "draining", "invalid", "too_long", "error"];
+pub const STATUSES: [&str; 7] = [
+    "ok",
+    "cancelled",
+    "queue_full",
+    "draining",
+    "invalid",
+    "too_long",
+    "error",
+];
 
 /// All metrics of one server.
 #[derive(Clone)]
@@ -33,7 +44,8 @@ pub struct Metrics {
 }
 
 fn hist(name: &str, help: &str, buckets: Vec<f64>) -> Histogram {
-    Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets)).expect("valid histogram definition")
+    Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets))
+        .expect("valid histogram definition")
 }
 
 impl Metrics {
@@ -43,15 +55,32 @@ impl Metrics {
         let c = |n: &str, h: &str| IntCounter::new(n, h).expect("valid counter definition");
         let m = Self {
             registry: Registry::new(),
-            queue_depth: g("anshin_inference_queue_depth", "Requests waiting for a batch slot"),
-            running: g("anshin_inference_running_sequences", "Sequences in the running batch"),
-            in_flight: g("anshin_inference_in_flight_requests", "Requests accepted and not finished"),
-            prompt_tokens: c("anshin_inference_prompt_tokens_total", "Prompt tokens processed"),
-            generated_tokens: c("anshin_inference_generated_tokens_total", "Tokens generated"),
+            queue_depth: g(
+                "anshin_inference_queue_depth",
+                "Requests waiting for a batch slot",
+            ),
+            running: g(
+                "anshin_inference_running_sequences",
+                "Sequences in the running batch",
+            ),
+            in_flight: g(
+                "anshin_inference_in_flight_requests",
+                "Requests accepted and not finished",
+            ),
+            prompt_tokens: c(
+                "anshin_inference_prompt_tokens_total",
+                "Prompt tokens processed",
+            ),
+            generated_tokens: c(
+                "anshin_inference_generated_tokens_total",
+                "Tokens generated",
+            ),
             ttft: hist(
                 "anshin_inference_time_to_first_token_seconds",
                 "Time from acceptance to the first token",
-                vec![0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0],
+                vec![
+                    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+                ],
             ),
             tpot: hist(
                 "anshin_inference_time_per_output_token_seconds",
@@ -68,7 +97,10 @@ impl Metrics {
                 &["status"],
             )
             .expect("valid counter definition"),
-            ready: g("anshin_inference_ready", "1 when the server is ready for traffic"),
+            ready: g(
+                "anshin_inference_ready",
+                "1 when the server is ready for traffic",
+            ),
         };
         m.register_all();
         for s in STATUSES {

@@ -45,7 +45,11 @@ pub struct Llama {
 
 impl Llama {
     /// Builds the model from a checkpoint; the output projection falls back to the embeddings when tied.
-    pub fn load(cfg: LlamaConfig, store: &mut WeightStore, device: &Device) -> std::result::Result<Self, WeightsError> {
+    pub fn load(
+        cfg: LlamaConfig,
+        store: &mut WeightStore,
+        device: &Device,
+    ) -> std::result::Result<Self, WeightsError> {
         let mut layers = Vec::with_capacity(cfg.num_layers);
         for i in 0..cfg.num_layers {
             layers.push(Layer {
@@ -71,7 +75,16 @@ impl Llama {
             name: "rope tables".into(),
             source,
         })?;
-        Ok(Self { cfg, embed, layers, norm, lm_head, cos, sin, device: device.clone() })
+        Ok(Self {
+            cfg,
+            embed,
+            layers,
+            norm,
+            lm_head,
+            cos,
+            sin,
+            device: device.clone(),
+        })
     }
 
     /// The model's configuration.
@@ -120,9 +133,17 @@ impl Llama {
     ) -> Result<Tensor> {
         let c = &self.cfg;
         let n = h.dim(1)?;
-        let heads = |t: Tensor, nh: usize| t.reshape((1, n, nh, c.head_dim))?.transpose(1, 2)?.contiguous();
-        let q = self.rope(&heads(layer.q.forward(h)?, c.num_heads)?, cos, sin)?.squeeze(0)?;
-        let k = self.rope(&heads(layer.k.forward(h)?, c.num_kv_heads)?, cos, sin)?.squeeze(0)?;
+        let heads = |t: Tensor, nh: usize| {
+            t.reshape((1, n, nh, c.head_dim))?
+                .transpose(1, 2)?
+                .contiguous()
+        };
+        let q = self
+            .rope(&heads(layer.q.forward(h)?, c.num_heads)?, cos, sin)?
+            .squeeze(0)?;
+        let k = self
+            .rope(&heads(layer.k.forward(h)?, c.num_kv_heads)?, cos, sin)?
+            .squeeze(0)?;
         let v = heads(layer.v.forward(h)?, c.num_kv_heads)?.squeeze(0)?;
         let mut outs = Vec::with_capacity(batch.len());
         for (seq, &(off, len)) in batch.iter_mut().zip(spans) {
@@ -147,13 +168,18 @@ impl Llama {
         let scores = (q.matmul(&k.t()?)? / (hd as f64).sqrt())?;
         let scores = if t > 1 {
             let mask = causal_mask(t, total, &self.device)?;
-            scores.reshape((c.num_kv_heads, rep, t, total))?.broadcast_add(&mask)?.reshape((c.num_kv_heads, rep * t, total))?
+            scores
+                .reshape((c.num_kv_heads, rep, t, total))?
+                .broadcast_add(&mask)?
+                .reshape((c.num_kv_heads, rep * t, total))?
         } else {
             scores
         };
         let probs = candle_nn::ops::softmax_last_dim(&scores)?;
         let out = probs.matmul(&v.contiguous()?)?; // [kv_heads, rep * t, hd]
-        out.reshape((c.num_heads, t, hd))?.transpose(0, 1)?.reshape((t, c.num_heads * hd))
+        out.reshape((c.num_heads, t, hd))?
+            .transpose(0, 1)?
+            .reshape((t, c.num_heads * hd))
     }
 
     fn rope(&self, x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
@@ -183,7 +209,15 @@ fn flatten(batch: &[SeqStep<'_>]) -> (Vec<u32>, Vec<u32>, Vec<(usize, usize)>) {
 fn causal_mask(t: usize, total: usize, device: &Device) -> Result<Tensor> {
     let past = total - t;
     let mask: Vec<f32> = (0..t)
-        .flat_map(|i| (0..total).map(move |j| if j <= past + i { 0.0 } else { f32::NEG_INFINITY }))
+        .flat_map(|i| {
+            (0..total).map(move |j| {
+                if j <= past + i {
+                    0.0
+                } else {
+                    f32::NEG_INFINITY
+                }
+            })
+        })
         .collect();
     Tensor::from_vec(mask, (t, total), device)
 }
@@ -194,7 +228,9 @@ fn rope_tables(cfg: &LlamaConfig, device: &Device) -> Result<(Tensor, Tensor)> {
     let half = inv.len();
     let inv = Tensor::from_vec(inv, (1, half), device)?;
     let max = cfg.max_position_embeddings;
-    let t = Tensor::arange(0u32, max as u32, device)?.to_dtype(DType::F32)?.reshape((max, 1))?;
+    let t = Tensor::arange(0u32, max as u32, device)?
+        .to_dtype(DType::F32)?
+        .reshape((max, 1))?;
     let freqs = t.broadcast_mul(&inv)?;
     Ok((freqs.cos()?.contiguous()?, freqs.sin()?.contiguous()?))
 }

@@ -19,7 +19,12 @@ pub struct SamplingParams {
 
 impl Default for SamplingParams {
     fn default() -> Self {
-        Self { temperature: 0.0, top_p: 1.0, top_k: 0, seed: None }
+        Self {
+            temperature: 0.0,
+            top_p: 1.0,
+            top_k: 0,
+            seed: None,
+        }
     }
 }
 
@@ -112,14 +117,22 @@ mod tests {
 
     #[test]
     fn top_k_one_is_greedy_at_any_temperature() {
-        let p = SamplingParams { temperature: 5.0, top_k: 1, ..Default::default() };
+        let p = SamplingParams {
+            temperature: 5.0,
+            top_k: 1,
+            ..Default::default()
+        };
         let mut s = Sampler::new(p);
         assert!((0..50).all(|_| s.sample(&LOGITS) == 1));
     }
 
     #[test]
     fn top_p_keeps_the_smallest_nucleus() {
-        let p = SamplingParams { temperature: 1.0, top_p: 0.5, ..Default::default() };
+        let p = SamplingParams {
+            temperature: 1.0,
+            top_p: 0.5,
+            ..Default::default()
+        };
         let c = candidates(&LOGITS, &p);
         assert_eq!(c.iter().map(|x| x.0).collect::<Vec<_>>(), vec![1, 4]);
         assert!((c.iter().map(|x| x.1).sum::<f32>() - 1.0).abs() < 1e-5);
@@ -127,13 +140,20 @@ mod tests {
 
     #[test]
     fn same_seed_same_tokens_and_sampling_varies() {
-        let p = SamplingParams { temperature: 1.5, seed: Some(7), ..Default::default() };
+        let p = SamplingParams {
+            temperature: 1.5,
+            seed: Some(7),
+            ..Default::default()
+        };
         let run = |p: &SamplingParams| {
             let mut s = Sampler::new(p.clone());
             (0..40).map(|_| s.sample(&LOGITS)).collect::<Vec<_>>()
         };
         let a = run(&p);
         assert_eq!(a, run(&p));
-        assert!(a.iter().any(|&t| t != a[0]), "temperature sampling never varied: {a:?}");
+        assert!(
+            a.iter().any(|&t| t != a[0]),
+            "temperature sampling never varied: {a:?}"
+        );
     }
 }

@@ -15,8 +15,8 @@ use tokio::sync::mpsc;
 
 use crate::metrics::Metrics;
 use crate::model::{Llama, SeqStep};
-use crate::sequence::{Sequence, StepOutcome};
 use crate::sampling::SamplingParams;
+use crate::sequence::{Sequence, StepOutcome};
 use crate::tokenizer::TextTokenizer;
 
 /// One generation request, already tokenized.
@@ -90,7 +90,9 @@ pub enum SubmitError {
         context: usize,
     },
     /// The request alone needs more KV cache than the server's budget (HTTP 400).
-    #[error("prompt plus max_tokens needs {needed} tokens of KV cache but the budget is {budget}; lower max_tokens")]
+    #[error(
+        "prompt plus max_tokens needs {needed} tokens of KV cache but the budget is {budget}; lower max_tokens"
+    )]
     ExceedsKvBudget {
         /// Tokens needed.
         needed: usize,
@@ -136,24 +138,39 @@ pub struct SchedulerHandle {
 
 impl SchedulerHandle {
     /// Queues a request; events arrive on the returned receiver. Dropping it cancels the request.
-    pub fn submit(&self, mut req: GenerateRequest) -> Result<mpsc::UnboundedReceiver<GenEvent>, SubmitError> {
+    pub fn submit(
+        &self,
+        mut req: GenerateRequest,
+    ) -> Result<mpsc::UnboundedReceiver<GenEvent>, SubmitError> {
         let c = &self.cfg;
         if req.prompt.is_empty() {
             return Err(SubmitError::EmptyPrompt);
         }
         if req.prompt.len() >= c.max_context {
-            return Err(SubmitError::PromptTooLong { prompt: req.prompt.len(), context: c.max_context });
+            return Err(SubmitError::PromptTooLong {
+                prompt: req.prompt.len(),
+                context: c.max_context,
+            });
         }
         req.max_tokens = req.max_tokens.clamp(1, c.max_context - req.prompt.len());
         let needed = req.prompt.len() + req.max_tokens;
         if needed > c.kv_budget_tokens {
-            return Err(SubmitError::ExceedsKvBudget { needed, budget: c.kv_budget_tokens });
+            return Err(SubmitError::ExceedsKvBudget {
+                needed,
+                budget: c.kv_budget_tokens,
+            });
         }
         self.waiting
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |w| (w < c.max_waiting).then_some(w + 1))
-            .map_err(|w| SubmitError::QueueFull(w))?;
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |w| {
+                (w < c.max_waiting).then_some(w + 1)
+            })
+            .map_err(SubmitError::QueueFull)?;
         let (events, rx) = mpsc::unbounded_channel();
-        let job = Job { req, events, accepted: Instant::now() };
+        let job = Job {
+            req,
+            events,
+            accepted: Instant::now(),
+        };
         if self.tx.send(job).is_err() {
             self.waiting.fetch_sub(1, Ordering::SeqCst);
             return Err(SubmitError::Stopped);
@@ -168,7 +185,12 @@ impl SchedulerHandle {
 }
 
 /// Starts the actor thread that owns `model`; it stops when every handle is dropped and work is done.
-pub fn spawn(model: Llama, tokenizer: Arc<TextTokenizer>, cfg: SchedulerConfig, metrics: Metrics) -> SchedulerHandle {
+pub fn spawn(
+    model: Llama,
+    tokenizer: Arc<TextTokenizer>,
+    cfg: SchedulerConfig,
+    metrics: Metrics,
+) -> SchedulerHandle {
     let (tx, rx) = mpsc::unbounded_channel();
     let waiting = Arc::new(AtomicUsize::new(0));
     let cfg = Arc::new(cfg);
@@ -233,17 +255,29 @@ impl Actor {
 
     fn admit(&mut self) {
         while self.running.len() < self.cfg.max_batch {
-            let Some(front) = self.waiting.front() else { break };
+            let Some(front) = self.waiting.front() else {
+                break;
+            };
             let need = front.req.prompt.len() + front.req.max_tokens;
             if self.reserved + need > self.cfg.kv_budget_tokens {
                 break;
             }
-            let Some(job) = self.waiting.pop_front() else { break };
+            let Some(job) = self.waiting.pop_front() else {
+                break;
+            };
             self.waiting_count.fetch_sub(1, Ordering::SeqCst);
             self.reserved += need;
-            self.metrics.prompt_tokens.inc_by(job.req.prompt.len() as u64);
+            self.metrics
+                .prompt_tokens
+                .inc_by(job.req.prompt.len() as u64);
             let layers = self.model.config().num_layers;
-            self.running.push(Sequence::new(job.req, job.events, job.accepted, layers, need));
+            self.running.push(Sequence::new(
+                job.req,
+                job.events,
+                job.accepted,
+                layers,
+                need,
+            ));
         }
     }
 
@@ -252,8 +286,15 @@ impl Actor {
             return;
         }
         let chunk = self.cfg.prefill_chunk;
-        let mut batch: Vec<SeqStep<'_>> = self.running.iter_mut().map(|s| s.next_step(chunk)).collect();
-        let logits = self.model.forward(&mut batch).and_then(|l| l.to_vec2::<f32>());
+        let mut batch: Vec<SeqStep<'_>> = self
+            .running
+            .iter_mut()
+            .map(|s| s.next_step(chunk))
+            .collect();
+        let logits = self
+            .model
+            .forward(&mut batch)
+            .and_then(|l| l.to_vec2::<f32>());
         drop(batch);
         let rows = match logits {
             Ok(rows) => rows,
@@ -283,8 +324,12 @@ impl Actor {
 
     fn publish_gauges(&self) {
         let used: usize = self.running.iter().map(Sequence::cached_tokens).sum();
-        self.metrics.kv_utilization.set(used as f64 / self.cfg.kv_budget_tokens.max(1) as f64);
+        self.metrics
+            .kv_utilization
+            .set(used as f64 / self.cfg.kv_budget_tokens.max(1) as f64);
         self.metrics.running.set(self.running.len() as i64);
-        self.metrics.queue_depth.set(self.waiting_count.load(Ordering::SeqCst) as i64);
+        self.metrics
+            .queue_depth
+            .set(self.waiting_count.load(Ordering::SeqCst) as i64);
     }
 }

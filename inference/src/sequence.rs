@@ -73,11 +73,19 @@ impl Sequence {
             let last = self.generated.len().saturating_sub(1);
             &self.generated[last..]
         };
-        SeqStep { tokens, cache: &mut self.cache }
+        SeqStep {
+            tokens,
+            cache: &mut self.cache,
+        }
     }
 
     /// Consumes this sequence's logits row from the step that just ran.
-    pub fn after_step(&mut self, logits: &[f32], tok: &TextTokenizer, metrics: &Metrics) -> StepOutcome {
+    pub fn after_step(
+        &mut self,
+        logits: &[f32],
+        tok: &TextTokenizer,
+        metrics: &Metrics,
+    ) -> StepOutcome {
         if self.events.is_closed() {
             return StepOutcome::Finished("cancelled");
         }
@@ -122,12 +130,10 @@ impl Sequence {
 
     /// Sends the last text (unless a stop string cut it) and the summary.
     fn finish(&mut self, reason: FinishReason, flush: bool, tok: &TextTokenizer) -> StepOutcome {
-        if flush {
-            if let Ok(text) = tok.decode(&self.generated) {
-                let rest = self.text.finish(&text);
-                if !rest.is_empty() {
-                    let _ = self.events.send(GenEvent::Delta(rest));
-                }
+        if flush && let Ok(text) = tok.decode(&self.generated) {
+            let rest = self.text.finish(&text);
+            if !rest.is_empty() {
+                let _ = self.events.send(GenEvent::Delta(rest));
             }
         }
         let done = Completion {

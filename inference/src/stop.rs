@@ -20,22 +20,38 @@ pub struct TextStream {
 impl TextStream {
     /// A stream that ends at any of `stops` (empty strings are ignored).
     pub fn new(stops: Vec<String>) -> Self {
-        Self { stops: stops.into_iter().filter(|s| !s.is_empty()).collect(), emitted: 0 }
+        Self {
+            stops: stops.into_iter().filter(|s| !s.is_empty()).collect(),
+            emitted: 0,
+        }
     }
 
     /// Given the full decoded output so far, what to send now.
     pub fn update(&mut self, text: &str) -> TextUpdate {
         if let Some(cut) = self.first_stop(text) {
-            let delta = text.get(self.emitted.min(cut)..cut).unwrap_or_default().to_owned();
+            let delta = text
+                .get(self.emitted.min(cut)..cut)
+                .unwrap_or_default()
+                .to_owned();
             self.emitted = cut;
-            return TextUpdate { delta, stopped: true };
+            return TextUpdate {
+                delta,
+                stopped: true,
+            };
         }
         // A trailing U+FFFD is an incomplete multi-byte character: wait for the next token.
         let complete = text.strip_suffix('\u{FFFD}').unwrap_or(text);
         let safe = complete.len() - self.held_back(complete);
-        let delta = if safe > self.emitted { text[self.emitted..safe].to_owned() } else { String::new() };
+        let delta = if safe > self.emitted {
+            text[self.emitted..safe].to_owned()
+        } else {
+            String::new()
+        };
         self.emitted = self.emitted.max(safe);
-        TextUpdate { delta, stopped: false }
+        TextUpdate {
+            delta,
+            stopped: false,
+        }
     }
 
     /// The rest of the text at the end of generation (nothing is held back any more).
@@ -46,7 +62,10 @@ impl TextStream {
     }
 
     fn first_stop(&self, text: &str) -> Option<usize> {
-        self.stops.iter().filter_map(|s| text.find(s.as_str())).min()
+        self.stops
+            .iter()
+            .filter_map(|s| text.find(s.as_str()))
+            .min()
     }
 
     /// Length of the longest suffix of `text` that is a proper prefix of a stop string.
@@ -71,7 +90,11 @@ mod tests {
     fn streams_text_and_cuts_at_stop_string() {
         let mut s = TextStream::new(vec!["###".into()]);
         assert_eq!(s.update("熱が").delta, "熱が");
-        assert_eq!(s.update("熱があります#").delta, "あります", "a possible stop prefix is held back");
+        assert_eq!(
+            s.update("熱があります#").delta,
+            "あります",
+            "a possible stop prefix is held back"
+        );
         let u = s.update("熱があります##");
         assert_eq!((u.delta.as_str(), u.stopped), ("", false));
         let u = s.update("熱があります###次");

@@ -31,9 +31,19 @@ pub struct TextTokenizer {
 
 impl TextTokenizer {
     /// Parses a `tokenizer.json`; `bos`/`eos` name the special tokens (from tokenizer_config.json).
-    pub fn from_json(text: &str, bos: Option<String>, eos: Option<String>) -> Result<Self, TokenizerError> {
-        let inner = tokenizers::Tokenizer::from_str(text).map_err(|e| TokenizerError::Tokenizers(e.to_string()))?;
-        let mut tok = Self { inner, stop_ids: Vec::new(), bos_token: bos, eos_token: eos };
+    pub fn from_json(
+        text: &str,
+        bos: Option<String>,
+        eos: Option<String>,
+    ) -> Result<Self, TokenizerError> {
+        let inner = tokenizers::Tokenizer::from_str(text)
+            .map_err(|e| TokenizerError::Tokenizers(e.to_string()))?;
+        let mut tok = Self {
+            inner,
+            stop_ids: Vec::new(),
+            bos_token: bos,
+            eos_token: eos,
+        };
         tok.stop_ids = tok.default_stop_ids();
         Ok(tok)
     }
@@ -48,16 +58,25 @@ impl TextTokenizer {
         }
         let tokens = gguf_strings(md, "tokenizer.ggml.tokens")?;
         let merges = gguf_strings(md, "tokenizer.ggml.merges")?;
-        let types: Vec<i32> = match md.get("tokenizer.ggml.token_type").and_then(|v| v.to_vec().ok()) {
+        let types: Vec<i32> = match md
+            .get("tokenizer.ggml.token_type")
+            .and_then(|v| v.to_vec().ok())
+        {
             Some(v) => v.iter().map(|x| x.to_i32().unwrap_or(1)).collect(),
             None => vec![1; tokens.len()],
         };
-        let pre = md.get("tokenizer.ggml.pre").and_then(|v| v.to_string().ok()).cloned().unwrap_or_default();
+        let pre = md
+            .get("tokenizer.ggml.pre")
+            .and_then(|v| v.to_string().ok())
+            .cloned()
+            .unwrap_or_default();
         let def = gpt2_definition(&tokens, &merges, &types, &pre);
         let inner = tokenizers::Tokenizer::from_str(&def.to_string())
             .map_err(|e| TokenizerError::Tokenizers(e.to_string()))?;
         let token_text = |key: &str| {
-            md.get(key).and_then(|v| v.to_u32().ok()).and_then(|i| tokens.get(i as usize).cloned())
+            md.get(key)
+                .and_then(|v| v.to_u32().ok())
+                .and_then(|i| tokens.get(i as usize).cloned())
         };
         let mut tok = Self {
             inner,
@@ -66,7 +85,10 @@ impl TextTokenizer {
             eos_token: token_text("tokenizer.ggml.eos_token_id"),
         };
         tok.stop_ids = tok.default_stop_ids();
-        if let Some(eot) = md.get("tokenizer.ggml.eot_token_id").and_then(|v| v.to_u32().ok()) {
+        if let Some(eot) = md
+            .get("tokenizer.ggml.eot_token_id")
+            .and_then(|v| v.to_u32().ok())
+        {
             tok.stop_ids.push(eot);
         }
         tok.stop_ids.sort_unstable();
@@ -75,11 +97,21 @@ impl TextTokenizer {
     }
 
     fn default_stop_ids(&self) -> Vec<u32> {
-        let mut ids: Vec<u32> = ["<|im_end|>", "<|eot_id|>", "<end_of_turn>", "</s>", "<|endoftext|>"]
-            .iter()
-            .filter_map(|t| self.inner.token_to_id(t))
-            .collect();
-        if let Some(id) = self.eos_token.as_deref().and_then(|t| self.inner.token_to_id(t)) {
+        let mut ids: Vec<u32> = [
+            "<|im_end|>",
+            "<|eot_id|>",
+            "<end_of_turn>",
+            "</s>",
+            "<|endoftext|>",
+        ]
+        .iter()
+        .filter_map(|t| self.inner.token_to_id(t))
+        .collect();
+        if let Some(id) = self
+            .eos_token
+            .as_deref()
+            .and_then(|t| self.inner.token_to_id(t))
+        {
             ids.push(id);
         }
         ids.sort_unstable();
@@ -89,13 +121,18 @@ impl TextTokenizer {
 
     /// Token ids of `text`; special-token markers in the text become their special ids.
     pub fn encode(&self, text: &str) -> Result<Vec<u32>, TokenizerError> {
-        let enc = self.inner.encode(text, false).map_err(|e| TokenizerError::Tokenizers(e.to_string()))?;
+        let enc = self
+            .inner
+            .encode(text, false)
+            .map_err(|e| TokenizerError::Tokenizers(e.to_string()))?;
         Ok(enc.get_ids().to_vec())
     }
 
     /// Text of `ids`, leaving special tokens out.
     pub fn decode(&self, ids: &[u32]) -> Result<String, TokenizerError> {
-        self.inner.decode(ids, true).map_err(|e| TokenizerError::Tokenizers(e.to_string()))
+        self.inner
+            .decode(ids, true)
+            .map_err(|e| TokenizerError::Tokenizers(e.to_string()))
     }
 
     /// The id of a token's text, if it is in the vocabulary.
@@ -111,9 +148,17 @@ impl TextTokenizer {
 
 /// A `tokenizer.json` definition for byte-level BPE (the GGUF `gpt2` model). Pre-tokenizers whose
 /// llama.cpp regex splits digits one by one (`smollm`, `starcoder`, `refact`) get a `Digits` step first.
-pub fn gpt2_definition(tokens: &[String], merges: &[String], types: &[i32], pre: &str) -> serde_json::Value {
-    let vocab: serde_json::Map<String, serde_json::Value> =
-        tokens.iter().enumerate().map(|(i, t)| (t.clone(), json!(i))).collect();
+pub fn gpt2_definition(
+    tokens: &[String],
+    merges: &[String],
+    types: &[i32],
+    pre: &str,
+) -> serde_json::Value {
+    let vocab: serde_json::Map<String, serde_json::Value> = tokens
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (t.clone(), json!(i)))
+        .collect();
     let added: Vec<serde_json::Value> = tokens
         .iter()
         .enumerate()
@@ -150,6 +195,10 @@ fn gguf_strings(md: &HashMap<String, Value>, key: &str) -> Result<Vec<String>, T
         .and_then(|v| v.to_vec().ok())
         .ok_or_else(|| TokenizerError::Gguf(format!("metadata `{key}` is missing")))?;
     v.iter()
-        .map(|x| x.to_string().cloned().map_err(|_| TokenizerError::Gguf(format!("`{key}` holds a non-string"))))
+        .map(|x| {
+            x.to_string()
+                .cloned()
+                .map_err(|_| TokenizerError::Gguf(format!("`{key}` holds a non-string")))
+        })
         .collect()
 }

@@ -118,21 +118,26 @@ impl WeightStore {
     /// Memory-maps safetensors files.
     pub fn open_safetensors(paths: &[PathBuf]) -> Result<Self, WeightsError> {
         // SAFETY: the files are only read, and the model directory is verified and not modified while served.
-        let st = unsafe { MmapedSafetensors::multi(paths) }.map_err(|source| WeightsError::Tensor {
-            name: format!("{paths:?}"),
-            source,
-        })?;
+        let st =
+            unsafe { MmapedSafetensors::multi(paths) }.map_err(|source| WeightsError::Tensor {
+                name: format!("{paths:?}"),
+                source,
+            })?;
         Ok(Self::Safetensors(st))
     }
 
     /// Opens a GGUF file and reads its header.
     pub fn open_gguf(path: &Path) -> Result<Self, WeightsError> {
-        let io = |source| WeightsError::Io { path: path.to_path_buf(), source };
-        let mut file = File::open(path).map_err(io)?;
-        let content = gguf_file::Content::read(&mut file).map_err(|source| WeightsError::Tensor {
-            name: path.display().to_string(),
+        let io = |source| WeightsError::Io {
+            path: path.to_path_buf(),
             source,
-        })?;
+        };
+        let mut file = File::open(path).map_err(io)?;
+        let content =
+            gguf_file::Content::read(&mut file).map_err(|source| WeightsError::Tensor {
+                name: path.display().to_string(),
+                source,
+            })?;
         Ok(Self::Gguf { file, content })
     }
 
@@ -156,7 +161,10 @@ impl WeightStore {
     pub fn dims(&self, w: Weight) -> Result<Vec<usize>, WeightsError> {
         let name = self.name(w);
         match self {
-            Self::Safetensors(st) => st.get(&name).map(|v| v.shape().to_vec()).map_err(|_| WeightsError::Missing(name)),
+            Self::Safetensors(st) => st
+                .get(&name)
+                .map(|v| v.shape().to_vec())
+                .map_err(|_| WeightsError::Missing(name)),
             Self::Gguf { content, .. } => content
                 .tensor_infos
                 .get(&name)
@@ -168,19 +176,27 @@ impl WeightStore {
     /// Loads a weight as a dense f32 tensor (norms, embeddings).
     pub fn dense(&mut self, w: Weight, device: &Device) -> Result<Tensor, WeightsError> {
         let name = self.name(w);
-        let err = |source| WeightsError::Tensor { name: name.clone(), source };
+        let err = |source| WeightsError::Tensor {
+            name: name.clone(),
+            source,
+        };
         match self {
             Self::Safetensors(st) => {
                 if st.get(&name).is_err() {
                     return Err(WeightsError::Missing(name));
                 }
-                st.load(&name, device).and_then(|t| t.to_dtype(DType::F32)).map_err(err)
+                st.load(&name, device)
+                    .and_then(|t| t.to_dtype(DType::F32))
+                    .map_err(err)
             }
             Self::Gguf { file, content } => {
                 if !content.tensor_infos.contains_key(&name) {
                     return Err(WeightsError::Missing(name));
                 }
-                content.tensor(file, &name, device).and_then(|q| q.dequantize(device)).map_err(err)
+                content
+                    .tensor(file, &name, device)
+                    .and_then(|q| q.dequantize(device))
+                    .map_err(err)
             }
         }
     }
@@ -188,14 +204,20 @@ impl WeightStore {
     /// Loads a projection matrix, keeping GGUF quantization (Q4_0, Q4_1, Q8_0, Q4_K, …) as it is.
     pub fn matmul(&mut self, w: Weight, device: &Device) -> Result<QMatMul, WeightsError> {
         let name = self.name(w);
-        let err = |source| WeightsError::Tensor { name: name.clone(), source };
+        let err = |source| WeightsError::Tensor {
+            name: name.clone(),
+            source,
+        };
         match self {
             Self::Safetensors(_) => Ok(QMatMul::Tensor(self.dense(w, device)?)),
             Self::Gguf { file, content } => {
                 if !content.tensor_infos.contains_key(&name) {
                     return Err(WeightsError::Missing(name));
                 }
-                content.tensor(file, &name, device).and_then(QMatMul::from_qtensor).map_err(err)
+                content
+                    .tensor(file, &name, device)
+                    .and_then(QMatMul::from_qtensor)
+                    .map_err(err)
             }
         }
     }

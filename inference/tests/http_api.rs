@@ -23,16 +23,30 @@ fn start() -> Server {
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let addr = rt.block_on(async {
-        let listener = tokio::net::TcpListener::bind(args.listen).await.expect("bind");
+        let listener = tokio::net::TcpListener::bind(args.listen)
+            .await
+            .expect("bind");
         let addr = listener.local_addr().expect("addr");
         let state = AppState::new("tiny", Metrics::new());
         let engine = cli::start_engine(&args, state.metrics.clone()).expect("engine");
         cli::warm_up(&engine).await.expect("warm-up");
         state.set_engine(engine);
-        tokio::spawn(server::run(listener, state, async { let _ = stopped.await; }, args.drain_timeout));
+        tokio::spawn(server::run(
+            listener,
+            state,
+            async {
+                let _ = stopped.await;
+            },
+            args.drain_timeout,
+        ));
         addr
     });
-    Server { addr, _stop: stop, _rt: rt, _dir: dir }
+    Server {
+        addr,
+        _stop: stop,
+        _rt: rt,
+        _dir: dir,
+    }
 }
 
 fn json(r: &Reply) -> Value {
@@ -54,20 +68,42 @@ fn api_endpoints_behave_like_openai() {
     assert_eq!(chat["choices"][0]["message"]["role"], "assistant");
     assert_eq!(chat["choices"][0]["finish_reason"], "length");
     assert_eq!(chat["usage"]["completion_tokens"], 8);
-    let text = chat["choices"][0]["message"]["content"].as_str().expect("content").to_owned();
+    let text = chat["choices"][0]["message"]["content"]
+        .as_str()
+        .expect("content")
+        .to_owned();
 
-    let streamed = body.replace("\"ignore_eos\":true", "\"ignore_eos\":true,\"stream\":true,\"stream_options\":{\"include_usage\":true}");
+    let streamed = body.replace(
+        "\"ignore_eos\":true",
+        "\"ignore_eos\":true,\"stream\":true,\"stream_options\":{\"include_usage\":true}",
+    );
     let reply = http(s.addr, "POST", "/v1/chat/completions", Some(&streamed));
     assert!(reply.head.contains("text/event-stream"), "{}", reply.head);
     let events = sse_data(&reply.body);
     assert_eq!(events.last().map(String::as_str), Some("[DONE]"));
-    let chunks: Vec<Value> = events[..events.len() - 1].iter().map(|e| serde_json::from_str(e).expect("chunk")).collect();
-    let joined: String = chunks.iter().filter_map(|c| c["choices"][0]["delta"]["content"].as_str()).collect();
-    assert_eq!(joined, text, "streamed text differs from the non-streamed greedy text");
-    assert_eq!(chunks.last().expect("usage chunk")["usage"]["completion_tokens"], 8);
+    let chunks: Vec<Value> = events[..events.len() - 1]
+        .iter()
+        .map(|e| serde_json::from_str(e).expect("chunk"))
+        .collect();
+    let joined: String = chunks
+        .iter()
+        .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
+        .collect();
+    assert_eq!(
+        joined, text,
+        "streamed text differs from the non-streamed greedy text"
+    );
+    assert_eq!(
+        chunks.last().expect("usage chunk")["usage"]["completion_tokens"],
+        8
+    );
 
-    let comp = json(&http(s.addr, "POST", "/v1/completions",
-        Some(r#"{"prompt":"患者は","max_tokens":5,"temperature":0,"ignore_eos":true}"#)));
+    let comp = json(&http(
+        s.addr,
+        "POST",
+        "/v1/completions",
+        Some(r#"{"prompt":"患者は","max_tokens":5,"temperature":0,"ignore_eos":true}"#),
+    ));
     assert_eq!(comp["object"], "text_completion");
     assert_eq!(comp["usage"]["completion_tokens"], 5);
 }
@@ -76,15 +112,33 @@ fn api_endpoints_behave_like_openai() {
 fn errors_have_openai_bodies_and_status_codes() {
     let s = start();
     let long = "発熱 ".repeat(5000);
-    let r = http(s.addr, "POST", "/v1/completions", Some(&format!(r#"{{"prompt":"{long}","max_tokens":4}}"#)));
+    let r = http(
+        s.addr,
+        "POST",
+        "/v1/completions",
+        Some(&format!(r#"{{"prompt":"{long}","max_tokens":4}}"#)),
+    );
     assert_eq!(r.status, 400);
     let err = json(&r);
     assert_eq!(err["error"]["code"], "context_length_exceeded");
-    assert!(err["error"]["message"].as_str().expect("message").contains("context is 4096 tokens"));
+    assert!(
+        err["error"]["message"]
+            .as_str()
+            .expect("message")
+            .contains("context is 4096 tokens")
+    );
 
     let r = http(s.addr, "POST", "/v1/chat/completions", Some("{not json"));
-    assert_eq!((r.status, json(&r)["error"]["type"].as_str()), (400, Some("invalid_request_error")));
-    let r = http(s.addr, "POST", "/v1/chat/completions", Some(r#"{"messages":[{"role":"user","content":"x"}],"temperature":9}"#));
+    assert_eq!(
+        (r.status, json(&r)["error"]["type"].as_str()),
+        (400, Some("invalid_request_error"))
+    );
+    let r = http(
+        s.addr,
+        "POST",
+        "/v1/chat/completions",
+        Some(r#"{"messages":[{"role":"user","content":"x"}],"temperature":9}"#),
+    );
     assert_eq!(r.status, 400);
 
     let metrics = http(s.addr, "GET", "/metrics", None).body;
@@ -106,7 +160,10 @@ fn errors_have_openai_bodies_and_status_codes() {
 fn stop_strings_cut_the_output() {
     let s = start();
     let body = r#"{"prompt":"患者は","max_tokens":12,"temperature":0,"ignore_eos":true}"#;
-    let full = json(&http(s.addr, "POST", "/v1/completions", Some(body)))["choices"][0]["text"].as_str().expect("text").to_owned();
+    let full = json(&http(s.addr, "POST", "/v1/completions", Some(body)))["choices"][0]["text"]
+        .as_str()
+        .expect("text")
+        .to_owned();
     // A character from the middle of the greedy output (not a control or replacement character).
     let stop = full
         .chars()
@@ -117,7 +174,16 @@ fn stop_strings_cut_the_output() {
     let cut_at = full.find(&stop).expect("stop occurs");
     let with_stop = serde_json::json!({"prompt": "患者は", "max_tokens": 12, "temperature": 0, "ignore_eos": true,
                                        "stop": [stop]});
-    let r = json(&http(s.addr, "POST", "/v1/completions", Some(&with_stop.to_string())));
-    assert_eq!(r["choices"][0]["text"].as_str(), Some(&full[..cut_at]), "stop string {stop:?}");
+    let r = json(&http(
+        s.addr,
+        "POST",
+        "/v1/completions",
+        Some(&with_stop.to_string()),
+    ));
+    assert_eq!(
+        r["choices"][0]["text"].as_str(),
+        Some(&full[..cut_at]),
+        "stop string {stop:?}"
+    );
     assert_eq!(r["choices"][0]["finish_reason"], "stop");
 }

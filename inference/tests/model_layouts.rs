@@ -13,7 +13,12 @@ fn greedy_tokens(model: &Llama, prompt: &[u32], n: usize) -> Vec<u32> {
     let mut out = Vec::new();
     let mut input = prompt.to_vec();
     for _ in 0..n {
-        let logits = model.forward(&mut [SeqStep { tokens: &input, cache: &mut cache }]).expect("forward");
+        let logits = model
+            .forward(&mut [SeqStep {
+                tokens: &input,
+                cache: &mut cache,
+            }])
+            .expect("forward");
         let row = logits.to_vec2::<f32>().expect("logits")[0].clone();
         let t = greedy(&row);
         out.push(t);
@@ -35,10 +40,18 @@ fn hf_single_sharded_and_gguf_f32_give_the_same_greedy_tokens() {
     let sharded = load(&fixture::write_hf(&dir.path().join("sharded"), true).expect("sharded"));
     let gguf = load(&fixture::write_gguf(&dir.path().join("gguf"), GgmlDType::F32).expect("gguf"));
     let prompt = single.tokenizer.encode(PROMPT).expect("encode");
-    assert_eq!(prompt, gguf.tokenizer.encode(PROMPT).expect("encode"), "GGUF-built tokenizer differs");
+    assert_eq!(
+        prompt,
+        gguf.tokenizer.encode(PROMPT).expect("encode"),
+        "GGUF-built tokenizer differs"
+    );
     let a = greedy_tokens(&single.model, &prompt, 24);
     assert_eq!(a, greedy_tokens(&sharded.model, &prompt, 24));
-    assert_eq!(a, greedy_tokens(&gguf.model, &prompt, 24), "GGUF (interleaved RoPE) diverges from HF");
+    assert_eq!(
+        a,
+        greedy_tokens(&gguf.model, &prompt, 24),
+        "GGUF (interleaved RoPE) diverges from HF"
+    );
     let distinct: std::collections::HashSet<_> = a.iter().collect();
     assert!(distinct.len() > 3, "fixture output is degenerate: {a:?}");
 }
@@ -47,11 +60,18 @@ fn hf_single_sharded_and_gguf_f32_give_the_same_greedy_tokens() {
 fn quantized_gguf_loads_and_decodes_text() {
     let dir = tempfile::tempdir().expect("tempdir");
     for dtype in [GgmlDType::Q8_0, GgmlDType::Q4_0, GgmlDType::Q4_1] {
-        let m = load(&fixture::write_gguf(&dir.path().join(format!("{dtype:?}")), dtype).expect("gguf"));
+        let m = load(
+            &fixture::write_gguf(&dir.path().join(format!("{dtype:?}")), dtype).expect("gguf"),
+        );
         let prompt = m.tokenizer.encode(PROMPT).expect("encode");
         let toks = greedy_tokens(&m.model, &prompt, 8);
         assert_eq!(toks.len(), 8);
-        assert!(m.tokenizer.decode(&prompt).expect("decode").contains("発熱"));
+        assert!(
+            m.tokenizer
+                .decode(&prompt)
+                .expect("decode")
+                .contains("発熱")
+        );
     }
 }
 
@@ -63,11 +83,18 @@ fn batched_forward_matches_one_sequence_at_a_time() {
         fixture::write_gguf(&dir.path().join("q8"), GgmlDType::Q8_0).expect("gguf"),
     ] {
         let m = load(&path);
-        let prompts: Vec<Vec<u32>> = ["頭痛があります。", "血圧 142/88 mmHg、脈拍 96 回/分", "Take one tablet"]
+        let prompts: Vec<Vec<u32>> = [
+            "頭痛があります。",
+            "血圧 142/88 mmHg、脈拍 96 回/分",
+            "Take one tablet",
+        ]
+        .iter()
+        .map(|p| m.tokenizer.encode(p).expect("encode"))
+        .collect();
+        let alone: Vec<Vec<u32>> = prompts
             .iter()
-            .map(|p| m.tokenizer.encode(p).expect("encode"))
+            .map(|p| greedy_tokens(&m.model, p, 12))
             .collect();
-        let alone: Vec<Vec<u32>> = prompts.iter().map(|p| greedy_tokens(&m.model, p, 12)).collect();
         let together = batched_greedy(&m.model, &prompts, 12);
         assert_eq!(alone, together, "{}", path.display());
     }
@@ -75,13 +102,26 @@ fn batched_forward_matches_one_sequence_at_a_time() {
 
 /// Greedy decoding of all prompts in one batch, prompts of different lengths prefilled together.
 fn batched_greedy(model: &Llama, prompts: &[Vec<u32>], n: usize) -> Vec<Vec<u32>> {
-    let mut caches: Vec<SeqCache> = prompts.iter().map(|_| SeqCache::new(model.config().num_layers)).collect();
+    let mut caches: Vec<SeqCache> = prompts
+        .iter()
+        .map(|_| SeqCache::new(model.config().num_layers))
+        .collect();
     let mut inputs: Vec<Vec<u32>> = prompts.to_vec();
     let mut outs = vec![Vec::new(); prompts.len()];
     for _ in 0..n {
-        let mut batch: Vec<SeqStep<'_>> =
-            inputs.iter().zip(caches.iter_mut()).map(|(t, c)| SeqStep { tokens: t, cache: c }).collect();
-        let rows = model.forward(&mut batch).expect("forward").to_vec2::<f32>().expect("logits");
+        let mut batch: Vec<SeqStep<'_>> = inputs
+            .iter()
+            .zip(caches.iter_mut())
+            .map(|(t, c)| SeqStep {
+                tokens: t,
+                cache: c,
+            })
+            .collect();
+        let rows = model
+            .forward(&mut batch)
+            .expect("forward")
+            .to_vec2::<f32>()
+            .expect("logits");
         for (i, row) in rows.iter().enumerate() {
             let t = greedy(row);
             outs[i].push(t);

@@ -36,20 +36,43 @@ fn official_openai_python_client_works() {
     );
     let dir = tempfile::tempdir().expect("tempdir");
     let model = common::hf_fixture(dir.path());
-    let addr = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port");
+    let addr = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port");
     let _server = Proc(
         Command::new(env!("CARGO_BIN_EXE_anshin-inference"))
-            .args(["serve", "--model-id", "tiny", "--listen", &addr.to_string(), "--model"])
+            .args([
+                "serve",
+                "--model-id",
+                "tiny",
+                "--listen",
+                &addr.to_string(),
+                "--model",
+            ])
             .arg(&model)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .spawn()
             .expect("start anshin-inference"),
     );
-    assert!(common::wait_for(addr, "/readyz", 200, Duration::from_secs(60)), "server never became ready");
+    assert!(
+        common::wait_for(addr, "/readyz", 200, Duration::from_secs(60)),
+        "server never became ready"
+    );
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/openai_client.py");
-    let out = Command::new(&py).arg(script).arg(format!("http://{addr}")).arg("tiny").output().expect("run python");
-    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success(), "openai client failed:\n{stdout}\n{stderr}");
+    let out = Command::new(&py)
+        .arg(script)
+        .arg(format!("http://{addr}"))
+        .arg("tiny")
+        .output()
+        .expect("run python");
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(
+        out.status.success(),
+        "openai client failed:\n{stdout}\n{stderr}"
+    );
     assert!(stdout.contains("OK"), "{stdout}");
 }

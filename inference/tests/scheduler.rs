@@ -8,19 +8,40 @@ use anshin_inference::fixture;
 use anshin_inference::loader;
 use anshin_inference::metrics::Metrics;
 use anshin_inference::sampling::SamplingParams;
-use anshin_inference::scheduler::{self, GenEvent, GenerateRequest, SchedulerConfig, SchedulerHandle, SubmitError};
+use anshin_inference::scheduler::{
+    self, GenEvent, GenerateRequest, SchedulerConfig, SchedulerHandle, SubmitError,
+};
 use anshin_inference::tokenizer::TextTokenizer;
 use candle_core::Device;
 use tokio::sync::mpsc::UnboundedReceiver;
 
-fn start(max_batch: usize, max_waiting: usize) -> (SchedulerHandle, Arc<TextTokenizer>, Metrics, tempfile::TempDir) {
+fn start(
+    max_batch: usize,
+    max_waiting: usize,
+) -> (
+    SchedulerHandle,
+    Arc<TextTokenizer>,
+    Metrics,
+    tempfile::TempDir,
+) {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = fixture::write_hf(dir.path(), false).expect("fixture");
     let m = loader::load(&path, None, &Device::Cpu).expect("load");
     let tok = Arc::new(m.tokenizer);
     let metrics = Metrics::new();
-    let cfg = SchedulerConfig { max_waiting, max_batch, kv_budget_tokens: 8192, prefill_chunk: 8, max_context: 4096 };
-    (scheduler::spawn(m.model, tok.clone(), cfg, metrics.clone()), tok, metrics, dir)
+    let cfg = SchedulerConfig {
+        max_waiting,
+        max_batch,
+        kv_budget_tokens: 8192,
+        prefill_chunk: 8,
+        max_context: 4096,
+    };
+    (
+        scheduler::spawn(m.model, tok.clone(), cfg, metrics.clone()),
+        tok,
+        metrics,
+        dir,
+    )
 }
 
 fn request(tok: &TextTokenizer, prompt: &str, max_tokens: usize) -> GenerateRequest {
@@ -48,18 +69,32 @@ fn tokens(mut rx: UnboundedReceiver<GenEvent>) -> Vec<u32> {
 fn wait_metric(metrics: &Metrics, line: &str) {
     let start = Instant::now();
     while !metrics.render().contains(line) {
-        assert!(start.elapsed() < Duration::from_secs(10), "metric never showed `{line}`");
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "metric never showed `{line}`"
+        );
         std::thread::sleep(Duration::from_millis(10));
     }
 }
 
-const PROMPTS: [&str; 4] = ["頭痛と発熱があります。", "血圧 142/88 mmHg", "セフトリアキソン点滴静注を開始し、解熱傾向を確認した。", "Take one"];
+const PROMPTS: [&str; 4] = [
+    "頭痛と発熱があります。",
+    "血圧 142/88 mmHg",
+    "セフトリアキソン点滴静注を開始し、解熱傾向を確認した。",
+    "Take one",
+];
 
 #[test]
 fn concurrent_requests_get_the_same_greedy_tokens_as_sequential_ones() {
     let (h, tok, metrics, _dir) = start(8, 16);
-    let alone: Vec<Vec<u32>> = PROMPTS.iter().map(|p| tokens(h.submit(request(&tok, p, 20)).expect("submit"))).collect();
-    let rxs: Vec<_> = PROMPTS.iter().map(|p| h.submit(request(&tok, p, 20)).expect("submit")).collect();
+    let alone: Vec<Vec<u32>> = PROMPTS
+        .iter()
+        .map(|p| tokens(h.submit(request(&tok, p, 20)).expect("submit")))
+        .collect();
+    let rxs: Vec<_> = PROMPTS
+        .iter()
+        .map(|p| h.submit(request(&tok, p, 20)).expect("submit"))
+        .collect();
     let together: Vec<Vec<u32>> = rxs.into_iter().map(tokens).collect();
     assert_eq!(alone, together);
     wait_metric(&metrics, "anshin_inference_requests_total{status=\"ok\"} 8");
@@ -73,7 +108,10 @@ fn sequences_joining_and_leaving_do_not_change_a_running_one() {
     // Wait until the long request streams, then let short requests join and leave while it runs.
     let first = long.blocking_recv().expect("first event");
     assert!(matches!(first, GenEvent::Delta(_)));
-    let short: Vec<_> = PROMPTS.iter().map(|p| h.submit(request(&tok, p, 5)).expect("submit")).collect();
+    let short: Vec<_> = PROMPTS
+        .iter()
+        .map(|p| h.submit(request(&tok, p, 5)).expect("submit"))
+        .collect();
     let short_tokens: Vec<Vec<u32>> = short.into_iter().map(tokens).collect();
     assert!(short_tokens.iter().all(|t| t.len() == 5));
     assert_eq!(tokens(long), reference);
@@ -94,7 +132,10 @@ fn a_full_queue_refuses_with_queue_full() {
             Err(e) => panic!("unexpected error: {e}"),
         }
     }
-    assert!(refused >= 4, "only {refused} of 8 were refused with a queue of 2 and a batch of 1");
+    assert!(
+        refused >= 4,
+        "only {refused} of 8 were refused with a queue of 2 and a batch of 1"
+    );
 }
 
 #[test]
@@ -103,9 +144,15 @@ fn dropping_the_receiver_cancels_the_request() {
     let mut rx = h.submit(request(&tok, PROMPTS[0], 3000)).expect("submit");
     assert!(matches!(rx.blocking_recv(), Some(GenEvent::Delta(_))));
     drop(rx);
-    wait_metric(&metrics, "anshin_inference_requests_total{status=\"cancelled\"} 1");
+    wait_metric(
+        &metrics,
+        "anshin_inference_requests_total{status=\"cancelled\"} 1",
+    );
     // The slot is free again: a new request completes.
-    assert_eq!(tokens(h.submit(request(&tok, PROMPTS[1], 3)).expect("submit")).len(), 3);
+    assert_eq!(
+        tokens(h.submit(request(&tok, PROMPTS[1], 3)).expect("submit")).len(),
+        3
+    );
 }
 
 #[test]
@@ -113,5 +160,11 @@ fn prompt_longer_than_the_context_is_refused() {
     let (h, tok, _m, _dir) = start(1, 1);
     let mut req = request(&tok, PROMPTS[0], 1);
     req.prompt = vec![5; 5000];
-    assert_eq!(h.submit(req).expect_err("too long"), SubmitError::PromptTooLong { prompt: 5000, context: 4096 });
+    assert_eq!(
+        h.submit(req).expect_err("too long"),
+        SubmitError::PromptTooLong {
+            prompt: 5000,
+            context: 4096
+        }
+    );
 }

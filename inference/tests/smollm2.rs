@@ -16,7 +16,8 @@ fn smollm2_path() -> PathBuf {
         return PathBuf::from(p);
     }
     let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
-    PathBuf::from(home).join(".cache/anshin/models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf")
+    PathBuf::from(home)
+        .join(".cache/anshin/models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf")
 }
 
 fn load_smollm2() -> LoadedModel {
@@ -30,7 +31,10 @@ fn load_smollm2() -> LoadedModel {
 }
 
 fn chat_prompt(m: &LoadedModel, question: &str) -> Vec<u32> {
-    let msgs = [ChatMessage { role: "user".into(), content: question.into() }];
+    let msgs = [ChatMessage {
+        role: "user".into(),
+        content: question.into(),
+    }];
     let text = m.template.render(&msgs).expect("template renders");
     m.tokenizer.encode(&text).expect("encode")
 }
@@ -41,7 +45,13 @@ fn greedy_generate(m: &LoadedModel, prompt: &[u32], n: usize) -> (Vec<u32>, Vec<
     let mut input = prompt.to_vec();
     let (mut out, mut rows) = (Vec::new(), Vec::new());
     for _ in 0..n {
-        let logits = m.model.forward(&mut [SeqStep { tokens: &input, cache: &mut cache }]).expect("forward");
+        let logits = m
+            .model
+            .forward(&mut [SeqStep {
+                tokens: &input,
+                cache: &mut cache,
+            }])
+            .expect("forward");
         let row = logits.to_vec2::<f32>().expect("logits").swap_remove(0);
         let t = greedy(&row);
         out.push(t);
@@ -55,17 +65,34 @@ fn greedy_generate(m: &LoadedModel, prompt: &[u32], n: usize) -> (Vec<u32>, Vec<
 fn smollm2_answers_a_medical_question_greedily() {
     let m = load_smollm2();
     let prompt = chat_prompt(&m, "Explain what hypertension is in one sentence.");
-    let text = m.tokenizer.decode(&greedy_generate(&m, &prompt, 24).0).expect("decode");
-    assert!(text.contains("high blood pressure"), "unexpected answer: {text:?}");
+    let text = m
+        .tokenizer
+        .decode(&greedy_generate(&m, &prompt, 24).0)
+        .expect("decode");
+    assert!(
+        text.contains("high blood pressure"),
+        "unexpected answer: {text:?}"
+    );
 }
 
 #[test]
 fn smollm2_chat_template_and_tokenizer_come_from_gguf_metadata() {
     let m = load_smollm2();
-    let im_start = m.tokenizer.token_id("<|im_start|>").expect("ChatML marker is a token");
+    let im_start = m
+        .tokenizer
+        .token_id("<|im_start|>")
+        .expect("ChatML marker is a token");
     let prompt = chat_prompt(&m, "Hi");
-    assert_eq!(prompt.first(), Some(&im_start), "template starts with <|im_start|>");
-    assert!(m.tokenizer.stop_ids.contains(&m.tokenizer.token_id("<|im_end|>").expect("im_end")));
+    assert_eq!(
+        prompt.first(),
+        Some(&im_start),
+        "template starts with <|im_start|>"
+    );
+    assert!(
+        m.tokenizer
+            .stop_ids
+            .contains(&m.tokenizer.token_id("<|im_end|>").expect("im_end"))
+    );
     // Digits are split one by one, as llama.cpp's `smollm` pre-tokenizer does.
     assert_eq!(m.tokenizer.encode("2024").expect("encode").len(), 4);
 }
@@ -81,31 +108,63 @@ const LOGIT_TOLERANCE: f32 = 2.0;
 fn greedy_matches_llama_cpp_golden() {
     let m = load_smollm2();
     let golden: serde_json::Value =
-        serde_json::from_str(include_str!("golden/smollm2_llama_cpp.json")).expect("golden file is JSON");
-    let digest = format!("sha256:{}", anshin_inference::manifest::sha256_file(&smollm2_path()).expect("hash"));
-    assert_eq!(golden["model_sha256"].as_str(), Some(digest.as_str()), "the golden file was recorded on another file");
+        serde_json::from_str(include_str!("golden/smollm2_llama_cpp.json"))
+            .expect("golden file is JSON");
+    let digest = format!(
+        "sha256:{}",
+        anshin_inference::manifest::sha256_file(&smollm2_path()).expect("hash")
+    );
+    assert_eq!(
+        golden["model_sha256"].as_str(),
+        Some(digest.as_str()),
+        "the golden file was recorded on another file"
+    );
     for p in golden["prompts"].as_array().expect("prompts") {
         let mut worst = 0.0f32;
         let mut matched = 0;
         let name = p["name"].as_str().unwrap_or("?");
         let ids = |v: &serde_json::Value| -> Vec<u32> {
-            v.as_array().expect("ids").iter().map(|x| x.as_u64().expect("id") as u32).collect()
+            v.as_array()
+                .expect("ids")
+                .iter()
+                .map(|x| x.as_u64().expect("id") as u32)
+                .collect()
         };
-        let prompt = m.tokenizer.encode(p["text"].as_str().expect("text")).expect("encode");
-        assert_eq!(prompt, ids(&p["prompt_tokens"]), "{name}: tokenization differs from llama.cpp");
+        let prompt = m
+            .tokenizer
+            .encode(p["text"].as_str().expect("text"))
+            .expect("encode");
+        assert_eq!(
+            prompt,
+            ids(&p["prompt_tokens"]),
+            "{name}: tokenization differs from llama.cpp"
+        );
         let want = ids(&p["tokens"]);
         let (got, rows) = greedy_generate(&m, &prompt, want.len());
-        for (step, (row, top)) in rows.iter().zip(p["top_logits"].as_array().expect("tops")).enumerate() {
+        for (step, (row, top)) in rows
+            .iter()
+            .zip(p["top_logits"].as_array().expect("tops"))
+            .enumerate()
+        {
             let top: Vec<(usize, f32)> = top
                 .as_array()
                 .expect("top")
                 .iter()
-                .map(|e| (e[0].as_u64().expect("id") as usize, e[1].as_f64().expect("logit") as f32))
+                .map(|e| {
+                    (
+                        e[0].as_u64().expect("id") as usize,
+                        e[1].as_f64().expect("logit") as f32,
+                    )
+                })
                 .collect();
             for &(id, logit) in &top {
                 let diff = (row[id] - logit).abs();
                 worst = worst.max(diff);
-                assert!(diff <= LOGIT_TOLERANCE, "{name} step {step}: logit of {id} is {} vs llama.cpp {logit}", row[id]);
+                assert!(
+                    diff <= LOGIT_TOLERANCE,
+                    "{name} step {step}: logit of {id} is {} vs llama.cpp {logit}",
+                    row[id]
+                );
             }
             if got[step] == want[step] {
                 matched += 1;
@@ -116,12 +175,18 @@ fn greedy_matches_llama_cpp_golden() {
                 assert!(
                     gap.is_some_and(|g| g <= LOGIT_TOLERANCE),
                     "{name}: diverges at step {step} (ours {}, llama.cpp {}) without a near tie: gap {gap:?}",
-                    got[step], want[step]
+                    got[step],
+                    want[step]
                 );
-                eprintln!("{name}: near tie at step {step} (gap {gap:?}); later steps not compared");
+                eprintln!(
+                    "{name}: near tie at step {step} (gap {gap:?}); later steps not compared"
+                );
                 break;
             }
         }
-        eprintln!("{name}: {matched}/{} tokens equal; largest |logit diff| on llama.cpp's top 5: {worst:.3}", want.len());
+        eprintln!(
+            "{name}: {matched}/{} tokens equal; largest |logit diff| on llama.cpp's top 5: {worst:.3}",
+            want.len()
+        );
     }
 }

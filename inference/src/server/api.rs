@@ -87,29 +87,43 @@ impl CompletionRequest {
     pub fn prompt_text(&self) -> Result<String, ApiError> {
         match &self.prompt {
             Value::String(s) => Ok(s.clone()),
-            Value::Array(a) if a.len() == 1 => {
-                a[0].as_str().map(str::to_owned).ok_or_else(|| ApiError::Invalid("prompt must be a string".into()))
-            }
-            _ => Err(ApiError::Invalid("prompt must be a string or a list of one string".into())),
+            Value::Array(a) if a.len() == 1 => a[0]
+                .as_str()
+                .map(str::to_owned)
+                .ok_or_else(|| ApiError::Invalid("prompt must be a string".into())),
+            _ => Err(ApiError::Invalid(
+                "prompt must be a string or a list of one string".into(),
+            )),
         }
     }
 }
 
 impl CommonParams {
     /// A scheduler request for `prompt` tokens, validating ranges.
-    pub fn to_request(&self, prompt: Vec<u32>, default_max_tokens: usize) -> Result<GenerateRequest, ApiError> {
+    pub fn to_request(
+        &self,
+        prompt: Vec<u32>,
+        default_max_tokens: usize,
+    ) -> Result<GenerateRequest, ApiError> {
         if self.n.unwrap_or(1) != 1 {
             return Err(ApiError::Invalid("only n = 1 is supported".into()));
         }
         let temperature = self.temperature.unwrap_or(1.0);
         if !(0.0..=2.0).contains(&temperature) {
-            return Err(ApiError::Invalid(format!("temperature {temperature} is outside 0..=2")));
+            return Err(ApiError::Invalid(format!(
+                "temperature {temperature} is outside 0..=2"
+            )));
         }
         let top_p = self.top_p.unwrap_or(1.0);
         if !(top_p > 0.0 && top_p <= 1.0) {
-            return Err(ApiError::Invalid(format!("top_p {top_p} is outside (0, 1]")));
+            return Err(ApiError::Invalid(format!(
+                "top_p {top_p} is outside (0, 1]"
+            )));
         }
-        let max_tokens = self.max_completion_tokens.or(self.max_tokens).unwrap_or(default_max_tokens);
+        let max_tokens = self
+            .max_completion_tokens
+            .or(self.max_tokens)
+            .unwrap_or(default_max_tokens);
         if max_tokens == 0 {
             return Err(ApiError::Invalid("max_tokens must be at least 1".into()));
         }
@@ -119,13 +133,26 @@ impl CommonParams {
             Stop::Many(v) if v.len() <= 4 => v.clone(),
             Stop::Many(_) => return Err(ApiError::Invalid("at most 4 stop strings".into())),
         };
-        let sampling = SamplingParams { temperature, top_p, top_k: self.top_k.unwrap_or(0), seed: self.seed };
-        Ok(GenerateRequest { prompt, max_tokens, sampling, stop, ignore_eos: self.ignore_eos })
+        let sampling = SamplingParams {
+            temperature,
+            top_p,
+            top_k: self.top_k.unwrap_or(0),
+            seed: self.seed,
+        };
+        Ok(GenerateRequest {
+            prompt,
+            max_tokens,
+            sampling,
+            stop,
+            ignore_eos: self.ignore_eos,
+        })
     }
 
     /// Whether the stream ends with a usage chunk.
     pub fn include_usage(&self) -> bool {
-        self.stream_options.as_ref().is_some_and(|o| o.include_usage)
+        self.stream_options
+            .as_ref()
+            .is_some_and(|o| o.include_usage)
     }
 }
 
@@ -145,7 +172,14 @@ pub enum Kind {
 }
 
 /// One streamed chunk: `delta` text, or the final `finish_reason`.
-pub fn chunk(kind: Kind, id: &str, model: &str, created: u64, text: Option<&str>, finish: Option<&str>) -> Value {
+pub fn chunk(
+    kind: Kind,
+    id: &str,
+    model: &str,
+    created: u64,
+    text: Option<&str>,
+    finish: Option<&str>,
+) -> Value {
     match kind {
         Kind::Chat => {
             let delta = match text {
@@ -156,19 +190,32 @@ pub fn chunk(kind: Kind, id: &str, model: &str, created: u64, text: Option<&str>
             json!({"id": id, "object": "chat.completion.chunk", "created": created, "model": model,
                    "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": null}]})
         }
-        Kind::Text => json!({"id": id, "object": "text_completion", "created": created, "model": model,
-            "choices": [{"index": 0, "text": text.unwrap_or(""), "finish_reason": finish, "logprobs": null}]}),
+        Kind::Text => {
+            json!({"id": id, "object": "text_completion", "created": created, "model": model,
+            "choices": [{"index": 0, "text": text.unwrap_or(""), "finish_reason": finish, "logprobs": null}]})
+        }
     }
 }
 
 /// The whole (non-streamed) response.
-pub fn full_response(kind: Kind, id: &str, model: &str, created: u64, text: &str, c: &Completion) -> Value {
+pub fn full_response(
+    kind: Kind,
+    id: &str,
+    model: &str,
+    created: u64,
+    text: &str,
+    c: &Completion,
+) -> Value {
     let finish = c.finish_reason.as_str();
     let choice = match kind {
         Kind::Chat => json!({"index": 0, "message": {"role": "assistant", "content": text},
                              "finish_reason": finish, "logprobs": null}),
         Kind::Text => json!({"index": 0, "text": text, "finish_reason": finish, "logprobs": null}),
     };
-    let object = if kind == Kind::Chat { "chat.completion" } else { "text_completion" };
+    let object = if kind == Kind::Chat {
+        "chat.completion"
+    } else {
+        "text_completion"
+    };
     json!({"id": id, "object": object, "created": created, "model": model, "choices": [choice], "usage": usage(c)})
 }

@@ -45,12 +45,28 @@ impl ApiError {
 
     fn parts(&self) -> (StatusCode, &'static str, &'static str) {
         match self {
-            Self::Invalid(_) => (StatusCode::BAD_REQUEST, "invalid_request_error", "invalid_request"),
-            Self::TooLong(_) => (StatusCode::BAD_REQUEST, "invalid_request_error", "context_length_exceeded"),
-            Self::QueueFull(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limit_error", "queue_full"),
+            Self::Invalid(_) => (
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                "invalid_request",
+            ),
+            Self::TooLong(_) => (
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                "context_length_exceeded",
+            ),
+            Self::QueueFull(_) => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limit_error",
+                "queue_full",
+            ),
             Self::Draining => (StatusCode::SERVICE_UNAVAILABLE, "server_error", "draining"),
             Self::NotReady => (StatusCode::SERVICE_UNAVAILABLE, "server_error", "not_ready"),
-            Self::Engine(_) => (StatusCode::INTERNAL_SERVER_ERROR, "server_error", "engine_error"),
+            Self::Engine(_) => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "server_error",
+                "engine_error",
+            ),
         }
     }
 }
@@ -59,7 +75,9 @@ impl From<SubmitError> for ApiError {
     fn from(e: SubmitError) -> Self {
         match e {
             SubmitError::QueueFull(_) => Self::QueueFull(e.to_string()),
-            SubmitError::PromptTooLong { .. } | SubmitError::ExceedsKvBudget { .. } => Self::TooLong(e.to_string()),
+            SubmitError::PromptTooLong { .. } | SubmitError::ExceedsKvBudget { .. } => {
+                Self::TooLong(e.to_string())
+            }
             SubmitError::EmptyPrompt => Self::Invalid(e.to_string()),
             SubmitError::Stopped => Self::Engine(e.to_string()),
         }
@@ -72,7 +90,8 @@ impl IntoResponse for ApiError {
         let body = json!({"error": {"message": self.to_string(), "type": kind, "param": null, "code": code}});
         let mut resp = (status, Json(body)).into_response();
         if matches!(self, Self::QueueFull(_) | Self::Draining | Self::NotReady) {
-            resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
         resp
     }

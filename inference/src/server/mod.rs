@@ -67,13 +67,18 @@ impl InFlight {
     fn new(state: &AppState) -> Self {
         state.lifecycle.in_flight.fetch_add(1, Ordering::SeqCst);
         state.metrics.in_flight.inc();
-        Self { state: state.clone() }
+        Self {
+            state: state.clone(),
+        }
     }
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.state.lifecycle.in_flight.fetch_sub(1, Ordering::SeqCst);
+        self.state
+            .lifecycle
+            .in_flight
+            .fetch_sub(1, Ordering::SeqCst);
         self.state.metrics.in_flight.dec();
     }
 }
@@ -150,7 +155,11 @@ pub async fn run(
     });
     shutdown.await;
     state.start_draining();
-    tracing::info!(in_flight = state.lifecycle.in_flight(), timeout_s = drain_timeout.as_secs_f64(), "draining");
+    tracing::info!(
+        in_flight = state.lifecycle.in_flight(),
+        timeout_s = drain_timeout.as_secs_f64(),
+        "draining"
+    );
     let deadline = tokio::time::Instant::now() + drain_timeout;
     while state.lifecycle.in_flight() > 0 && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;

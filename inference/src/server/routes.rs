@@ -2,8 +2,8 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use axum::extract::rejection::JsonRejection;
 use axum::extract::State;
+use axum::extract::rejection::JsonRejection;
 use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -40,29 +40,43 @@ async fn readyz(State(s): State<AppState>) -> (StatusCode, &'static str) {
 }
 
 async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
-    ([("content-type", "text/plain; version=0.0.4")], s.metrics.render())
+    (
+        [("content-type", "text/plain; version=0.0.4")],
+        s.metrics.render(),
+    )
 }
 
 async fn models(State(s): State<AppState>) -> Json<Value> {
-    Json(json!({"object": "list", "data": [{"id": &*s.model_id, "object": "model", "created": now(),
-                                           "owned_by": "anshin"}]}))
+    Json(
+        json!({"object": "list", "data": [{"id": &*s.model_id, "object": "model", "created": now(),
+                                           "owned_by": "anshin"}]}),
+    )
 }
 
-async fn chat(State(s): State<AppState>, body: Result<Json<ChatRequest>, JsonRejection>) -> Response {
+async fn chat(
+    State(s): State<AppState>,
+    body: Result<Json<ChatRequest>, JsonRejection>,
+) -> Response {
     let result = async {
         let Json(req) = body.map_err(|e| ApiError::Invalid(e.body_text()))?;
         if req.messages.is_empty() {
             return Err(ApiError::Invalid("messages must not be empty".into()));
         }
         let (engine, guard) = s.admit()?;
-        let prompt = engine.template.render(&req.messages).map_err(|e| ApiError::Invalid(e.to_string()))?;
+        let prompt = engine
+            .template
+            .render(&req.messages)
+            .map_err(|e| ApiError::Invalid(e.to_string()))?;
         generate(&s, guard, Kind::Chat, &prompt, &req.params).await
     }
     .await;
     counted(&s, result)
 }
 
-async fn completions(State(s): State<AppState>, body: Result<Json<CompletionRequest>, JsonRejection>) -> Response {
+async fn completions(
+    State(s): State<AppState>,
+    body: Result<Json<CompletionRequest>, JsonRejection>,
+) -> Response {
     let result = async {
         let Json(req) = body.map_err(|e| ApiError::Invalid(e.body_text()))?;
         let prompt = req.prompt_text()?;
@@ -89,10 +103,17 @@ async fn generate(
     params: &CommonParams,
 ) -> Result<Response, ApiError> {
     let engine = s.engine.get().ok_or(ApiError::NotReady)?;
-    let ids = engine.tokenizer.encode(prompt).map_err(|e| ApiError::Invalid(e.to_string()))?;
+    let ids = engine
+        .tokenizer
+        .encode(prompt)
+        .map_err(|e| ApiError::Invalid(e.to_string()))?;
     let req = params.to_request(ids, engine.default_max_tokens)?;
     let rx = engine.handle.submit(req)?;
-    let id = s.request_id(if kind == Kind::Chat { "chatcmpl" } else { "cmpl" });
+    let id = s.request_id(if kind == Kind::Chat {
+        "chatcmpl"
+    } else {
+        "cmpl"
+    });
     let model = s.model_id.to_string();
     if params.stream {
         return Ok(stream(rx, guard, kind, id, model, params.include_usage()));
@@ -100,12 +121,21 @@ async fn generate(
     collect(rx, kind, &id, &model).await
 }
 
-async fn collect(mut rx: mpsc::UnboundedReceiver<GenEvent>, kind: Kind, id: &str, model: &str) -> Result<Response, ApiError> {
+async fn collect(
+    mut rx: mpsc::UnboundedReceiver<GenEvent>,
+    kind: Kind,
+    id: &str,
+    model: &str,
+) -> Result<Response, ApiError> {
     let mut text = String::new();
     while let Some(ev) = rx.recv().await {
         match ev {
             GenEvent::Delta(t) => text.push_str(&t),
-            GenEvent::Done(c) => return Ok(Json(api::full_response(kind, id, model, now(), &text, &c)).into_response()),
+            GenEvent::Done(c) => {
+                return Ok(
+                    Json(api::full_response(kind, id, model, now(), &text, &c)).into_response()
+                );
+            }
             GenEvent::Failed(e) => return Err(ApiError::Engine(e)),
         }
     }
@@ -127,24 +157,46 @@ fn stream(
         let _guard = guard;
         let created = now();
         let data = |v: Value| Event::default().data(v.to_string());
-        if kind == Kind::Chat && tx.send(data(api::chunk(kind, &id, &model, created, None, None))).await.is_err() {
+        if kind == Kind::Chat
+            && tx
+                .send(data(api::chunk(kind, &id, &model, created, None, None)))
+                .await
+                .is_err()
+        {
             return;
         }
         while let Some(ev) = rx.recv().await {
             let events = match ev {
-                GenEvent::Delta(t) => vec![data(api::chunk(kind, &id, &model, created, Some(&t), None))],
+                GenEvent::Delta(t) => {
+                    vec![data(api::chunk(kind, &id, &model, created, Some(&t), None))]
+                }
                 GenEvent::Done(c) => {
-                    let mut v = vec![data(api::chunk(kind, &id, &model, created, None, Some(c.finish_reason.as_str())))];
+                    let mut v = vec![data(api::chunk(
+                        kind,
+                        &id,
+                        &model,
+                        created,
+                        None,
+                        Some(c.finish_reason.as_str()),
+                    ))];
                     if include_usage {
-                        let object = if kind == Kind::Chat { "chat.completion.chunk" } else { "text_completion" };
-                        v.push(data(json!({"id": id, "object": object, "created": created, "model": model,
-                                           "choices": [], "usage": api::usage(&c)})));
+                        let object = if kind == Kind::Chat {
+                            "chat.completion.chunk"
+                        } else {
+                            "text_completion"
+                        };
+                        v.push(data(
+                            json!({"id": id, "object": object, "created": created, "model": model,
+                                           "choices": [], "usage": api::usage(&c)}),
+                        ));
                     }
                     v.push(Event::default().data("[DONE]"));
                     v
                 }
                 GenEvent::Failed(e) => {
-                    vec![data(json!({"error": {"message": e, "type": "server_error", "code": "engine_error"}}))]
+                    vec![data(
+                        json!({"error": {"message": e, "type": "server_error", "code": "engine_error"}}),
+                    )]
                 }
             };
             for e in events {
@@ -155,11 +207,18 @@ fn stream(
         }
     });
     let body = futures::stream::unfold(out, |mut out| async move {
-        out.recv().await.map(|e| (Ok::<_, std::convert::Infallible>(e), out))
+        out.recv()
+            .await
+            .map(|e| (Ok::<_, std::convert::Infallible>(e), out))
     });
-    Sse::new(body).keep_alive(KeepAlive::default()).into_response()
+    Sse::new(body)
+        .keep_alive(KeepAlive::default())
+        .into_response()
 }
 
 fn now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }

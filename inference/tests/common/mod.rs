@@ -44,14 +44,23 @@ pub fn http(addr: SocketAddr, method: &str, path: &str, body: Option<&str>) -> R
     let mut raw = String::new();
     s.read_to_string(&mut raw).expect("read response");
     let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
-    let status = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    Reply { status, head: head.to_owned(), body: body.to_owned() }
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    Reply {
+        status,
+        head: head.to_owned(),
+        body: body.to_owned(),
+    }
 }
 
 /// Opens a connection and writes a request; the caller reads the response.
 pub fn send(addr: SocketAddr, method: &str, path: &str, body: Option<&str>) -> TcpStream {
     let mut s = TcpStream::connect(addr).expect("connect to the server");
-    s.set_read_timeout(Some(Duration::from_secs(60))).expect("timeout");
+    s.set_read_timeout(Some(Duration::from_secs(60)))
+        .expect("timeout");
     let body = body.unwrap_or("");
     let req = format!(
         "{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\nContent-Type: application/json\r\n\
@@ -64,7 +73,10 @@ pub fn send(addr: SocketAddr, method: &str, path: &str, body: Option<&str>) -> T
 
 /// The `data:` payloads of a server-sent-event body.
 pub fn sse_data(body: &str) -> Vec<String> {
-    body.lines().filter_map(|l| l.strip_prefix("data: ")).map(str::to_owned).collect()
+    body.lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .map(str::to_owned)
+        .collect()
 }
 
 /// Reads SSE `data:` lines from a live stream until `n` were seen (or the stream ends).
