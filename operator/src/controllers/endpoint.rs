@@ -1,0 +1,258 @@
+//! InferenceEndpoint controller: a Deployment and Service per served version, the routing table in
+//! status, and blue/green version changes.
+//!
+//! read (endpoint, target and served ModelVersions, the endpoint's Deployments) → `rollout::decide`
+//! (pure) → apply Deployments/Services of the versions to serve, delete the rest → status if changed.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anshin_crds::model_version::ModelVersionPhase;
+use anshin_crds::{InferenceEndpoint, ModelVersion};
+use futures::StreamExt;
+use jiff::{SignedDuration, Timestamp};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Service;
+use kube::api::{Api, ListParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::EventType;
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
+use kube::{Client, ResourceExt};
+
+use crate::context::{Context, apply, apply_status, delete_if_exists, on_error};
+use crate::error::{Error, Result};
+use crate::rollout::{self, Decision, Observed, Target, VersionPods};
+use crate::{names, workload};
+
+const CONTROLLER: &str = "inferenceendpoint";
+
+/// Runs the controller until `shutdown` resolves.
+pub async fn run(client: Client, ctx: Arc<Context>, shutdown: super::Shutdown) {
+    let endpoints = Api::<InferenceEndpoint>::all(client.clone());
+    let controller = Controller::new(endpoints, watcher::Config::default());
+    let store = controller.store();
+    controller
+        .owns(
+            Api::<Deployment>::all(client.clone()),
+            watcher::Config::default(),
+        )
+        .watches(
+            Api::<ModelVersion>::all(client),
+            watcher::Config::default(),
+            move |mv| {
+                // A version becoming servable (or rejected) concerns every endpoint that names it.
+                let ns = mv.namespace();
+                store
+                    .state()
+                    .into_iter()
+                    .filter(|ie| ie.namespace() == ns && ie.spec.model_version == mv.name_any())
+                    .map(|ie| ObjectRef::from_obj(ie.as_ref()))
+                    .collect::<Vec<_>>()
+            },
+        )
+        .graceful_shutdown_on(shutdown)
+        .run(
+            reconcile,
+            |obj, err, ctx| on_error(CONTROLLER, obj, err, ctx),
+            ctx,
+        )
+        .for_each(|_| futures::future::ready(()))
+        .await;
+}
+
+fn target_of(mv: Option<&ModelVersion>) -> Target {
+    let Some(mv) = mv else { return Target::Missing };
+    let status = mv.status.clone().unwrap_or_default();
+    match status.phase {
+        ModelVersionPhase::Verified | ModelVersionPhase::Approved => {
+            Target::Servable(status.digest)
+        }
+        ModelVersionPhase::Rejected => {
+            let why = status
+                .conditions
+                .iter()
+                .find(|c| !c.is_true())
+                .map(|c| c.message.clone())
+                .unwrap_or_default();
+            Target::Rejected(why)
+        }
+        phase => Target::NotVerified(phase),
+    }
+}
+
+async fn reconcile(ie: Arc<InferenceEndpoint>, ctx: Arc<Context>) -> Result<Action> {
+    ctx.metrics
+        .reconciles
+        .with_label_values(&[CONTROLLER])
+        .inc();
+    let ns = ie
+        .namespace()
+        .ok_or_else(|| Error::Invalid("InferenceEndpoint without a namespace".into()))?;
+    let name = ie.name_any();
+    let mvs = Api::<ModelVersion>::namespaced(ctx.client.clone(), &ns);
+    let deployments = Api::<Deployment>::namespaced(ctx.client.clone(), &ns);
+    let status = ie.status.clone().unwrap_or_default();
+    let mut candidates: BTreeSet<String> = status
+        .retiring
+        .iter()
+        .map(|r| r.model_version.clone())
+        .collect();
+    candidates.extend(
+        status
+            .stable_version
+            .iter()
+            .chain(status.canary_version.iter())
+            .cloned(),
+    );
+    candidates.insert(ie.spec.model_version.clone());
+    let mut versions = BTreeMap::new();
+    for v in &candidates {
+        if let Some(mv) = mvs.get_opt(v).await? {
+            versions.insert(v.clone(), mv);
+        }
+    }
+    let owned = deployments
+        .list(&ListParams::default().labels(&workload::endpoint_selector(&name)))
+        .await?;
+    let pods = pods_by_version(&name, &candidates, &owned.items);
+    let observed = Observed {
+        endpoint: name.clone(),
+        generation: ie.metadata.generation,
+        target_name: ie.spec.model_version.clone(),
+        target: target_of(versions.get(&ie.spec.model_version)),
+        status: status.clone(),
+        pods,
+        digests: versions
+            .iter()
+            .filter_map(|(k, mv)| Some((k.clone(), mv.status.as_ref()?.digest.clone()?)))
+            .collect(),
+        replicas: rollout::replicas(&ie.spec.replicas),
+        drain: SignedDuration::from_secs(i64::from(
+            ie.spec.runtime.drain_timeout_seconds + workload::PRE_STOP_SECONDS,
+        )),
+        now: Timestamp::now(),
+    };
+    let decision = rollout::decide(&observed);
+    apply_workloads(&ie, &ctx, &decision, &versions, &owned.items).await?;
+    report(&ie, &ctx, &status, &decision.status).await?;
+    ctx.succeeded(&ie.uid().unwrap_or_default());
+    let busy = decision.status.canary_version.is_some() || !decision.status.retiring.is_empty();
+    let next = decision
+        .requeue_after
+        .map(|d| d.unsigned_abs())
+        .unwrap_or(Duration::from_secs(if busy { 5 } else { 300 }));
+    Ok(Action::requeue(next.max(Duration::from_millis(500))))
+}
+
+/// Observed pods per version, matching Deployments to versions by their labels.
+fn pods_by_version(
+    endpoint: &str,
+    versions: &BTreeSet<String>,
+    owned: &[Deployment],
+) -> BTreeMap<String, VersionPods> {
+    let mut out = BTreeMap::new();
+    for d in owned {
+        let Some(label) = d.labels().get(names::LABEL_MODEL_VERSION) else {
+            continue;
+        };
+        let Some(version) = versions.iter().find(|v| names::label_value(v) == *label) else {
+            continue;
+        };
+        if d.name_any() != names::version_workload(endpoint, version) {
+            continue;
+        }
+        let s = d.status.clone().unwrap_or_default();
+        out.insert(
+            version.clone(),
+            VersionPods {
+                replicas: s.replicas.unwrap_or(0),
+                ready: s.ready_replicas.unwrap_or(0),
+            },
+        );
+    }
+    out
+}
+
+async fn apply_workloads(
+    ie: &InferenceEndpoint,
+    ctx: &Context,
+    decision: &Decision,
+    versions: &BTreeMap<String, ModelVersion>,
+    owned: &[Deployment],
+) -> Result<()> {
+    let ns = ie.namespace().unwrap_or_default();
+    let deployments = Api::<Deployment>::namespaced(ctx.client.clone(), &ns);
+    let services = Api::<Service>::namespaced(ctx.client.clone(), &ns);
+    let mut keep = BTreeSet::new();
+    for (version, replicas) in &decision.serve {
+        let workload_name = names::version_workload(&ie.name_any(), version);
+        keep.insert(workload_name);
+        // A served version whose ModelVersion was deleted keeps its running Deployment as it is.
+        let Some(mv) = versions.get(version) else {
+            continue;
+        };
+        let deployment =
+            workload::deployment(ie, mv, *replicas).map_err(|e| Error::Invalid(e.to_string()))?;
+        apply(&deployments, &deployment).await?;
+        apply(&services, &workload::service(ie, version)).await?;
+    }
+    for d in owned.iter().filter(|d| !keep.contains(&d.name_any())) {
+        tracing::info!(endpoint = %ie.name_any(), deployment = %d.name_any(), "removing drained version");
+        delete_if_exists(&deployments, &d.name_any()).await?;
+        delete_if_exists(&services, &d.name_any()).await?;
+    }
+    Ok(())
+}
+
+async fn report(
+    ie: &InferenceEndpoint,
+    ctx: &Context,
+    old: &anshin_crds::inference_endpoint::InferenceEndpointStatus,
+    new: &anshin_crds::inference_endpoint::InferenceEndpointStatus,
+) -> Result<()> {
+    if ie.status.as_ref() == Some(new) {
+        return Ok(());
+    }
+    let api = Api::<InferenceEndpoint>::namespaced(
+        ctx.client.clone(),
+        &ie.namespace().unwrap_or_default(),
+    );
+    apply_status(&api, &ie.name_any(), new).await?;
+    if new.canary_version != old.canary_version
+        && let Some(c) = &new.canary_version
+    {
+        ctx.event(
+            ie,
+            EventType::Normal,
+            "RolloutStarted",
+            format!("starting {c} beside {:?}", old.stable_version),
+        )
+        .await;
+    }
+    if new.stable_version != old.stable_version
+        && let Some(s) = &new.stable_version
+    {
+        tracing::info!(endpoint = %ie.name_any(), stable = %s, "traffic switched");
+        ctx.event(
+            ie,
+            EventType::Normal,
+            "TrafficSwitched",
+            format!("all traffic now goes to {s}"),
+        )
+        .await;
+    }
+    for c in new
+        .conditions
+        .iter()
+        .filter(|c| c.type_ == rollout::MODEL_VERSION_RESOLVED && !c.is_true())
+    {
+        let was = old.conditions.iter().find(|o| o.type_ == c.type_);
+        if was.map(|w| &w.reason) != Some(&c.reason) {
+            ctx.event(ie, EventType::Warning, &c.reason, c.message.clone())
+                .await;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,124 @@
+//! Tenant controller: mints API keys into Secrets, revokes removed ones, records fingerprints.
+//!
+//! read (tenant, its key Secrets) → `keys::plan` (pure) → create/delete Secrets → status if changed.
+//! Keys are never logged; only fingerprints reach status and Events.
+
+use std::sync::Arc;
+
+use anshin_crds::Tenant;
+use anshin_crds::conditions::{Condition, ConditionStatus, set_condition};
+use anshin_crds::tenant::TenantPhase;
+use futures::StreamExt;
+use jiff::Timestamp;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, ListParams, PostParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::EventType;
+use kube::runtime::watcher;
+use kube::{Client, ResourceExt};
+
+use crate::context::{Context, apply_status, delete_if_exists, on_error};
+use crate::error::{Error, Result};
+use crate::{keys, names};
+
+const CONTROLLER: &str = "tenant";
+
+/// Runs the controller until `shutdown` resolves.
+pub async fn run(client: Client, ctx: Arc<Context>, shutdown: super::Shutdown) {
+    Controller::new(
+        Api::<Tenant>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .owns(
+        Api::<Secret>::all(client),
+        watcher::Config::default().labels(names::LABEL_TENANT),
+    )
+    .graceful_shutdown_on(shutdown)
+    .run(
+        reconcile,
+        |obj, err, ctx| on_error(CONTROLLER, obj, err, ctx),
+        ctx,
+    )
+    .for_each(|_| futures::future::ready(()))
+    .await;
+}
+
+async fn reconcile(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<Action> {
+    ctx.metrics
+        .reconciles
+        .with_label_values(&[CONTROLLER])
+        .inc();
+    let ns = tenant
+        .namespace()
+        .ok_or_else(|| Error::Invalid("Tenant without a namespace".into()))?;
+    let secrets = Api::<Secret>::namespaced(ctx.client.clone(), &ns);
+    let selector = format!(
+        "{}={}",
+        names::LABEL_TENANT,
+        names::label_value(&tenant.name_any())
+    );
+    let existing = secrets
+        .list(&ListParams::default().labels(&selector))
+        .await?;
+    let now = Timestamp::now();
+    let plan = keys::plan(&tenant, &existing.items, keys::mint_key, &now.to_string());
+    for secret in &plan.create {
+        match secrets.create(&PostParams::default(), secret).await {
+            Ok(_) => {}
+            // Created by a previous reconcile that failed later: keep that key, the next pass records it.
+            Err(kube::Error::Api(s)) if s.code == 409 => {
+                return Ok(Action::requeue(std::time::Duration::from_secs(1)));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    for name in &plan.delete {
+        delete_if_exists(&secrets, name).await?;
+        ctx.event(
+            tenant.as_ref(),
+            EventType::Normal,
+            "KeyRevoked",
+            format!("deleted key Secret {name}"),
+        )
+        .await;
+    }
+    for s in plan
+        .status
+        .iter()
+        .filter(|s| plan.create.iter().any(|c| c.name_any() == s.secret_name))
+    {
+        let note = format!(
+            "minted key {} (fingerprint {}) into Secret {}",
+            s.name, s.fingerprint, s.secret_name
+        );
+        ctx.event(tenant.as_ref(), EventType::Normal, "KeyMinted", note)
+            .await;
+    }
+    let mut status = tenant.status.clone().unwrap_or_default();
+    status.active_keys = i32::try_from(plan.status.len()).unwrap_or(i32::MAX);
+    status.keys = plan.status;
+    status.phase = TenantPhase::Ready;
+    status.observed_generation = tenant.metadata.generation;
+    let message = format!("{} API keys active", status.active_keys);
+    set_condition(
+        &mut status.conditions,
+        Condition::new(
+            "Ready",
+            ConditionStatus::True,
+            "KeysMinted",
+            message,
+            tenant.metadata.generation,
+            now,
+        ),
+    );
+    if tenant.status.as_ref() != Some(&status) {
+        apply_status(
+            &Api::<Tenant>::namespaced(ctx.client.clone(), &ns),
+            &tenant.name_any(),
+            &status,
+        )
+        .await?;
+    }
+    ctx.succeeded(&tenant.uid().unwrap_or_default());
+    Ok(Action::requeue(std::time::Duration::from_secs(600)))
+}

@@ -1,0 +1,58 @@
+//! `anshin-operator`: parses flags and runs [`anshin_operator::runtime::run`].
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::Parser;
+
+/// Anshin's Kubernetes operator.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Args {
+    /// Address for /healthz, /readyz and /metrics.
+    #[arg(long, env = "ANSHIN_OPERATOR_LISTEN", default_value = "0.0.0.0:8080")]
+    listen: SocketAddr,
+    /// Image of the model server (also runs the verification Jobs).
+    #[arg(
+        long,
+        env = "ANSHIN_INFERENCE_IMAGE",
+        default_value = "anshin/inference:latest"
+    )]
+    inference_image: String,
+    /// Namespace of the leader-election Lease.
+    #[arg(long, env = "POD_NAMESPACE", default_value = "anshin-system")]
+    lease_namespace: String,
+    /// Name of the leader-election Lease.
+    #[arg(long, default_value = "anshin-operator")]
+    lease_name: String,
+    /// This replica's identity (defaults to the pod name, else host name and PID).
+    #[arg(long, env = "POD_NAME")]
+    identity: Option<String>,
+    /// Seconds a leader lease stays valid without renewal (a standby takes over after it).
+    #[arg(long, default_value_t = 10)]
+    lease_seconds: u64,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let args = Args::parse();
+    let identity = args.identity.unwrap_or_else(|| {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+        format!("{}-{}", host.trim(), std::process::id())
+    });
+    anshin_operator::runtime::run(anshin_operator::runtime::Config {
+        listen: args.listen,
+        inference_image: args.inference_image,
+        lease_namespace: args.lease_namespace,
+        lease_name: args.lease_name,
+        identity,
+        lease_duration: Duration::from_secs(args.lease_seconds),
+    })
+    .await
+}

@@ -1,0 +1,379 @@
+//! ModelVersion verification, the pure part: where the artifact is, the Job that checks its digests,
+//! and what the Job's outcome means for the version's status.
+//!
+//! Flow: `parse_source` (pvc:// or file:///; other schemes are reported as not supported yet) →
+//! `build` (a ConfigMap with the digest manifest and a Job running `anshin-inference verify`) → the
+//! reconciler applies them → `outcome` reads the finished Job → `status` turns it into phase and
+//! conditions. A failed verification is final: the version is Rejected and can never be served.
+
+use std::collections::BTreeMap;
+
+use anshin_crds::conditions::{Condition, ConditionStatus, set_condition};
+use anshin_crds::model_version::{ModelVersion, ModelVersionPhase, ModelVersionStatus};
+use jiff::Timestamp;
+use k8s_openapi::api::batch::v1::{Job, JobSpec};
+use k8s_openapi::api::core::v1::{
+    ConfigMap, ConfigMapVolumeSource, Container, HostPathVolumeSource,
+    PersistentVolumeClaimVolumeSource, Pod, PodSecurityContext, PodSpec, PodTemplateSpec,
+    SecurityContext, Volume, VolumeMount,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::{Resource, ResourceExt};
+use sha2::{Digest, Sha256};
+
+use crate::names;
+
+/// Condition type set by verification.
+pub const ARTIFACT_VERIFIED: &str = "ArtifactVerified";
+const ARTIFACT_MOUNT: &str = "/artifact";
+const MANIFEST_MOUNT: &str = "/manifest";
+const MANIFEST_FILE: &str = "manifest.json";
+
+/// Where an artifact's files are.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Source {
+    /// A PersistentVolumeClaim in the version's namespace, and a directory inside it.
+    Pvc {
+        /// Claim name.
+        claim: String,
+        /// Directory inside the claim ("" for its root).
+        path: String,
+    },
+    /// A directory on the node (`file:///PATH`).
+    HostPath {
+        /// Absolute directory.
+        path: String,
+    },
+}
+
+/// Why an artifact cannot be verified here.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SourceError {
+    /// The scheme is valid in the schema but Anshin cannot read it yet.
+    #[error(
+        "artifact URIs with scheme {scheme}:// are not supported yet: copy the files to a PersistentVolumeClaim and use pvc://CLAIM/PATH, or use file:///PATH"
+    )]
+    Unsupported {
+        /// The scheme.
+        scheme: String,
+    },
+    /// The URI has no scheme or no claim name.
+    #[error("artifact URI {0:?} is malformed: use pvc://CLAIM/PATH or file:///PATH")]
+    Malformed(String),
+}
+
+/// Parses `spec.artifact.uri`.
+pub fn parse_source(uri: &str) -> Result<Source, SourceError> {
+    let Some((scheme, rest)) = uri.split_once("://") else {
+        return Err(SourceError::Malformed(uri.to_owned()));
+    };
+    match scheme {
+        "pvc" => {
+            let (claim, path) = rest.split_once('/').unwrap_or((rest, ""));
+            if claim.is_empty() {
+                return Err(SourceError::Malformed(uri.to_owned()));
+            }
+            Ok(Source::Pvc {
+                claim: claim.to_owned(),
+                path: path.trim_matches('/').to_owned(),
+            })
+        }
+        "file" if rest.starts_with('/') && rest.len() > 1 => Ok(Source::HostPath {
+            path: rest.to_owned(),
+        }),
+        "file" => Err(SourceError::Malformed(uri.to_owned())),
+        other => Err(SourceError::Unsupported {
+            scheme: other.to_owned(),
+        }),
+    }
+}
+
+/// The volume holding the artifact, and the model path inside the container.
+pub fn artifact_volume(source: &Source) -> (Volume, String) {
+    let mut volume = Volume {
+        name: "artifact".into(),
+        ..Volume::default()
+    };
+    let model_path = match source {
+        Source::Pvc { claim, path } => {
+            volume.persistent_volume_claim = Some(PersistentVolumeClaimVolumeSource {
+                claim_name: claim.clone(),
+                read_only: Some(true),
+            });
+            if path.is_empty() {
+                ARTIFACT_MOUNT.to_owned()
+            } else {
+                format!("{ARTIFACT_MOUNT}/{path}")
+            }
+        }
+        Source::HostPath { path } => {
+            volume.host_path = Some(HostPathVolumeSource {
+                path: path.clone(),
+                type_: Some("Directory".into()),
+            });
+            ARTIFACT_MOUNT.to_owned()
+        }
+    };
+    (volume, model_path)
+}
+
+/// The digest manifest (`[{path, sha256, size}]`) that `anshin-inference verify` reads.
+pub fn manifest_json(mv: &ModelVersion) -> String {
+    serde_json::to_string_pretty(&mv.spec.artifact.files).unwrap_or_else(|_| "[]".into())
+}
+
+/// One digest for the whole artifact: sha256 over the sorted `path sha256 size` lines.
+pub fn artifact_digest(mv: &ModelVersion) -> String {
+    let mut lines: Vec<String> = mv
+        .spec
+        .artifact
+        .files
+        .iter()
+        .map(|f| format!("{} {} {}\n", f.path, f.sha256, f.size))
+        .collect();
+    lines.sort();
+    format!(
+        "sha256:{}",
+        hex::encode(Sha256::digest(lines.concat().as_bytes()))
+    )
+}
+
+/// The ConfigMap and Job that verify `mv` with the model server image `image`.
+pub fn build(mv: &ModelVersion, image: &str) -> Result<(ConfigMap, Job), SourceError> {
+    let source = parse_source(&mv.spec.artifact.uri)?;
+    let name = names::verify_job(&mv.name_any());
+    let labels = BTreeMap::from([
+        (
+            names::LABEL_VERIFIES.to_owned(),
+            names::label_value(&mv.name_any()),
+        ),
+        (
+            names::LABEL_MANAGED_BY.to_owned(),
+            names::FIELD_MANAGER.to_owned(),
+        ),
+    ]);
+    let meta = ObjectMeta {
+        name: Some(name.clone()),
+        namespace: mv.namespace(),
+        labels: Some(labels.clone()),
+        owner_references: mv.controller_owner_ref(&()).map(|o| vec![o]),
+        ..ObjectMeta::default()
+    };
+    let config_map = ConfigMap {
+        metadata: meta.clone(),
+        data: Some(BTreeMap::from([(
+            MANIFEST_FILE.to_owned(),
+            manifest_json(mv),
+        )])),
+        ..ConfigMap::default()
+    };
+    let (artifact, model_path) = artifact_volume(&source);
+    let manifest = Volume {
+        name: "manifest".into(),
+        config_map: Some(ConfigMapVolumeSource {
+            name: name.clone(),
+            ..ConfigMapVolumeSource::default()
+        }),
+        ..Volume::default()
+    };
+    let container = Container {
+        name: "verify".into(),
+        image: Some(image.to_owned()),
+        args: Some(vec![
+            "verify".into(),
+            "--model".into(),
+            model_path,
+            "--manifest".into(),
+            format!("{MANIFEST_MOUNT}/{MANIFEST_FILE}"),
+        ]),
+        volume_mounts: Some(vec![
+            VolumeMount {
+                name: "artifact".into(),
+                mount_path: ARTIFACT_MOUNT.into(),
+                read_only: Some(true),
+                ..VolumeMount::default()
+            },
+            VolumeMount {
+                name: "manifest".into(),
+                mount_path: MANIFEST_MOUNT.into(),
+                read_only: Some(true),
+                ..VolumeMount::default()
+            },
+        ]),
+        // The verifier prints the first mismatch; the kubelet copies it into the container status.
+        termination_message_policy: Some("FallbackToLogsOnError".into()),
+        security_context: Some(restricted_container()),
+        ..Container::default()
+    };
+    let job = Job {
+        metadata: meta,
+        spec: Some(JobSpec {
+            // A digest mismatch is deterministic: one retry covers a lost node, not a bad file.
+            backoff_limit: Some(1),
+            active_deadline_seconds: Some(3600),
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(labels),
+                    ..ObjectMeta::default()
+                }),
+                spec: Some(PodSpec {
+                    restart_policy: Some("Never".into()),
+                    containers: vec![container],
+                    volumes: Some(vec![artifact, manifest]),
+                    security_context: Some(restricted_pod()),
+                    automount_service_account_token: Some(false),
+                    ..PodSpec::default()
+                }),
+            },
+            ..JobSpec::default()
+        }),
+        ..Job::default()
+    };
+    Ok((config_map, job))
+}
+
+/// Pod security context every Anshin workload runs with: non-root, RuntimeDefault seccomp.
+pub fn restricted_pod() -> PodSecurityContext {
+    PodSecurityContext {
+        run_as_non_root: Some(true),
+        run_as_user: Some(65532),
+        run_as_group: Some(65532),
+        seccomp_profile: Some(k8s_openapi::api::core::v1::SeccompProfile {
+            type_: "RuntimeDefault".into(),
+            ..Default::default()
+        }),
+        ..PodSecurityContext::default()
+    }
+}
+
+/// Container security context: no privilege escalation, read-only root, no capabilities.
+pub fn restricted_container() -> SecurityContext {
+    SecurityContext {
+        allow_privilege_escalation: Some(false),
+        read_only_root_filesystem: Some(true),
+        capabilities: Some(k8s_openapi::api::core::v1::Capabilities {
+            drop: Some(vec!["ALL".into()]),
+            ..Default::default()
+        }),
+        ..SecurityContext::default()
+    }
+}
+
+/// What the verification Job says.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Not finished.
+    Running,
+    /// Every file matched.
+    Passed,
+    /// A file differed or was missing; the message names it.
+    Failed(String),
+}
+
+/// Reads the Job's conditions; on failure the message is the verifier's own output when the
+/// container status carries it, else the Job's reason.
+pub fn outcome(job: &Job, pods: &[Pod]) -> Outcome {
+    let conditions = job.status.as_ref().and_then(|s| s.conditions.as_ref());
+    let holds = |t: &str| {
+        conditions
+            .into_iter()
+            .flatten()
+            .find(|c| c.type_ == t && c.status == "True")
+    };
+    if holds("Complete").is_some() {
+        return Outcome::Passed;
+    }
+    let Some(failed) = holds("Failed") else {
+        return Outcome::Running;
+    };
+    let from_pod = pods.iter().find_map(termination_message);
+    let fallback = || {
+        format!(
+            "verification job failed ({})",
+            failed
+                .message
+                .clone()
+                .or(failed.reason.clone())
+                .unwrap_or_default()
+        )
+    };
+    Outcome::Failed(from_pod.unwrap_or_else(fallback))
+}
+
+fn termination_message(pod: &Pod) -> Option<String> {
+    let statuses = pod.status.as_ref()?.container_statuses.as_ref()?;
+    statuses.iter().find_map(|s| {
+        let terminated = s.state.as_ref()?.terminated.as_ref()?;
+        let message = terminated.message.as_deref()?.trim();
+        (terminated.exit_code != 0 && !message.is_empty()).then(|| message.to_owned())
+    })
+}
+
+/// The status the version should have given the verification state.
+pub fn status(
+    mv: &ModelVersion,
+    state: Result<&Outcome, &SourceError>,
+    now: Timestamp,
+) -> ModelVersionStatus {
+    let mut status = mv.status.clone().unwrap_or_default();
+    let generation = mv.metadata.generation;
+    let (phase, condition_status, reason, message) = match state {
+        Err(e) => (
+            ModelVersionPhase::Pending,
+            ConditionStatus::False,
+            "UnsupportedSource",
+            e.to_string(),
+        ),
+        Ok(Outcome::Running) => (
+            ModelVersionPhase::Verifying,
+            ConditionStatus::Unknown,
+            "Verifying",
+            "a verification Job is checking every file's sha256 and size".to_owned(),
+        ),
+        Ok(Outcome::Passed) => (
+            ModelVersionPhase::Verified,
+            ConditionStatus::True,
+            "DigestsMatch",
+            format!(
+                "all {} files match their sha256 and size",
+                mv.spec.artifact.files.len()
+            ),
+        ),
+        Ok(Outcome::Failed(why)) => (
+            ModelVersionPhase::Rejected,
+            ConditionStatus::False,
+            "DigestMismatch",
+            format!(
+                "artifact does not match spec.artifact.files; this version can never be served: {why}"
+            ),
+        ),
+    };
+    status.phase = phase;
+    if phase == ModelVersionPhase::Verified {
+        status.digest = Some(artifact_digest(mv));
+    }
+    set_condition(
+        &mut status.conditions,
+        Condition::new(
+            ARTIFACT_VERIFIED,
+            condition_status,
+            reason,
+            message,
+            generation,
+            now,
+        ),
+    );
+    status.observed_generation = generation;
+    status
+}
+
+/// Whether verification is over for good (spec is immutable, so the result cannot change).
+pub fn is_final(mv: &ModelVersion) -> bool {
+    mv.status.as_ref().is_some_and(|s| {
+        s.observed_generation == mv.metadata.generation
+            && !matches!(
+                s.phase,
+                ModelVersionPhase::Pending | ModelVersionPhase::Verifying
+            )
+    })
+}
