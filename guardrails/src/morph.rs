@@ -108,10 +108,10 @@ impl WorkerPool {
     }
 
     fn give_back(&self, worker: Worker<'static>) {
-        if let Ok(mut v) = self.idle.lock() {
-            if v.len() < Self::KEEP {
-                v.push(worker);
-            }
+        if let Ok(mut v) = self.idle.lock()
+            && v.len() < Self::KEEP
+        {
+            v.push(worker);
         }
     }
 }

@@ -111,13 +111,14 @@ fn with_family(w: &Words<'_>, w1: &Word) -> usize {
         }
     }
     // Foreign names in katakana: ジョン・スミス.
-    if w1.script == Script::Katakana && w1.start >= 2 && w.text.at(w1.start - 1) == Some('・') {
-        if let Some(w0) = w
+    if w1.script == Script::Katakana
+        && w1.start >= 2
+        && w.text.at(w1.start - 1) == Some('・')
+        && let Some(w0) = w
             .kana_run_before(w1.start - 1)
             .filter(|w0| w0.script == Script::Katakana)
-        {
-            return w0.start;
-        }
+    {
+        return w0.start;
     }
     w1.start
 }
