@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use anshin_e2e::fixture::{TestNamespace, eventually, shared};
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{ConfigMap, ContainerStatus, Pod, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, ContainerStatus, Event, Pod, Secret};
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use serde_json::json;
 

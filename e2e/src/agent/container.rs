@@ -101,6 +101,8 @@ pub struct ContainerRun {
     pub env: BTreeMap<String, String>,
     /// Probe bookkeeping: startup, liveness, readiness.
     pub probes: [Option<ProbeState>; 3],
+    /// The last probe failure that crossed its threshold, e.g. "Liveness probe failed: …".
+    pub probe_failure: Option<String>,
 }
 
 impl ContainerRun {
@@ -121,6 +123,7 @@ impl ContainerRun {
             done: false,
             env: BTreeMap::new(),
             probes: [None, None, None],
+            probe_failure: None,
         }
     }
 
@@ -232,7 +235,12 @@ impl ContainerRun {
                 continue;
             };
             let result = probe::run(probe, target).await;
-            match (i, state.record(probe, result.is_ok(), Instant::now())) {
+            let kind = ["Startup", "Liveness", "Readiness"][i];
+            let transition = state.record(probe, result.is_ok(), Instant::now());
+            if let (Some(false), Err(e)) = (transition, &result) {
+                self.probe_failure = Some(format!("{kind} probe failed: {e}"));
+            }
+            match (i, transition) {
                 (0, Some(true)) => self.started = true,
                 (0 | 1, Some(false)) => {
                     tracing::info!(container = %self.spec.name, error = ?result.err(), "probe failed; killing container");

@@ -15,6 +15,7 @@
 
 mod container;
 mod env;
+mod events;
 mod node;
 mod pod;
 mod probe;
@@ -93,6 +94,7 @@ pub struct AgentCtx {
     apiserver_port: u16,
     net: Mutex<PodNet>,
     node_index: BTreeMap<String, u8>,
+    recorder: Arc<kube::runtime::events::Recorder>,
 }
 
 impl AgentCtx {
@@ -152,6 +154,7 @@ impl NodeAgent {
             apiserver_port: config.apiserver_port,
             net: Mutex::new(PodNet::claim()?),
             node_index,
+            recorder: events::recorder(client.clone()),
         });
         let nodes: Api<Node> = Api::all(client.clone());
         let leases: Api<Lease> = Api::namespaced(client.clone(), "kube-node-lease");

@@ -10,11 +10,13 @@ use std::time::{Duration, Instant};
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
+use kube::runtime::events::EventType;
 use tokio::sync::mpsc::UnboundedReceiver;
 
 use super::AgentCtx;
 use super::container::{ContainerRun, RestartPolicy, State};
 use super::env::{self, EnvContext};
+use super::events;
 use super::probe::{self, Target};
 use super::status::{self, PodFacts};
 use super::volumes::{self, VolumeDirs};
@@ -45,6 +47,7 @@ pub struct PodWorker {
     start_time: Timestamp,
     failure: Option<(String, String)>,
     reported: String,
+    snapshots: Vec<events::Snapshot>,
 }
 
 impl PodWorker {
@@ -77,6 +80,7 @@ impl PodWorker {
             start_time: Timestamp::now(),
             failure,
             reported: String::new(),
+            snapshots: Vec::new(),
         };
         worker.adopt();
         worker
@@ -201,7 +205,7 @@ impl PodWorker {
             self.containers[i].env.clone(),
         );
         let mounts = volumes::mounts(&spec, self.volumes.as_ref().unwrap_or(&VolumeDirs::new()));
-        let work_dir = self.work_dir(&spec, &mounts);
+        let work_dir = volumes::work_dir(&self.dir, &spec, &mounts);
         let target = Target {
             ip: IpAddr::V4(self.ip),
             container: &spec,
@@ -250,7 +254,7 @@ impl PodWorker {
             "ANSHIN_POD_DIR".into(),
             self.dir.to_string_lossy().into_owned(),
         );
-        let work_dir = self.work_dir(&spec, &mounts);
+        let work_dir = volumes::work_dir(&self.dir, &spec, &mounts);
         let log = self.dir.join("logs").join(format!("{}.log", spec.name));
         let prepared = [&work_dir, &self.dir.join("logs")]
             .iter()
@@ -263,37 +267,31 @@ impl PodWorker {
         }
     }
 
-    /// `workingDir` through the mounts, or `<pod dir>/rootfs/<workingDir>`.
-    fn work_dir(
-        &self,
-        spec: &k8s_openapi::api::core::v1::Container,
-        mounts: &[(String, PathBuf)],
-    ) -> PathBuf {
-        let root = self.dir.join("rootfs");
-        match spec.working_dir.as_deref().filter(|w| !w.is_empty()) {
-            Some(w) => {
-                let mapped = PathBuf::from(volumes::rewrite(w, mounts));
-                if mapped.as_os_str() != w {
-                    mapped
-                } else {
-                    root.join(w.trim_start_matches('/'))
-                }
-            }
-            None => root,
-        }
-    }
-
     /// preStop, SIGTERM, wait up to `grace`, SIGKILL — for all containers at once.
     async fn stop_all(&mut self, grace: Duration) {
         let deadline = Instant::now() + grace;
         let ip = IpAddr::V4(self.ip);
+        let running = self.containers.iter().filter(|c| c.process.is_some());
+        let killing = running.map(|c| {
+            (
+                EventType::Normal,
+                "Killing".into(),
+                format!("Stopping container {}", c.spec.name),
+            )
+        });
+        events::publish(&self.ctx.recorder, &self.pod, killing.collect());
         let mounts_of = |c: &ContainerRun| {
             volumes::mounts(&c.spec, self.volumes.as_ref().unwrap_or(&VolumeDirs::new()))
         };
         let plans: Vec<_> = self
             .containers
             .iter()
-            .map(|c| (mounts_of(c), self.work_dir(&c.spec, &mounts_of(c))))
+            .map(|c| {
+                (
+                    mounts_of(c),
+                    volumes::work_dir(&self.dir, &c.spec, &mounts_of(c)),
+                )
+            })
             .collect();
         let stops = self.containers.iter_mut().zip(plans).map(
             |(c, (mounts, work_dir))| async move {
@@ -337,6 +335,9 @@ impl PodWorker {
     }
 
     async fn report(&mut self) {
+        let happened = events::transitions(&self.snapshots, &self.containers);
+        events::publish(&self.ctx.recorder, &self.pod, happened);
+        self.snapshots = events::snapshot(&self.containers);
         let failure = self.failure.as_ref().map(|(r, m)| (r.as_str(), m.as_str()));
         let ip = self.ip.to_string();
         let facts = PodFacts {

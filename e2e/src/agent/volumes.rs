@@ -228,6 +228,22 @@ fn is_path_char(c: char) -> bool {
     c.is_alphanumeric() || matches!(c, '/' | '.' | '_' | '-')
 }
 
+/// A container's working directory: `workingDir` through the mounts, else `<pod dir>/rootfs/<workingDir>`.
+pub fn work_dir(pod_dir: &Path, container: &Container, mounts: &[(String, PathBuf)]) -> PathBuf {
+    let root = pod_dir.join("rootfs");
+    match container.working_dir.as_deref().filter(|w| !w.is_empty()) {
+        Some(w) => {
+            let mapped = PathBuf::from(rewrite(w, mounts));
+            if mapped.as_os_str() != w {
+                mapped
+            } else {
+                root.join(w.trim_start_matches('/'))
+            }
+        }
+        None => root,
+    }
+}
+
 /// The `ANSHIN_MOUNTS` value: `mountPath=localDir` pairs joined by `:`.
 pub fn mounts_env(mounts: &[(String, PathBuf)]) -> String {
     mounts
