@@ -71,6 +71,7 @@ impl Detector {
         };
         address::find(&words, &mut spans);
         names::find(&words, &self.dict, &mut spans);
+        rules::postal_before_address(text, &mut spans);
         let persons: Vec<Span> = spans
             .iter()
             .filter(|s| s.kind == EntityType::Person)

@@ -318,7 +318,10 @@ fn by_romaji(w: &Words<'_>, dict: &Dictionary, out: &mut Vec<Span>) {
         let (Some(all), Some(g)) = (c.get(0), c.get(1)) else {
             continue;
         };
-        if !ascii_before(all.start()) {
+        // `Patient ID: …` / `Pt MRN …`: a short all-capitals word is an abbreviation, not a name.
+        let first = g.as_str().split(' ').next().unwrap_or("");
+        let abbreviation = first.len() <= 3 && first.chars().all(|c| c.is_ascii_uppercase());
+        if !ascii_before(all.start()) && !abbreviation {
             push(out, w.text.char_idx(g.start()), w.text.char_idx(g.end()));
         }
     }

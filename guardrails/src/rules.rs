@@ -37,6 +37,8 @@ static SYMBOL_AND_NUMBER: LazyLock<Regex> =
     LazyLock::new(|| re(r"記号[・/]?番号[ :：]*([^ 、。,・/\n]{1,10})[・/ ]([0-9A-Za-z\-]{1,12})"));
 static SYMBOL: LazyLock<Regex> =
     LazyLock::new(|| re(r"記号[ :：]*([^ 、。,・:\n番]{1,10}?)(?:[ 、,。・\n]|番号|$)"));
+/// The two-digit branch number (枝番) of a health-insurance card.
+static BRANCH: LazyLock<Regex> = LazyLock::new(|| re(r"枝番[ :：]*([0-9]{1,3})"));
 static NUMBER_AFTER_SYMBOL: LazyLock<Regex> = LazyLock::new(|| re(r"番号[ :：]*([0-9]{1,12})"));
 static PATIENT: LazyLock<Regex> = LazyLock::new(|| {
     re(
@@ -59,11 +61,25 @@ fn glued(c: Option<char>) -> bool {
     c.is_some_and(|c| c.is_ascii_alphanumeric())
 }
 
+/// Whether the ASCII word right before `start` is TEL/FAX/PHONE/MOBILE (`TEL03-1234-5678`).
+fn after_phone_word(text: &Text, start: usize) -> bool {
+    let from = (0..start)
+        .rev()
+        .take(6)
+        .take_while(|&i| text.chars[i].is_ascii_alphabetic())
+        .last();
+    from.is_some_and(|f| {
+        let w = text.slice(f, start).to_ascii_lowercase();
+        matches!(w.as_str(), "tel" | "fax" | "phone" | "mobile" | "ph")
+    })
+}
+
 fn isolated_number(text: &Text, start: usize, end: usize) -> bool {
     let before = text.before(start);
     let after = text.at(end);
     let after2 = text.at(end + 1);
-    let glued_before = glued(before) || matches!(before, Some('-' | '.' | '+' | '/'));
+    let glued_before = (glued(before) && !after_phone_word(text, start))
+        || matches!(before, Some('-' | '.' | '+' | '/'));
     let continues_after = after.is_some_and(|c| c.is_ascii_digit())
         || (matches!(after, Some('-' | '/' | '.')) && after2.is_some_and(|c| c.is_ascii_digit()));
     !(glued_before || continues_after)
@@ -122,6 +138,27 @@ fn find_postal_codes(text: &Text, out: &mut Vec<Span>) {
     }
 }
 
+static BARE_POSTAL: LazyLock<Regex> = LazyLock::new(|| re(r"[0-9]{3}-[0-9]{4}"));
+
+/// A `NNN-NNNN` code written without 〒 right before a found address is its postal code.
+pub(crate) fn postal_before_address(text: &Text, out: &mut Vec<Span>) {
+    let starts: Vec<usize> = out
+        .iter()
+        .filter(|s| s.kind == EntityType::Address)
+        .map(|s| s.start)
+        .collect();
+    if starts.is_empty() {
+        return;
+    }
+    for m in BARE_POSTAL.find_iter(&text.norm) {
+        let (s, e) = (text.char_idx(m.start()), text.char_idx(m.end()));
+        let next = if text.at(e) == Some(' ') { e + 1 } else { e };
+        if starts.contains(&next) && isolated_number(text, s, e) {
+            out.push(Span::new(EntityType::PostalCode, s, e));
+        }
+    }
+}
+
 fn find_my_numbers(text: &Text, out: &mut Vec<Span>) {
     for m in TWELVE.find_iter(&text.norm) {
         let (s, e) = (text.char_idx(m.start()), text.char_idx(m.end()));
@@ -152,6 +189,9 @@ fn find_insurance(text: &Text, out: &mut Vec<Span>) {
         push_group(text, c.get(1), kind, out);
     }
     for c in INSURED.captures_iter(&text.norm) {
+        push_group(text, c.get(1), kind, out);
+    }
+    for c in BRANCH.captures_iter(&text.norm) {
         push_group(text, c.get(1), kind, out);
     }
     for c in SYMBOL_AND_NUMBER.captures_iter(&text.norm) {
@@ -227,6 +267,7 @@ mod tests {
             ("090 5567 1823（本人）", "090 5567 1823"),
             ("0776‐22‐8145（実家）", "0776‐22‐8145"),
             ("代表 03(3812)2111", "03(3812)2111"),
+            ("TEL03-3812-2111", "03-3812-2111"),
         ] {
             assert_eq!(
                 kinds(input),
