@@ -258,8 +258,14 @@ fn by_family_then_given(w: &Words<'_>, out: &mut Vec<Span>) {
             let Some(w1) = w.word_after(t.end + 1, Strictness::Lenient) else {
                 continue;
             };
+            // A one-kanji family name (森, 林, 左, 中) is also a common word: after it, only a given
+            // name the lexicon knows (or kana) makes a person, not any noun (`左 上肢`, `中 等量`).
+            let one_kanji = w0.end - w0.start == 1;
+            let short_uncommon =
+                (2..=3).contains(&(w1.end - w1.start)) && !single_common_word(w, &w1);
             let second_ok = match w1.script {
-                Script::Kanji => w1.given_like || w1.name_tagged || w1.end - w1.start <= 2,
+                Script::Kanji if one_kanji => self_given(w, &w1) || t.pos.surname && short_uncommon,
+                Script::Kanji => w1.given_like || w1.name_tagged || short_uncommon,
                 Script::Hiragana | Script::Katakana => true,
                 _ => false,
             };
@@ -268,6 +274,21 @@ fn by_family_then_given(w: &Words<'_>, out: &mut Vec<Span>) {
             }
         }
     }
+}
+
+/// Whether `word` is exactly one common-noun token of the lexicon (上肢, 等量), i.e. not a name.
+fn single_common_word(w: &Words<'_>, word: &Word) -> bool {
+    w.tok_starting(word.start)
+        .map(|i| &w.toks[i])
+        .is_some_and(|t| t.end == word.end && t.pos.common && !t.pos.name_like())
+}
+
+/// Whether `word` is a given name in the lexicon or tagged 人名,名 here.
+fn self_given(w: &Words<'_>, word: &Word) -> bool {
+    w.dict
+        .given_names
+        .contains(w.text.slice(word.start, word.end))
+        || word.given_like && word.name_tagged
 }
 
 fn by_self_introduction(w: &Words<'_>, out: &mut Vec<Span>) {

@@ -248,6 +248,12 @@ fn hard_negatives_medical_vocabulary_survives() {
         "第2病日 CRP 12.3、WBC 15800/μL。",
         "ワルファリン 2mg、INR 2.4。次回 3/14 10:30 採血。",
         "血圧 130/80、脈拍 72、SpO2 98%（室内気）。",
+        // Space-separated SOAP notes: one-kanji family names (左, 中) followed by a common noun.
+        "S) 頭痛 あり 嘔気 なし O) 体温 36.5 A) 感冒 P) 経過 観察",
+        "右 下肢 浮腫 軽度、左 上肢 しびれ なし。胸部 X線 異常 なし。",
+        "中 等量 の 胸水、少量 の 腹水。肝 腫大 なし。",
+        "主訴 発熱 咳嗽。既往歴 高血圧 糖尿病。家族歴 特記 なし。",
+        "本日 退院 予定、家族 へ 説明 済み。看護 計画 評価。",
     ] {
         assert!(found(text).is_empty(), "{text}: {:?}", found(text));
     }
