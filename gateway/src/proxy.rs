@@ -156,9 +156,14 @@ impl Proxy {
         let resp = match tokio::time::timeout(self.response_timeout, self.client.request(req)).await
         {
             Ok(Ok(r)) => r,
-            Ok(Err(_)) | Err(_) => {
+            Ok(Err(e)) => {
+                tracing::debug!(backend = %addr, error = ?e, "backend request failed");
                 self.backends.eject(addr);
                 return Attempt::Retry("connect");
+            }
+            Err(_) => {
+                self.backends.eject(addr);
+                return Attempt::Retry("timeout");
             }
         };
         let status = resp.status();

@@ -1,0 +1,407 @@
+//! Guardrails, audit and failover behaviours that need a backend answering with chosen text: the
+//! in-test echo/scripted backend (see `common/backend.rs`) stands in for a model that repeats the
+//! request's placeholders or produces PII on its own.
+
+mod common;
+
+use std::process::Command;
+use std::time::Duration;
+
+use common::backend::{Mode, TestBackend};
+use common::*;
+use serde_json::json;
+
+const KEY: &str = "sk-echo-test-key";
+
+fn routing(policy: &str, backends: &[String], peers: &[String]) -> String {
+    let b: Vec<String> = backends.iter().map(|a| format!("'{a}'")).collect();
+    let p: Vec<String> = peers.iter().map(|a| format!("'{a}'")).collect();
+    format!(
+        "tenants:\n  - name: hosp-a\n    endpoints: ['*']\n    keys: [{{name: main, sha256: '{}'}}]\n\
+         endpoints:\n  - name: med\n    guardrails: {policy}\n    versions: [{{name: v1, weight: 1, backends: [{}]}}]\n\
+         peers: [{}]\n",
+        key_hash(KEY),
+        b.join(", "),
+        p.join(", ")
+    )
+}
+
+async fn gateway_for(
+    dir: &std::path::Path,
+    policy: &str,
+    backends: &[String],
+    peers: &[String],
+) -> Proc {
+    let path = dir.join(format!("routing-{}.yaml", rand_suffix()));
+    write_routing(&path, &routing(policy, backends, peers));
+    start_gateway(&path, &dir.join(format!("audit-{}.jsonl", rand_suffix()))).await
+}
+
+fn rand_suffix() -> String {
+    format!(
+        "{:x}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0)
+    )
+}
+
+const PATIENT: &str = "患者の山田太郎さん（住所：東京都千代田区千代田1-1）の血圧について。";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn caller_sees_own_values_restored_while_backend_sees_placeholders() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let echo = TestBackend::start(Mode::Echo).await;
+    let gw = gateway_for(
+        dir.path(),
+        "{input: Redact, output: Redact}",
+        &[echo.addr.to_string()],
+        &[],
+    )
+    .await;
+    let r = post(
+        gw.addr,
+        "/v1/chat/completions",
+        Some(KEY),
+        &chat_body("med", PATIENT, false),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(
+        r.json()["choices"][0]["message"]["content"],
+        PATIENT,
+        "whole answer restored"
+    );
+    let r = post(
+        gw.addr,
+        "/v1/chat/completions",
+        Some(KEY),
+        &chat_body("med", PATIENT, true),
+    )
+    .await;
+    assert_eq!(r.streamed_text(), PATIENT, "streamed answer restored");
+    assert!(r.body.contains("data: [DONE]"));
+    let r = post(
+        gw.addr,
+        "/v1/completions",
+        Some(KEY),
+        &json!({"model": "med", "prompt": PATIENT, "stream": true}),
+    )
+    .await;
+    assert_eq!(r.streamed_text(), PATIENT, "streamed completion restored");
+    for b in echo.bodies() {
+        let s = b.to_string();
+        assert!(
+            !s.contains("山田") && !s.contains("千代田区"),
+            "backend saw PII: {s}"
+        );
+        assert!(s.contains("〔氏名1〕") && s.contains("〔住所1〕"), "{s}");
+    }
+}
+
+const LEAK: &str =
+    "担当医の佐藤花子です。電話は03-1234-5678、メールはsato@example.jpまでご連絡ください。";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn pii_the_backend_produces_on_its_own_is_redacted_and_counted() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let leaky = TestBackend::start(Mode::Script(LEAK.into())).await;
+    let gw = gateway_for(
+        dir.path(),
+        "{input: Redact, output: Redact}",
+        &[leaky.addr.to_string()],
+        &[],
+    )
+    .await;
+    let whole = post(
+        gw.addr,
+        "/v1/chat/completions",
+        Some(KEY),
+        &chat_body("med", "連絡先は？", false),
+    )
+    .await;
+    let streamed = post(
+        gw.addr,
+        "/v1/chat/completions",
+        Some(KEY),
+        &chat_body("med", "連絡先は？", true),
+    )
+    .await;
+    let texts = [
+        whole.json()["choices"][0]["message"]["content"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned(),
+        streamed.streamed_text(),
+    ];
+    for t in &texts {
+        for secret in ["佐藤", "03-1234-5678", "sato@example.jp"] {
+            assert!(!t.contains(secret), "leaked `{secret}`: {t}");
+        }
+        assert!(
+            t.contains("〔氏名〕") && t.contains("〔電話〕") && t.contains("〔メール〕"),
+            "{t}"
+        );
+        assert!(
+            t.contains("担当医") && t.contains("ご連絡ください"),
+            "the rest of the answer stays: {t}"
+        );
+    }
+    let m = get(gw.addr, "/metrics", None).await.expect("metrics").body;
+    assert_eq!(
+        metric_sum(
+            &m,
+            "anshin_gateway_guardrail_leaks_total",
+            &["type=\"PERSON\""]
+        ),
+        2.0,
+        "{m}"
+    );
+    assert_eq!(
+        metric_sum(
+            &m,
+            "anshin_gateway_guardrail_leaks_total",
+            &["type=\"PHONE\""]
+        ),
+        2.0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn block_policies_refuse_pii_input_and_stop_leaking_answers() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let leaky = TestBackend::start(Mode::Script(LEAK.into())).await;
+    let gw = gateway_for(
+        dir.path(),
+        "{input: Block, output: Block}",
+        &[leaky.addr.to_string()],
+        &[],
+    )
+    .await;
+    let r = post(
+        gw.addr,
+        "/v1/chat/completions",
+        Some(KEY),
+        &chat_body("med", PATIENT, false),
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.json()["error"]["code"].clone()),
+        (400, json!("pii_blocked"))
+    );
+    assert!(
+        leaky.bodies().is_empty(),
+        "a blocked input never reaches the backend"
+    );
+    let r = post(
+        gw.addr,
+        "/v1/chat/completions",
+        Some(KEY),
+        &chat_body("med", "連絡先は？", false),
+    )
+    .await;
+    assert_eq!(r.json()["choices"][0]["finish_reason"], "content_filter");
+    assert!(!r.body.contains("佐藤"));
+    let r = post(
+        gw.addr,
+        "/v1/chat/completions",
+        Some(KEY),
+        &chat_body("med", "連絡先は？", true),
+    )
+    .await;
+    assert!(
+        r.body.contains("content_filter") && !r.body.contains("佐藤") && r.body.contains("[DONE]"),
+        "{}",
+        r.body
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn audit_chain_verifies_and_edits_or_deletions_are_detected() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let echo = TestBackend::start(Mode::Echo).await;
+    let path = dir.path().join("routing.yaml");
+    write_routing(
+        &path,
+        &routing(
+            "{input: Redact, output: Redact}",
+            &[echo.addr.to_string()],
+            &[],
+        ),
+    );
+    let audit = dir.path().join("audit.jsonl");
+    let gw = start_gateway(&path, &audit).await;
+    for i in 0..5 {
+        let stream = i % 2 == 0;
+        assert_eq!(
+            post(
+                gw.addr,
+                "/v1/chat/completions",
+                Some(KEY),
+                &chat_body("med", PATIENT, stream)
+            )
+            .await
+            .status,
+            200
+        );
+    }
+    assert_eq!(
+        post(
+            gw.addr,
+            "/v1/chat/completions",
+            Some("bad"),
+            &chat_body("med", "x", false)
+        )
+        .await
+        .status,
+        401
+    );
+    let start = std::time::Instant::now();
+    while std::fs::read_to_string(&audit)
+        .unwrap_or_default()
+        .lines()
+        .count()
+        < 6
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "audit records not written"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let verify = |p: &std::path::Path| {
+        let out = Command::new(gateway_bin())
+            .arg("verify")
+            .arg(p)
+            .output()
+            .expect("run verify");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let (ok, msg) = verify(&audit);
+    assert!(ok && msg.contains("6 records"), "{msg}");
+    let text = std::fs::read_to_string(&audit).expect("audit");
+    assert!(
+        !text.contains("山田") && !text.contains("千代田") && !text.contains(KEY),
+        "audit holds no PII or keys"
+    );
+    let lines: Vec<&str> = text.lines().collect();
+
+    let edited = dir.path().join("edited.jsonl");
+    let mut e = lines.clone();
+    let changed = e[2].replace("\"status\":200", "\"status\":500");
+    assert_ne!(changed, e[2]);
+    e[2] = &changed;
+    std::fs::write(&edited, e.join("\n") + "\n").expect("write");
+    let (ok, msg) = verify(&edited);
+    assert!(
+        !ok && msg.contains("line 3"),
+        "edit detected at line 3: {msg}"
+    );
+
+    let deleted = dir.path().join("deleted.jsonl");
+    let mut d = lines.clone();
+    d.remove(3);
+    std::fs::write(&deleted, d.join("\n") + "\n").expect("write");
+    let (ok, msg) = verify(&deleted);
+    assert!(
+        !ok && msg.contains("line 4"),
+        "deletion detected at line 4: {msg}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn dead_region_forwards_to_peer_and_nothing_left_gives_safe_503() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let echo = TestBackend::start(Mode::Echo).await;
+    let dead = free_addr().to_string();
+    let peer = gateway_for(
+        dir.path(),
+        "{input: Redact, output: Redact}",
+        &[echo.addr.to_string()],
+        &[],
+    )
+    .await;
+    let gw = gateway_for(
+        dir.path(),
+        "{input: Redact, output: Redact}",
+        std::slice::from_ref(&dead),
+        &[format!("http://{}", peer.addr)],
+    )
+    .await;
+    let r = post(
+        gw.addr,
+        "/v1/chat/completions",
+        Some(KEY),
+        &chat_body("med", PATIENT, false),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(
+        r.json()["choices"][0]["message"]["content"],
+        PATIENT,
+        "served (and guarded) by the peer region"
+    );
+    let m = get(gw.addr, "/metrics", None).await.expect("metrics").body;
+    assert_eq!(
+        metric_sum(&m, "anshin_gateway_peer_forwards_total", &[]),
+        1.0
+    );
+
+    let alone = gateway_for(dir.path(), "{input: Redact, output: Redact}", &[dead], &[]).await;
+    let r = post(
+        alone.addr,
+        "/v1/chat/completions",
+        Some(KEY),
+        &chat_body("med", "頭痛", false),
+    )
+    .await;
+    assert_eq!(r.status, 503);
+    assert!(r.header("retry-after").is_some());
+    let msg = r.json()["error"]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        msg.contains("医師") && msg.contains("ご相談ください"),
+        "{msg}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn request_id_from_the_client_is_kept_and_one_is_made_otherwise() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let echo = TestBackend::start(Mode::Echo).await;
+    let gw = gateway_for(
+        dir.path(),
+        "{input: Off, output: Off}",
+        &[echo.addr.to_string()],
+        &[],
+    )
+    .await;
+    let body = chat_body("med", "こんにちは", false).to_string();
+    let req = http::Request::post(format!("http://{}/v1/chat/completions", gw.addr))
+        .header("authorization", format!("Bearer {KEY}"))
+        .header("x-request-id", "ehr-123.abc")
+        .body(http_body_util::Full::new(bytes::Bytes::from(body)))
+        .expect("request");
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build(hyper_util::client::legacy::connect::HttpConnector::new());
+    let resp = client.request(req).await.expect("response");
+    assert_eq!(
+        resp.headers().get("x-request-id").map(|v| v.as_bytes()),
+        Some(&b"ehr-123.abc"[..])
+    );
+    let r = post(
+        gw.addr,
+        "/v1/chat/completions",
+        Some(KEY),
+        &chat_body("med", "こんにちは", false),
+    )
+    .await;
+    assert_eq!(r.header("x-request-id").map(|v| v.len()), Some(32));
+    assert_eq!(r.header("x-anshin-model-version").as_deref(), Some("v1"));
+}
