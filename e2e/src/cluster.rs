@@ -136,24 +136,9 @@ impl LocalCluster {
         self.agent.as_ref()
     }
 
-    /// Creates namespace `name` and waits until pods can be created in it (its `default`
-    /// ServiceAccount has a token), which takes the controller-manager a moment.
+    /// Creates namespace `name` and waits until pods can be created in it.
     pub async fn create_namespace(&self, name: &str) -> Result<(), ClusterError> {
-        let ns: Namespace = serde_json::from_value(
-            serde_json::json!({ "metadata": { "name": name } }),
-        )
-        .map_err(|e| ClusterError::Api {
-            what: format!("namespace {name}"),
-            source: kube::Error::SerdeError(e),
-        })?;
-        let api: Api<Namespace> = Api::all(self.client.clone());
-        api.create(&PostParams::default(), &ns)
-            .await
-            .map_err(|source| ClusterError::Api {
-                what: format!("create namespace {name}"),
-                source,
-            })?;
-        self.wait_service_account(name).await
+        create_namespace(&self.client, name).await
     }
 
     async fn wait_service_account(&self, ns: &str) -> Result<(), ClusterError> {
@@ -167,6 +152,24 @@ impl LocalCluster {
         }
         self.control_plane.stop().await;
     }
+}
+
+/// Creates namespace `name` and waits until pods can be created in it (its `default` ServiceAccount
+/// has a token, which takes the controller-manager a moment).
+pub async fn create_namespace(client: &kube::Client, name: &str) -> Result<(), ClusterError> {
+    let ns: Namespace = serde_json::from_value(serde_json::json!({ "metadata": { "name": name } }))
+        .map_err(|e| ClusterError::Api {
+            what: format!("namespace {name}"),
+            source: kube::Error::SerdeError(e),
+        })?;
+    let api: Api<Namespace> = Api::all(client.clone());
+    api.create(&PostParams::default(), &ns)
+        .await
+        .map_err(|source| ClusterError::Api {
+            what: format!("create namespace {name}"),
+            source,
+        })?;
+    wait_service_account(client, name).await
 }
 
 /// Waits (up to 60 s) until `ns/default` ServiceAccount has its token secret.

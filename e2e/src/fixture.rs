@@ -164,15 +164,8 @@ impl TestCluster {
             "{}-{suffix}",
             base.trim_matches('-').chars().take(50).collect::<String>()
         );
-        let ns: Namespace =
-            serde_json::from_value(serde_json::json!({ "metadata": { "name": name } }))
-                .unwrap_or_default();
-        let api: Api<Namespace> = Api::all(client.clone());
-        if let Err(e) = api.create(&Default::default(), &ns).await {
+        if let Err(e) = crate::cluster::create_namespace(&client, &name).await {
             panic!("cannot create test namespace {name}: {e}");
-        }
-        if let Err(e) = crate::cluster::wait_service_account(&client, &name).await {
-            panic!("test namespace {name} not usable: {e}");
         }
         TestNamespace {
             name,
@@ -271,20 +264,7 @@ async fn dump_api(kubeconfig: &std::path::Path, ns: &str) -> String {
         .map(|l| l.items)
         .unwrap_or_default()
     {
-        let status = pod
-            .status
-            .as_ref()
-            .map(|s| serde_json::to_string(s).unwrap_or_default())
-            .unwrap_or_default();
-        let node = pod
-            .spec
-            .as_ref()
-            .and_then(|s| s.node_name.clone())
-            .unwrap_or_default();
-        out += &format!(
-            "pod {} node={node} status={status}\n",
-            pod.metadata.name.unwrap_or_default()
-        );
+        out += &pod_line(&pod);
     }
     let events: Api<Event> = Api::namespaced(client, ns);
     let mut items = events
@@ -304,6 +284,37 @@ async fn dump_api(kubeconfig: &std::path::Path, ns: &str) -> String {
             e.type_.unwrap_or_default(),
             e.reason.unwrap_or_default(),
             e.message.unwrap_or_default()
+        );
+    }
+    out
+}
+
+/// One line per pod and one per container: phase, node, IP, and each container's state and restarts.
+fn pod_line(pod: &Pod) -> String {
+    let name = pod.metadata.name.clone().unwrap_or_default();
+    let node = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.node_name.clone())
+        .unwrap_or_else(|| "<unscheduled>".into());
+    let status = pod.status.clone().unwrap_or_default();
+    let deleting = if pod.metadata.deletion_timestamp.is_some() {
+        " (terminating)"
+    } else {
+        ""
+    };
+    let mut out = format!(
+        "pod {name}{deleting}: phase={} node={node} ip={} {}\n",
+        status.phase.unwrap_or_default(),
+        status.pod_ip.unwrap_or_default(),
+        status.message.unwrap_or_default()
+    );
+    for c in status.container_statuses.unwrap_or_default() {
+        let state = serde_json::to_string(&c.state).unwrap_or_default();
+        let last = serde_json::to_string(&c.last_state).unwrap_or_default();
+        out += &format!(
+            "  container {} ready={} restarts={} state={state} last={last}\n",
+            c.name, c.ready, c.restart_count
         );
     }
     out

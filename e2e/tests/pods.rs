@@ -145,6 +145,16 @@ async fn crashing_container_is_restarted_with_its_exit_code_reported() {
         .and_then(|s| s.terminated)
         .expect("last state terminated");
     assert_eq!((last.exit_code, last.reason.as_deref()), (3, Some("Error")));
+    let events: Api<Event> = ns.api();
+    eventually("Scheduled, Started and BackOff events", WAIT, || async {
+        let list = events.list(&ListParams::default()).await.ok()?.items;
+        let reasons: Vec<String> = list.into_iter().filter_map(|e| e.reason).collect();
+        let all = ["Scheduled", "Started", "BackOff"]
+            .iter()
+            .all(|r| reasons.iter().any(|x| x == r));
+        all.then_some(())
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -154,7 +164,7 @@ async fn failing_liveness_probe_restarts_and_readiness_follows_its_probe() {
         "name": "main", "image": "anshin/testpod", "args": ["--port", "8080"],
         "env": [{ "name": "POD_IP", "valueFrom": { "fieldRef": { "fieldPath": "status.podIP" } } }],
         "readinessProbe": { "tcpSocket": { "port": 8080 }, "periodSeconds": 1 },
-        "livenessProbe": { "httpGet": { "path": "/", "port": 9 }, "periodSeconds": 1, "failureThreshold": 2 } }] } }))
+        "livenessProbe": { "httpGet": { "path": "/", "port": 9 }, "initialDelaySeconds": 3, "periodSeconds": 1, "failureThreshold": 2 } }] } }))
     .await;
     eventually(
         "the container to be ready (TCP readiness probe)",
@@ -168,6 +178,18 @@ async fn failing_liveness_probe_restarts_and_readiness_follows_its_probe() {
             .filter(|s| s.restart_count >= 1)
     })
     .await;
+    let events: Api<Event> = ns.api();
+    let list = events
+        .list(&ListParams::default())
+        .await
+        .expect("events")
+        .items;
+    let unhealthy = list
+        .iter()
+        .find(|e| e.reason.as_deref() == Some("Unhealthy"))
+        .expect("an Unhealthy event");
+    let message = unhealthy.message.as_deref().unwrap_or_default();
+    assert!(message.starts_with("Liveness probe failed"), "{message}");
 }
 
 #[tokio::test]
