@@ -16,7 +16,7 @@ fn re(pattern: &str) -> Regex {
 
 static HOUSE_NUMBER: LazyLock<Regex> = LazyLock::new(|| {
     re(
-        r"^[0-9一二三四五六七八九十]+(?:(?:丁目|番地の|番地|番|号|条[東西南北]?|線[東西南北]?|-|の)[0-9]+)*(?:丁目|番地|番|号)?",
+        r"^[0-9一二三四五六七八九十]+(?:(?:丁目|番地の|番地|番|号|条[東西南北]?|線[東西南北]?|-|の)[0-9]+){0,6}(?:丁目|番地|番|号)?",
     )
 });
 static BUILDING: LazyLock<Regex> = LazyLock::new(|| {

@@ -21,8 +21,9 @@ static PHONE: LazyLock<Regex> = LazyLock::new(|| {
         r"(?:\+81[ -]?(?:\(0\)[ -]?)?\(?|\(0|0)[0-9]{1,4}(?:\) ?|[ (-])?[0-9]{1,4}(?:\) ?|[ -])?[0-9]{3,4}",
     )
 });
-static EMAIL: LazyLock<Regex> =
-    LazyLock::new(|| re(r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)+"));
+static EMAIL: LazyLock<Regex> = LazyLock::new(|| {
+    re(r"[A-Za-z0-9._%+\-]{1,64}@[A-Za-z0-9\-]{1,63}(?:\.[A-Za-z0-9\-]{1,63}){1,8}")
+});
 static POSTAL: LazyLock<Regex> =
     LazyLock::new(|| re(r"(?:〒|郵便番号|郵便|ZIP|Zip|zip)[ :]*([0-9]{3}-?[0-9]{4})"));
 static TWELVE: LazyLock<Regex> = LazyLock::new(|| re(r"[0-9]{4}([ -]?)[0-9]{4}[ -]?[0-9]{4}"));

@@ -37,6 +37,8 @@ impl<'d> StreamScanner<'d> {
     pub const TAIL: usize = 64;
     /// Released characters kept as left context for the next detection.
     pub const CONTEXT: usize = 32;
+    /// Pending characters beyond which text is released even through an entity (a safety valve).
+    pub const FORCE: usize = 4 * Self::MAX_HOLD;
 
     /// A scanner for a new stream.
     pub fn new(detector: &'d Detector) -> StreamScanner<'d> {
@@ -77,7 +79,10 @@ impl<'d> StreamScanner<'d> {
         let window = format!("{}{}", self.context, self.pending);
         let entities = self.detector.detect(&window);
         let mut cut = ctx_len + cut;
-        if !last {
+        // Past FORCE pending characters, release at the cut whatever it splits, so memory and work
+        // stay bounded on adversarial input (no real entity is that long).
+        let forced = self.pending.chars().count() > Self::FORCE;
+        if !last && !forced {
             // Never cut through an entity or an unclosed placeholder.
             for e in &entities {
                 if e.start < cut && cut < e.end && e.start >= ctx_len {

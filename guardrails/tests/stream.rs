@@ -74,6 +74,17 @@ fn long_text_without_sentence_breaks_is_released_in_bounded_pieces() {
 }
 
 #[test]
+fn adversarial_endless_entity_does_not_grow_the_buffer_forever() {
+    let mut s = StreamScanner::new(detector());
+    let mut released = "東京都".to_string();
+    let _ = s.push("東京都");
+    for _ in 0..2000 {
+        released.push_str(&s.push("1-").text);
+    }
+    assert!(released.chars().count() > 4000 - StreamScanner::FORCE - 3);
+}
+
+#[test]
 fn output_guard_restores_placeholders_split_across_chunks_and_redacts_leaks() {
     let r = detector().redact("患者 前川 智也様");
     let mut g = OutputGuard::new(detector(), &r.mapping);
