@@ -34,6 +34,10 @@ pub struct TestPodArgs {
     /// On SIGTERM, append a line `sigterm` to this file.
     #[arg(long)]
     pub sigterm_file: Option<PathBuf>,
+    /// List pods in the client's default namespace with `kube::Client::try_default()` and exit: 0 when
+    /// allowed, 3 when the API refuses (prints the error). Checks ServiceAccount RBAC from inside a pod.
+    #[arg(long)]
+    pub list_pods: bool,
     /// On SIGTERM, wait this long before exiting 0.
     #[arg(long, default_value_t = 0)]
     pub term_delay_ms: u64,
@@ -49,6 +53,9 @@ pub enum TestPodError {
 
 /// Runs the program; returns the process exit code.
 pub async fn run(args: TestPodArgs) -> Result<i32, TestPodError> {
+    if args.list_pods {
+        return Ok(list_pods().await);
+    }
     let mut term = signal(SignalKind::terminate())?;
     if let Some(port) = args.port {
         let ip: IpAddr = std::env::var("POD_IP")
@@ -82,6 +89,28 @@ pub async fn run(args: TestPodArgs) -> Result<i32, TestPodError> {
             }
             tokio::time::sleep(Duration::from_millis(args.term_delay_ms)).await;
             Ok(0)
+        }
+    }
+}
+
+async fn list_pods() -> i32 {
+    crate::kubeconfig::install_crypto_provider();
+    let client = match kube::Client::try_default().await {
+        Ok(client) => client,
+        Err(e) => {
+            eprintln!("no client: {e}");
+            return 4;
+        }
+    };
+    let pods: kube::Api<k8s_openapi::api::core::v1::Pod> = kube::Api::default_namespaced(client);
+    match pods.list(&Default::default()).await {
+        Ok(list) => {
+            println!("listed {} pods", list.items.len());
+            0
+        }
+        Err(e) => {
+            eprintln!("list pods: {e}");
+            3
         }
     }
 }

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use anshin_e2e::fixture::{TestNamespace, eventually, shared};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, ContainerStatus, Event, Pod, Secret};
+use k8s_openapi::api::rbac::v1::RoleBinding;
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use serde_json::json;
 
@@ -284,4 +285,41 @@ async fn deletion_runs_prestop_then_sigterm_and_kills_after_the_grace_period() {
         "SIGKILL after the 2 s grace period, took {took:?}"
     );
     let _ = std::fs::remove_dir_all(dir);
+}
+
+async fn exit_code(pods: &Api<Pod>, name: &str) -> i32 {
+    eventually(&format!("{name} to terminate"), WAIT, || async {
+        let state = container_status(pods, name).await?.state?;
+        state.terminated.map(|t| t.exit_code)
+    })
+    .await
+}
+
+fn pod_listing_pods(name: &str) -> serde_json::Value {
+    json!({ "metadata": { "name": name }, "spec": { "restartPolicy": "Never",
+        "containers": [{ "name": "main", "image": "anshin/testpod", "args": ["--list-pods"] }] } })
+}
+
+#[tokio::test]
+async fn pod_calls_the_api_as_its_service_account_under_rbac() {
+    let ns = shared().namespace("rbac").await;
+    let pods = create_pod(&ns, pod_listing_pods("denied")).await;
+    assert_eq!(
+        exit_code(&pods, "denied").await,
+        3,
+        "the default ServiceAccount may not list pods"
+    );
+    let binding: RoleBinding = from_json(json!({ "metadata": { "name": "default-view" },
+        "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "view" },
+        "subjects": [{ "kind": "ServiceAccount", "name": "default", "namespace": ns.name() }] }));
+    ns.api::<RoleBinding>()
+        .create(&PostParams::default(), &binding)
+        .await
+        .expect("role binding");
+    create_pod(&ns, pod_listing_pods("allowed")).await;
+    assert_eq!(
+        exit_code(&pods, "allowed").await,
+        0,
+        "with the view role it may"
+    );
 }

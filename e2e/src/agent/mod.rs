@@ -16,6 +16,7 @@
 mod container;
 mod env;
 mod events;
+mod incluster;
 mod node;
 mod pod;
 mod probe;

@@ -17,6 +17,7 @@ use super::AgentCtx;
 use super::container::{ContainerRun, RestartPolicy, State};
 use super::env::{self, EnvContext};
 use super::events;
+use super::incluster;
 use super::probe::{self, Target};
 use super::status::{self, PodFacts};
 use super::volumes::{self, VolumeDirs};
@@ -247,13 +248,8 @@ impl PodWorker {
         };
         let mounts = volumes::mounts(&spec, self.volumes.as_ref().unwrap_or(&VolumeDirs::new()));
         let argv: Vec<String> = argv.iter().map(|a| volumes::rewrite(a, &mounts)).collect();
-        env.values_mut()
-            .for_each(|v| *v = volumes::rewrite(v, &mounts));
-        env.insert("ANSHIN_MOUNTS".into(), volumes::mounts_env(&mounts));
-        env.insert(
-            "ANSHIN_POD_DIR".into(),
-            self.dir.to_string_lossy().into_owned(),
-        );
+        let ns = self.pod.metadata.namespace.as_deref().unwrap_or("default");
+        incluster::finish_env(&mut env, &mounts, &self.dir, self.ctx.apiserver_port, ns);
         let work_dir = volumes::work_dir(&self.dir, &spec, &mounts);
         let log = self.dir.join("logs").join(format!("{}.log", spec.name));
         let prepared = [&work_dir, &self.dir.join("logs")]
