@@ -135,8 +135,14 @@ async fn up(args: UpArgs) -> Result<(), LocalError> {
             dir.display()
         )));
     }
-    // A fresh cluster each time: etcd data and certificates of a stopped cluster are not reused.
-    let _ = std::fs::remove_dir_all(&dir);
+    // A fresh cluster each time: etcd data and certificates of a stopped cluster are not reused. Only
+    // what `serve` creates is removed, never the directory itself (it may be one the user named).
+    for entry in ["control-plane", "agent"] {
+        let _ = std::fs::remove_dir_all(dir.join(entry));
+    }
+    for entry in ["ready", "components", "supervisor.pid", "supervisor.log"] {
+        let _ = std::fs::remove_file(dir.join(entry));
+    }
     std::fs::create_dir_all(&dir).map_err(other)?;
     let log = std::fs::File::create(dir.join("supervisor.log")).map_err(other)?;
     let exe = std::env::current_exe().map_err(other)?;
