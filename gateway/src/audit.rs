@@ -198,7 +198,7 @@ impl AuditLog {
         fsync: FsyncPolicy,
         on_error: impl Fn() + Send + 'static,
     ) -> Result<AuditLog, AuditError> {
-        let (out, prev): (Box<dyn Write + Send>, (u64, String)) = match &sink {
+        let (out, prev): Opened = match &sink {
             Sink::Stdout => (Box::new(std::io::stdout()), (0, GENESIS.to_owned())),
             Sink::File(path) => open_file(path)?,
         };
@@ -225,7 +225,10 @@ impl AuditLog {
     }
 }
 
-fn open_file(path: &Path) -> Result<(Box<dyn Write + Send>, (u64, String)), AuditError> {
+/// An open sink and the chain position it continues from.
+type Opened = (Box<dyn Write + Send>, (u64, String));
+
+fn open_file(path: &Path) -> Result<Opened, AuditError> {
     let io = |source| AuditError::Io {
         path: path.to_owned(),
         source,

@@ -207,8 +207,13 @@ async fn start_source(
             }
         }));
     }
-    let _ = (table, metrics);
-    anyhow::bail!("TEMP kube source not yet compiled in")
+    crate::kube_source::start(
+        args.kube_namespace.clone(),
+        args.peers.clone(),
+        table,
+        metrics,
+    )
+    .await
 }
 
 async fn shutdown_signal() {

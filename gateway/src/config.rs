@@ -29,7 +29,7 @@ use crate::table::{Endpoint, Limits, Policy, Snapshot, Tenant, Version};
 pub enum ConfigError {
     /// The file is not valid YAML of the expected shape.
     #[error("routing file is not valid: {0}")]
-    Yaml(#[from] serde_saphyr::Error),
+    Yaml(#[source] Box<serde_saphyr::Error>),
     /// A value is inconsistent.
     #[error("routing file is not valid: {0}")]
     Invalid(String),
@@ -110,7 +110,8 @@ pub struct VersionConfig {
 
 /// Parses and validates a routing file.
 pub fn parse(yaml: &str) -> Result<Snapshot, ConfigError> {
-    let cfg: FileConfig = serde_saphyr::from_str(yaml)?;
+    let cfg: FileConfig =
+        serde_saphyr::from_str(yaml).map_err(|e| ConfigError::Yaml(Box::new(e)))?;
     build(cfg)
 }
 

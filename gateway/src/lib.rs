@@ -21,6 +21,8 @@ pub mod guard;
 pub mod handler;
 pub mod health;
 pub mod keys;
+pub mod kube_source;
+pub mod kube_table;
 pub mod limits;
 pub mod metrics;
 pub mod proxy;

@@ -227,10 +227,8 @@ impl<F: Fn()> State<'_, '_, F> {
                 return Flow::Continue;
             }
         }
-        if finish {
-            if let Flow::Stop = self.flush().await {
-                return Flow::Stop;
-            }
+        if finish && let Flow::Stop = self.flush().await {
+            return Flow::Stop;
         }
         self.send_json(&v).await
     }
