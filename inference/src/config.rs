@@ -49,6 +49,16 @@ pub enum RopeScaling {
     },
 }
 
+/// Decoder family: Llama (and Mistral-style checkpoints), or Gemma 3.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arch {
+    /// RMSNorm → attention → RMSNorm → SwiGLU.
+    Llama,
+    /// Gemma 3: scaled embeddings, per-head q/k norms, post-attention and post-MLP norms, GELU MLP,
+    /// sliding-window attention on local layers with their own RoPE base.
+    Gemma3,
+}
+
 /// The hyper-parameters of a Llama-family decoder.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LlamaConfig {
@@ -78,6 +88,14 @@ pub struct LlamaConfig {
     pub max_position_embeddings: usize,
     /// Whether the output projection reuses the token embeddings.
     pub tie_word_embeddings: bool,
+    /// Decoder family.
+    pub arch: Arch,
+    /// Keys visible to local (sliding-window) layers.
+    pub sliding_window: Option<usize>,
+    /// Every n-th layer is global (attends to the whole context); the others are local. 0: all global.
+    pub global_every: usize,
+    /// RoPE base of local layers.
+    pub rope_local_theta: f32,
 }
 
 #[derive(Deserialize)]
@@ -173,23 +191,33 @@ impl LlamaConfig {
             rope_interleaved: false,
             max_position_embeddings: c.max_position_embeddings,
             tie_word_embeddings: c.tie_word_embeddings,
+            arch: Arch::Llama,
+            sliding_window: None,
+            global_every: 0,
+            rope_local_theta: c.rope_theta,
         };
         cfg.validate()
     }
 
-    /// Reads the `llama.*` metadata of a GGUF file; `vocab_size` comes from the embedding tensor.
+    /// Reads `llama.*` or `gemma3.*` GGUF metadata; `vocab_size` comes from the embedding tensor.
     pub fn from_gguf(md: &HashMap<String, Value>, vocab_size: usize) -> Result<Self, ConfigError> {
         let arch = md
             .get("general.architecture")
             .and_then(|v| v.to_string().ok())
             .ok_or_else(|| ConfigError::GgufKey("general.architecture".into()))?;
-        if arch != "llama" {
-            return Err(ConfigError::Architecture(arch.clone()));
-        }
-        let u = |k: &str| gguf_usize(md, &format!("llama.{k}"));
+        let kind = match arch.as_str() {
+            "llama" => Arch::Llama,
+            "gemma3" => Arch::Gemma3,
+            _ => return Err(ConfigError::Architecture(arch.clone())),
+        };
+        let u = |k: &str| gguf_usize(md, &format!("{arch}.{k}"));
         let num_heads = u("attention.head_count")?;
         let hidden_size = u("embedding_length")?;
-        let head_dim = u("rope.dimension_count").unwrap_or(hidden_size / num_heads.max(1));
+        let head_dim = u("attention.key_length")
+            .or_else(|_| u("rope.dimension_count"))
+            .unwrap_or(hidden_size / num_heads.max(1));
+        let rope_theta = gguf_f32(md, &format!("{arch}.rope.freq_base")).unwrap_or(10_000.0);
+        let gemma = kind == Arch::Gemma3;
         let cfg = Self {
             vocab_size,
             hidden_size,
@@ -198,14 +226,29 @@ impl LlamaConfig {
             num_heads,
             num_kv_heads: u("attention.head_count_kv").unwrap_or(num_heads),
             head_dim,
-            rms_norm_eps: gguf_f32(md, "llama.attention.layer_norm_rms_epsilon")? as f64,
-            rope_theta: gguf_f32(md, "llama.rope.freq_base").unwrap_or(10_000.0),
+            rms_norm_eps: gguf_f32(md, &format!("{arch}.attention.layer_norm_rms_epsilon"))? as f64,
+            rope_theta,
             rope_scaling: RopeScaling::None,
-            rope_interleaved: true,
+            // llama.cpp permutes Llama q/k for interleaved RoPE; Gemma uses the NeoX (halves) layout.
+            rope_interleaved: !gemma,
             max_position_embeddings: u("context_length").unwrap_or(2048),
-            tie_word_embeddings: false,
+            tie_word_embeddings: gemma,
+            arch: kind,
+            sliding_window: if gemma {
+                u("attention.sliding_window").ok()
+            } else {
+                None
+            },
+            // Gemma 3: five local layers, then one global (llama.cpp hard-codes the same pattern).
+            global_every: if gemma { 6 } else { 0 },
+            rope_local_theta: if gemma { 10_000.0 } else { rope_theta },
         };
         cfg.validate()
+    }
+
+    /// Whether layer `i` attends over a sliding window (and uses the local RoPE base).
+    pub fn is_local_layer(&self, i: usize) -> bool {
+        self.sliding_window.is_some() && self.global_every > 0 && (i + 1) % self.global_every != 0
     }
 
     fn validate(self) -> Result<Self, ConfigError> {
@@ -232,11 +275,11 @@ impl LlamaConfig {
         2 * self.num_layers * self.num_kv_heads * self.head_dim * std::mem::size_of::<f32>()
     }
 
-    /// Inverse frequencies of the rotary embedding, after scaling.
-    pub fn rope_inv_freq(&self) -> Vec<f32> {
+    /// Inverse frequencies of the rotary embedding for base `theta`, after scaling.
+    pub fn rope_inv_freq(&self, theta: f32) -> Vec<f32> {
         let d = self.head_dim;
         let base: Vec<f32> = (0..d / 2)
-            .map(|i| 1.0 / self.rope_theta.powf(2.0 * i as f32 / d as f32))
+            .map(|i| 1.0 / theta.powf(2.0 * i as f32 / d as f32))
             .collect();
         match &self.rope_scaling {
             RopeScaling::None => base,
@@ -312,8 +355,8 @@ mod tests {
             rope_scaling: RopeScaling::None,
             ..c.clone()
         }
-        .rope_inv_freq();
-        let scaled = c.rope_inv_freq();
+        .rope_inv_freq(c.rope_theta);
+        let scaled = c.rope_inv_freq(c.rope_theta);
         assert_eq!(plain[0], scaled[0], "high frequencies are kept");
         assert!(scaled[7] < plain[7], "low frequencies are scaled down");
     }

@@ -3,11 +3,15 @@
 //! All tokens of a step (prompt chunks of new sequences and the one new token of each decoding sequence)
 //! are flattened into one `[1, N, hidden]` activation, so every projection reads its weights once per
 //! step. Only attention is per sequence: each one attends over its own [`SeqCache`].
+//!
+//! Gemma 3 runs through the same code with its extra pieces switched on by [`Arch::Gemma3`]: scaled
+//! embeddings, per-head q/k norms, post-attention and post-MLP norms, GELU, and sliding-window local layers
+//! with their own RoPE tables.
 
 use candle_core::quantized::QMatMul;
 use candle_core::{D, DType, Device, Module, Result, Tensor};
 
-use crate::config::LlamaConfig;
+use crate::config::{Arch, LlamaConfig};
 use crate::kv_cache::SeqCache;
 use crate::weights::{Weight, WeightStore, WeightsError};
 
@@ -21,6 +25,20 @@ struct Layer {
     gate: QMatMul,
     up: QMatMul,
     down: QMatMul,
+    gemma: Option<GemmaNorms>,
+}
+
+/// The extra norms of a Gemma 3 layer.
+struct GemmaNorms {
+    q: Tensor,
+    k: Tensor,
+    post_attn: Tensor,
+    post_ffn: Tensor,
+}
+
+struct Rope {
+    cos: Tensor,
+    sin: Tensor,
 }
 
 /// One sequence's share of a forward step: the new tokens and the cache they extend.
@@ -34,12 +52,12 @@ pub struct SeqStep<'a> {
 /// A loaded Llama-family model.
 pub struct Llama {
     cfg: LlamaConfig,
-    embed: Tensor,
+    embed: QMatMul,
     layers: Vec<Layer>,
     norm: Tensor,
     lm_head: QMatMul,
-    cos: Tensor,
-    sin: Tensor,
+    global_rope: Rope,
+    local_rope: Rope,
     device: Device,
 }
 
@@ -52,37 +70,31 @@ impl Llama {
     ) -> std::result::Result<Self, WeightsError> {
         let mut layers = Vec::with_capacity(cfg.num_layers);
         for i in 0..cfg.num_layers {
-            layers.push(Layer {
-                attn_norm: store.dense(Weight::AttnNorm(i), device)?,
-                q: store.matmul(Weight::Q(i), device)?,
-                k: store.matmul(Weight::K(i), device)?,
-                v: store.matmul(Weight::V(i), device)?,
-                o: store.matmul(Weight::O(i), device)?,
-                ffn_norm: store.dense(Weight::FfnNorm(i), device)?,
-                gate: store.matmul(Weight::Gate(i), device)?,
-                up: store.matmul(Weight::Up(i), device)?,
-                down: store.matmul(Weight::Down(i), device)?,
-            });
+            layers.push(load_layer(&cfg, store, i, device)?);
         }
-        let embed = store.dense(Weight::Embed, device)?;
+        let embed = store.matmul(Weight::Embed, device)?;
         let lm_head = if !cfg.tie_word_embeddings && store.has(Weight::LmHead) {
             store.matmul(Weight::LmHead, device)?
         } else {
-            QMatMul::Tensor(embed.clone())
+            embed.clone()
         };
         let norm = store.dense(Weight::FinalNorm, device)?;
-        let (cos, sin) = rope_tables(&cfg, device).map_err(|source| WeightsError::Tensor {
-            name: "rope tables".into(),
-            source,
-        })?;
+        let tables = |theta| {
+            rope_tables(&cfg, theta, device).map_err(|source| WeightsError::Tensor {
+                name: "rope tables".into(),
+                source,
+            })
+        };
+        let global_rope = tables(cfg.rope_theta)?;
+        let local_rope = tables(cfg.rope_local_theta)?;
         Ok(Self {
             cfg,
             embed,
             layers,
             norm,
             lm_head,
-            cos,
-            sin,
+            global_rope,
+            local_rope,
             device: device.clone(),
         })
     }
@@ -102,16 +114,41 @@ impl Llama {
         let n = ids.len();
         let ids = Tensor::from_vec(ids, n, &self.device)?;
         let pos = Tensor::from_vec(positions, n, &self.device)?;
-        let cos = self.cos.index_select(&pos, 0)?;
-        let sin = self.sin.index_select(&pos, 0)?;
-        let mut x = self.embed.index_select(&ids, 0)?.unsqueeze(0)?;
+        let select = |r: &Rope| -> Result<Rope> {
+            Ok(Rope {
+                cos: r.cos.index_select(&pos, 0)?,
+                sin: r.sin.index_select(&pos, 0)?,
+            })
+        };
+        let (global, local) = (select(&self.global_rope)?, select(&self.local_rope)?);
+        let mut x = self.embed.embedding(&ids)?.unsqueeze(0)?;
+        if self.cfg.arch == Arch::Gemma3 {
+            x = (x * (self.cfg.hidden_size as f64).sqrt())?;
+        }
+        let eps = self.cfg.rms_norm_eps as f32;
         for (li, layer) in self.layers.iter().enumerate() {
-            let h = candle_nn::ops::rms_norm(&x, &layer.attn_norm, self.cfg.rms_norm_eps as f32)?;
-            let attn = self.attention(li, layer, &h, &cos, &sin, batch, &spans)?;
+            let rope = if self.cfg.is_local_layer(li) {
+                &local
+            } else {
+                &global
+            };
+            let h = candle_nn::ops::rms_norm(&x, &layer.attn_norm, eps)?;
+            let mut attn = self.attention(li, layer, &h, rope, batch, &spans)?;
+            if let Some(g) = &layer.gemma {
+                attn = candle_nn::ops::rms_norm(&attn, &g.post_attn, eps)?;
+            }
             x = (x + attn)?;
-            let h = candle_nn::ops::rms_norm(&x, &layer.ffn_norm, self.cfg.rms_norm_eps as f32)?;
-            let ffn = (candle_nn::ops::silu(&layer.gate.forward(&h)?)? * layer.up.forward(&h)?)?;
-            x = (x + layer.down.forward(&ffn)?)?;
+            let h = candle_nn::ops::rms_norm(&x, &layer.ffn_norm, eps)?;
+            let gate = layer.gate.forward(&h)?;
+            let act = match self.cfg.arch {
+                Arch::Llama => candle_nn::ops::silu(&gate)?,
+                Arch::Gemma3 => gate.gelu()?,
+            };
+            let mut ffn = layer.down.forward(&(act * layer.up.forward(&h)?)?)?;
+            if let Some(g) = &layer.gemma {
+                ffn = candle_nn::ops::rms_norm(&ffn, &g.post_ffn, eps)?;
+            }
+            x = (x + ffn)?;
         }
         let last: Vec<u32> = spans.iter().map(|&(o, t)| (o + t - 1) as u32).collect();
         let last = Tensor::from_vec(last, spans.len(), &self.device)?;
@@ -120,54 +157,76 @@ impl Llama {
         self.lm_head.forward(&x)
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn attention(
         &self,
         li: usize,
         layer: &Layer,
         h: &Tensor,
-        cos: &Tensor,
-        sin: &Tensor,
+        rope: &Rope,
         batch: &mut [SeqStep<'_>],
         spans: &[(usize, usize)],
     ) -> Result<Tensor> {
         let c = &self.cfg;
         let n = h.dim(1)?;
-        let heads = |t: Tensor, nh: usize| {
-            t.reshape((1, n, nh, c.head_dim))?
+        let eps = c.rms_norm_eps as f32;
+        let heads = |t: Tensor, nh: usize, norm: Option<&Tensor>| -> Result<Tensor> {
+            let t = t
+                .reshape((1, n, nh, c.head_dim))?
                 .transpose(1, 2)?
-                .contiguous()
+                .contiguous()?;
+            match norm {
+                Some(w) => candle_nn::ops::rms_norm(&t, w, eps),
+                None => Ok(t),
+            }
+        };
+        let (qn, kn) = match &layer.gemma {
+            Some(g) => (Some(&g.q), Some(&g.k)),
+            None => (None, None),
         };
         let q = self
-            .rope(&heads(layer.q.forward(h)?, c.num_heads)?, cos, sin)?
+            .rope(&heads(layer.q.forward(h)?, c.num_heads, qn)?, rope)?
             .squeeze(0)?;
         let k = self
-            .rope(&heads(layer.k.forward(h)?, c.num_kv_heads)?, cos, sin)?
+            .rope(&heads(layer.k.forward(h)?, c.num_kv_heads, kn)?, rope)?
             .squeeze(0)?;
-        let v = heads(layer.v.forward(h)?, c.num_kv_heads)?.squeeze(0)?;
+        let v = heads(layer.v.forward(h)?, c.num_kv_heads, None)?.squeeze(0)?;
+        let window = if c.is_local_layer(li) {
+            c.sliding_window
+        } else {
+            None
+        };
         let mut outs = Vec::with_capacity(batch.len());
         for (seq, &(off, len)) in batch.iter_mut().zip(spans) {
             let qi = q.narrow(1, off, len)?;
             let ki = k.narrow(1, off, len)?.contiguous()?;
             let vi = v.narrow(1, off, len)?.contiguous()?;
             let (kall, vall) = seq.cache.append(li, &ki, &vi)?;
-            outs.push(self.attend(&qi, &kall, &vall)?);
+            outs.push(self.attend(&qi, &kall, &vall, window)?);
         }
         let out = Tensor::cat(&outs, 0)?.unsqueeze(0)?;
         layer.o.forward(&out)
     }
 
     /// Grouped-query attention of one sequence: `q [heads, t, hd]` over `k, v [kv_heads, L, hd]`;
-    /// returns `[t, heads * hd]`. The `t` queries are the last `t` positions (causal within them).
-    fn attend(&self, q: &Tensor, k: &Tensor, v: &Tensor) -> Result<Tensor> {
+    /// returns `[t, heads * hd]`. The `t` queries are the last `t` positions (causal within them); with a
+    /// `window`, a query sees only keys less than `window` positions back.
+    fn attend(&self, q: &Tensor, k: &Tensor, v: &Tensor, window: Option<usize>) -> Result<Tensor> {
         let c = &self.cfg;
         let (_, t, hd) = q.dims3()?;
+        let (k, v) = match window {
+            // One query: only the last `window` keys matter.
+            Some(w) if t == 1 && k.dim(1)? > w => {
+                let total = k.dim(1)?;
+                (k.narrow(1, total - w, w)?, v.narrow(1, total - w, w)?)
+            }
+            _ => (k.clone(), v.clone()),
+        };
         let total = k.dim(1)?;
         let rep = c.num_heads / c.num_kv_heads;
         let q = q.contiguous()?.reshape((c.num_kv_heads, rep * t, hd))?;
         let scores = (q.matmul(&k.t()?)? / (hd as f64).sqrt())?;
         let scores = if t > 1 {
-            let mask = causal_mask(t, total, &self.device)?;
+            let mask = attention_mask(t, total, window, &self.device)?;
             scores
                 .reshape((c.num_kv_heads, rep, t, total))?
                 .broadcast_add(&mask)?
@@ -182,13 +241,42 @@ impl Llama {
             .reshape((t, c.num_heads * hd))
     }
 
-    fn rope(&self, x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
+    fn rope(&self, x: &Tensor, r: &Rope) -> Result<Tensor> {
         if self.cfg.rope_interleaved {
-            candle_nn::rotary_emb::rope_i(x, cos, sin)
+            candle_nn::rotary_emb::rope_i(x, &r.cos, &r.sin)
         } else {
-            candle_nn::rotary_emb::rope(x, cos, sin)
+            candle_nn::rotary_emb::rope(x, &r.cos, &r.sin)
         }
     }
+}
+
+fn load_layer(
+    cfg: &LlamaConfig,
+    store: &mut WeightStore,
+    i: usize,
+    device: &Device,
+) -> std::result::Result<Layer, WeightsError> {
+    let gemma = match cfg.arch {
+        Arch::Llama => None,
+        Arch::Gemma3 => Some(GemmaNorms {
+            q: store.dense(Weight::QNorm(i), device)?,
+            k: store.dense(Weight::KNorm(i), device)?,
+            post_attn: store.dense(Weight::PostAttnNorm(i), device)?,
+            post_ffn: store.dense(Weight::PostFfnNorm(i), device)?,
+        }),
+    };
+    Ok(Layer {
+        attn_norm: store.dense(Weight::AttnNorm(i), device)?,
+        q: store.matmul(Weight::Q(i), device)?,
+        k: store.matmul(Weight::K(i), device)?,
+        v: store.matmul(Weight::V(i), device)?,
+        o: store.matmul(Weight::O(i), device)?,
+        ffn_norm: store.dense(Weight::FfnNorm(i), device)?,
+        gate: store.matmul(Weight::Gate(i), device)?,
+        up: store.matmul(Weight::Up(i), device)?,
+        down: store.matmul(Weight::Down(i), device)?,
+        gemma,
+    })
 }
 
 /// Token ids, their positions, and each sequence's `(offset, length)` in the flattened step.
@@ -205,13 +293,21 @@ fn flatten(batch: &[SeqStep<'_>]) -> (Vec<u32>, Vec<u32>, Vec<(usize, usize)>) {
     (ids, positions, spans)
 }
 
-/// `[t, total]` additive mask: query `i` (at position `total - t + i`) sees keys up to its own position.
-fn causal_mask(t: usize, total: usize, device: &Device) -> Result<Tensor> {
+/// `[t, total]` additive mask: query `i` (at position `total - t + i`) sees keys up to its own position,
+/// and with a `window` only keys less than `window` positions back.
+fn attention_mask(
+    t: usize,
+    total: usize,
+    window: Option<usize>,
+    device: &Device,
+) -> Result<Tensor> {
     let past = total - t;
+    let w = window.unwrap_or(usize::MAX);
     let mask: Vec<f32> = (0..t)
         .flat_map(|i| {
             (0..total).map(move |j| {
-                if j <= past + i {
+                let q = past + i;
+                if j <= q && q - j < w {
                     0.0
                 } else {
                     f32::NEG_INFINITY
@@ -222,9 +318,9 @@ fn causal_mask(t: usize, total: usize, device: &Device) -> Result<Tensor> {
     Tensor::from_vec(mask, (t, total), device)
 }
 
-/// Cosine and sine tables `[max_positions, head_dim / 2]`.
-fn rope_tables(cfg: &LlamaConfig, device: &Device) -> Result<(Tensor, Tensor)> {
-    let inv = cfg.rope_inv_freq();
+/// Cosine and sine tables `[max_positions, head_dim / 2]` for RoPE base `theta`.
+fn rope_tables(cfg: &LlamaConfig, theta: f32, device: &Device) -> Result<Rope> {
+    let inv = cfg.rope_inv_freq(theta);
     let half = inv.len();
     let inv = Tensor::from_vec(inv, (1, half), device)?;
     let max = cfg.max_position_embeddings;
@@ -232,10 +328,35 @@ fn rope_tables(cfg: &LlamaConfig, device: &Device) -> Result<(Tensor, Tensor)> {
         .to_dtype(DType::F32)?
         .reshape((max, 1))?;
     let freqs = t.broadcast_mul(&inv)?;
-    Ok((freqs.cos()?.contiguous()?, freqs.sin()?.contiguous()?))
+    Ok(Rope {
+        cos: freqs.cos()?.contiguous()?,
+        sin: freqs.sin()?.contiguous()?,
+    })
 }
 
 /// Index of the largest logit in the last dimension of a `[vocab]` row.
 pub fn argmax(logits: &Tensor) -> Result<u32> {
     logits.argmax(D::Minus1)?.to_scalar::<u32>()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mask_is_causal_and_respects_the_sliding_window() {
+        let m = attention_mask(2, 4, Some(2), &Device::Cpu)
+            .and_then(|m| m.to_vec2::<f32>())
+            .expect("mask");
+        let inf = f32::NEG_INFINITY;
+        // Queries at positions 2 and 3; each sees itself and one key back.
+        assert_eq!(m, vec![vec![inf, 0.0, 0.0, inf], vec![inf, inf, 0.0, 0.0]]);
+        let full = attention_mask(2, 4, None, &Device::Cpu)
+            .and_then(|m| m.to_vec2::<f32>())
+            .expect("mask");
+        assert_eq!(
+            full,
+            vec![vec![0.0, 0.0, 0.0, inf], vec![0.0, 0.0, 0.0, 0.0]]
+        );
+    }
 }

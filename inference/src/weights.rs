@@ -61,6 +61,14 @@ pub enum Weight {
     Up(usize),
     /// MLP down projection.
     Down(usize),
+    /// Per-head query RMS norm (Gemma 3).
+    QNorm(usize),
+    /// Per-head key RMS norm (Gemma 3).
+    KNorm(usize),
+    /// RMS norm after attention, before the residual add (Gemma 3).
+    PostAttnNorm(usize),
+    /// RMS norm after the MLP, before the residual add (Gemma 3).
+    PostFfnNorm(usize),
 }
 
 impl Weight {
@@ -79,6 +87,10 @@ impl Weight {
             Weight::Gate(i) => l(i, "mlp.gate_proj"),
             Weight::Up(i) => l(i, "mlp.up_proj"),
             Weight::Down(i) => l(i, "mlp.down_proj"),
+            Weight::QNorm(i) => l(i, "self_attn.q_norm"),
+            Weight::KNorm(i) => l(i, "self_attn.k_norm"),
+            Weight::PostAttnNorm(i) => l(i, "post_attention_norm"),
+            Weight::PostFfnNorm(i) => l(i, "post_feedforward_layernorm"),
         }
     }
 
@@ -97,6 +109,10 @@ impl Weight {
             Weight::Gate(i) => l(i, "ffn_gate"),
             Weight::Up(i) => l(i, "ffn_up"),
             Weight::Down(i) => l(i, "ffn_down"),
+            Weight::QNorm(i) => l(i, "attn_q_norm"),
+            Weight::KNorm(i) => l(i, "attn_k_norm"),
+            Weight::PostAttnNorm(i) => l(i, "post_attention_norm"),
+            Weight::PostFfnNorm(i) => l(i, "post_ffw_norm"),
         }
     }
 }

@@ -1,0 +1,69 @@
+//! Gemma-3-270M (Q4_K_M GGUF + tokenizer.json, optional, fetched by scripts/setup.d/30-inference.sh):
+//! one smoke test that it continues a Japanese prompt in Japanese. It is the one test allowed not to run when its model is
+//! absent (253 MB); it then says so on stderr.
+
+use std::path::PathBuf;
+
+use anshin_inference::kv_cache::SeqCache;
+use anshin_inference::loader;
+use anshin_inference::model::SeqStep;
+use anshin_inference::sampling::greedy;
+use candle_core::Device;
+
+/// `$ANSHIN_GEMMA3_DIR`, else `~/.cache/anshin/models/gemma-3-270m`.
+fn gemma_dir() -> PathBuf {
+    if let Ok(p) = std::env::var("ANSHIN_GEMMA3_DIR") {
+        return PathBuf::from(p);
+    }
+    let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
+    PathBuf::from(home).join(".cache/anshin/models/gemma-3-270m")
+}
+
+#[test]
+fn gemma3_continues_in_japanese_when_present() {
+    let dir = gemma_dir();
+    let gguf = dir.join("gemma-3-270m-q4_k_m.gguf");
+    if !gguf.is_file() || !dir.join("tokenizer.json").is_file() {
+        eprintln!(
+            "NOT RUN: Gemma 3 smoke test — {} or its tokenizer.json is absent",
+            gguf.display()
+        );
+        return;
+    }
+    let m = loader::load(&dir, None, &Device::Cpu).expect("Gemma 3 loads");
+    // This GGUF is the pretrained (not instruction-tuned) model: prompt it as a completion.
+    let bos = m.tokenizer.bos_token.clone().unwrap_or_default();
+    let prompt = m
+        .tokenizer
+        .encode(&format!("{bos}日本の首都は"))
+        .expect("encode");
+    let mut cache = SeqCache::new(m.model.config().num_layers);
+    let (mut input, mut out) = (prompt.clone(), Vec::new());
+    for _ in 0..24 {
+        let logits = m
+            .model
+            .forward(&mut [SeqStep {
+                tokens: &input,
+                cache: &mut cache,
+            }])
+            .expect("forward");
+        let t = greedy(&logits.to_vec2::<f32>().expect("logits")[0]);
+        if m.tokenizer.stop_ids.contains(&t) {
+            break;
+        }
+        out.push(t);
+        input = vec![t];
+    }
+    let text = m.tokenizer.decode(&out).expect("decode");
+    eprintln!("Gemma 3 answered: {text:?}");
+    // A pretrained model continues rather than answers; the check is that it writes Japanese.
+    let japanese = text
+        .chars()
+        .filter(|c| matches!(*c as u32, 0x3040..=0x30FF | 0x4E00..=0x9FFF | 0x3000..=0x303F))
+        .count();
+    assert!(!text.contains('\u{FFFD}'), "broken characters: {text:?}");
+    assert!(
+        japanese * 2 >= text.chars().count() && japanese >= 10,
+        "not Japanese: {text:?}"
+    );
+}
