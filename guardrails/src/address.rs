@@ -21,7 +21,7 @@ static HOUSE_NUMBER: LazyLock<Regex> = LazyLock::new(|| {
 });
 static BUILDING: LazyLock<Regex> = LazyLock::new(|| {
     re(
-        r"^ ?([\p{Han}\p{Katakana}A-Za-zー・]{1,15}?)([0-9]+(?:号棟|号館|棟)?[0-9]*(?:号室|F|階|号)?)",
+        r"^ ?([\p{Han}\p{Katakana}A-Za-zー・]{1,20}?)((?:[0-9]+(?:号棟|号館|棟)?[0-9]*(?:号室|F|階|号)?)?)(?:[^\p{Han}\p{Katakana}A-Za-zー・0-9]|$)",
     )
 });
 static LABEL: LazyLock<Regex> = LazyLock::new(|| re(r"(?:住所|現住所|居住地|送付先|所在地)[ :]*"));
@@ -36,6 +36,15 @@ const BUILDING_WORDS: &[&str] = &[
     "苑",
     "ビル",
     "コーポ",
+    "タワー",
+    "ヒルズ",
+    "ハイツ",
+    "マンション",
+    "レジデンス",
+    "ハウス",
+    "アパート",
+    "コート",
+    "パレス",
 ];
 /// Longest locality considered (prefecture + city + ward + town).
 const MAX_LOCALITY: usize = 24;
@@ -105,16 +114,27 @@ fn address_from(w: &Words<'_>, first: usize) -> Option<usize> {
     let mut stop = end + num_str.chars().count();
     // A bare number right after a town name is only a house number when it has the shape of one.
     let shaped = num_str.contains(['-', '丁', '番', '号', '条', '線']);
-    if !shaped {
+    // A bare number (`聖護院川原町54`) only after a town-level locality and when nothing but a space,
+    // punctuation or the end follows it (`東京都3名`, `大阪府内3施設` are counts, not addresses).
+    let bare_ok = !shaped
+        && (end - start) >= 4
+        && num_str.len() <= 4
+        && w.text
+            .at(stop)
+            .is_none_or(|c| c.is_whitespace() || matches!(c, '、' | '。' | ',' | '.' | '(' | ')'));
+    if !shaped && !bare_ok {
         return None;
     }
     let rest = &w.text.norm[w.text.byte_idx(stop)..];
     if let Some(c) = BUILDING.captures(rest) {
         let name = c.get(1).map_or("", |g| g.as_str());
-        let is_building = name.chars().any(crate::text::is_katakana)
-            || BUILDING_WORDS.iter().any(|b| name.ends_with(b));
+        let has_number = c.get(2).is_some_and(|g| !g.as_str().is_empty());
+        let building_word = BUILDING_WORDS.iter().any(|b| name.ends_with(b));
+        let is_building = has_number && name.chars().any(crate::text::is_katakana) || building_word;
         if is_building {
-            stop += c.get(0).map_or(0, |g| g.as_str().chars().count());
+            // Up to the end of the room number (or of the name); the terminator is not included.
+            let last = c.get(2).filter(|g| !g.as_str().is_empty()).or(c.get(1));
+            stop += last.map_or(0, |g| rest[..g.end()].chars().count());
         }
     }
     Some(stop)

@@ -14,6 +14,8 @@
 //! The dictionary is compiled once by `scripts/setup.sh` (see `docs/guardrails.md`) and loaded with
 //! [`Dictionary::load_default`].
 
+#![warn(missing_docs)]
+
 mod address;
 pub mod bench;
 mod dates;

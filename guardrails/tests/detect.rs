@@ -71,6 +71,14 @@ fn names_before_job_titles_and_after_role_labels() {
 }
 
 #[test]
+fn care_team_labels_and_furigana_fields() {
+    assert_eq!(
+        found_of("担当CM 小池、フリガナ：タナカ タロウ", EntityType::Person),
+        ["小池", "タナカ タロウ"]
+    );
+}
+
+#[test]
 fn common_words_before_honorifics_are_not_names() {
     let text = "みなさん、おばあちゃん、お母さん、お子さん、東京医師会、担当医師、病棟看護師長、外来看護師、お客さん";
     assert!(found(text).is_empty(), "{:?}", found(text));
@@ -138,6 +146,18 @@ fn addresses_street_level_only() {
         ["沖縄県島尻郡南風原町字兼城123番地"]
     );
     assert!(found("東京都から3名、横浜市立大学 2年、静岡県で2例").is_empty());
+    assert!(found("東京都3名、大阪府内3施設、北海道150床").is_empty());
+    assert_eq!(
+        found_of("京都市左京区聖護院川原町54", EntityType::Address),
+        ["京都市左京区聖護院川原町54"]
+    );
+    assert_eq!(
+        found_of(
+            "東京都港区六本木6-10-1 六本木ヒルズ森タワー",
+            EntityType::Address
+        ),
+        ["東京都港区六本木6-10-1 六本木ヒルズ森タワー"]
+    );
 }
 
 #[test]
