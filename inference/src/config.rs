@@ -248,7 +248,9 @@ impl LlamaConfig {
 
     /// Whether layer `i` attends over a sliding window (and uses the local RoPE base).
     pub fn is_local_layer(&self, i: usize) -> bool {
-        self.sliding_window.is_some() && self.global_every > 0 && (i + 1) % self.global_every != 0
+        self.sliding_window.is_some()
+            && self.global_every > 0
+            && !(i + 1).is_multiple_of(self.global_every)
     }
 
     fn validate(self) -> Result<Self, ConfigError> {
