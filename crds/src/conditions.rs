@@ -30,8 +30,7 @@ pub struct Condition {
     pub status: ConditionStatus,
     /// Machine-readable reason for the last transition, in CamelCase.
     pub reason: String,
-    /// Human-readable message: what is wrong and what to do about it.
-    #[serde(default)]
+    /// Human-readable message: what is wrong and what to do about it (may be empty).
     pub message: String,
     /// When the condition last changed status (RFC 3339).
     pub last_transition_time: String,

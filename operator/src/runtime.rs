@@ -98,13 +98,18 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     }
     .boxed()
     .shared();
+    run_controllers(client, ctx, stop).await;
+    metrics.leader.set(0);
+    Ok(())
+}
+
+/// Runs every controller until `stop` resolves (the leader's work; tests call it directly).
+pub async fn run_controllers(client: Client, ctx: Arc<Context>, stop: controllers::Shutdown) {
     tokio::join!(
         controllers::model_version::run(client.clone(), ctx.clone(), stop.clone()),
         controllers::endpoint::run(client.clone(), ctx.clone(), stop.clone()),
         controllers::tenant::run(client, ctx, stop),
     );
-    metrics.leader.set(0);
-    Ok(())
 }
 
 async fn serve_http(listener: tokio::net::TcpListener, health: Arc<Health>, metrics: Metrics) {

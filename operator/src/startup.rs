@@ -49,6 +49,29 @@ pub async fn wait_for_crds(client: &Client) -> Result<(), kube::Error> {
     Ok(())
 }
 
+/// Installs (server-side applies) every Anshin CRD; for development clusters and tests — in production
+/// the Helm chart installs them.
+pub async fn install_crds(client: &Client) -> Result<(), kube::Error> {
+    let api = Api::<CustomResourceDefinition>::all(client.clone());
+    let params = kube::api::PatchParams::apply(crate::names::FIELD_MANAGER).force();
+    let version = client.apiserver_version().await?;
+    let cel = anshin_crds::server_runs_cel(&version.major, &version.minor);
+    if !cel {
+        tracing::info!(version = %version.git_version, "server predates CRD CEL rules: installing CRDs without them (the admission webhook enforces them)");
+    }
+    for (_, crd) in anshin_crds::all_crds() {
+        let crd = if cel {
+            crd
+        } else {
+            anshin_crds::without_cel_rules(&crd)
+        };
+        let name = crd.metadata.name.clone().unwrap_or_default();
+        api.patch(&name, &params, &kube::api::Patch::Apply(&crd))
+            .await?;
+    }
+    Ok(())
+}
+
 /// Asks the server which optional APIs it serves.
 pub async fn detect(client: &Client) -> Result<Capabilities, kube::Error> {
     let version = client.apiserver_version().await?;

@@ -183,6 +183,8 @@ fn server_container(ie: &InferenceEndpoint, mv: &ModelVersion, model_path: Strin
         ports: Some(vec![ContainerPort {
             name: Some("http".into()),
             container_port: SERVER_PORT,
+            // Server-side apply needs the list-map key spelled out on older servers.
+            protocol: Some("TCP".into()),
             ..ContainerPort::default()
         }]),
         readiness_probe: Some(http_probe("/readyz", 1, 1)),
@@ -266,6 +268,7 @@ pub fn service(ie: &InferenceEndpoint, model_version: &str) -> Service {
             ports: Some(vec![ServicePort {
                 name: Some("http".into()),
                 port: SERVER_PORT,
+                protocol: Some("TCP".into()),
                 target_port: Some(IntOrString::Int(SERVER_PORT)),
                 ..ServicePort::default()
             }]),

@@ -1,0 +1,310 @@
+//! The controllers against the real local API server (Kubernetes 1.20 built from source, pods run by
+//! the node agent as local processes): tenant keys, artifact verification, and an endpoint that serves
+//! a real model server and switches versions blue/green without ever leaving the routing table empty.
+
+use std::path::Path;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use anshin_crds::inference_endpoint::EndpointPhase;
+use anshin_crds::model_version::ModelVersionPhase;
+use anshin_crds::{InferenceEndpoint, ModelVersion, Tenant};
+use anshin_e2e::fixture::{TestCluster, eventually, shared};
+use anshin_operator::context::{Context, Settings};
+use anshin_operator::metrics::Metrics;
+use anshin_operator::{names, runtime, startup};
+use futures::FutureExt;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Pod, Secret};
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+static OPERATOR: OnceLock<()> = OnceLock::new();
+
+/// The shared cluster, with the CRDs installed and the controllers running on their own thread.
+fn cluster() -> &'static TestCluster {
+    let cluster = shared();
+    OPERATOR.get_or_init(|| start_operator(cluster));
+    cluster
+}
+
+fn start_operator(cluster: &'static TestCluster) {
+    let kubeconfig = cluster.kubeconfig().clone();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build();
+        let Ok(rt) = rt else {
+            return drop(tx.send(Err("no runtime".to_owned())));
+        };
+        rt.block_on(async move {
+            let client = match anshin_e2e::kubeconfig::client(&kubeconfig).await {
+                Ok(c) => c,
+                Err(e) => return drop(tx.send(Err(e.to_string()))),
+            };
+            if let Err(e) = startup::install_crds(&client).await {
+                return drop(tx.send(Err(format!("installing CRDs: {e}"))));
+            }
+            let _ = startup::wait_for_crds(&client).await;
+            let settings = Settings {
+                inference_image: "anshin/inference:latest".into(),
+            };
+            let ctx = Context::new(
+                client.clone(),
+                Metrics::new(),
+                settings,
+                "operator-test".into(),
+            );
+            let _ = tx.send(Ok(()));
+            runtime::run_controllers(client, ctx, futures::future::pending().boxed().shared())
+                .await;
+        });
+    });
+    match rx.recv_timeout(Duration::from_secs(120)) {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => panic!("the operator could not start: {e}"),
+        Err(_) => panic!("the operator did not start within 120 s"),
+    }
+}
+
+fn object<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> T {
+    serde_json::from_value(value).expect("test object matches its type")
+}
+
+#[tokio::test]
+async fn tenant_keys_are_minted_into_secrets_and_revoked() {
+    let ns = cluster().namespace("tenant-keys").await;
+    let tenants: Api<Tenant> = ns.api();
+    let tenant: Tenant = object(json!({
+        "apiVersion": "anshin.dev/v1alpha1", "kind": "Tenant", "metadata": {"name": "toto"},
+        "spec": {"displayName": "東都病院", "endpoints": ["chat"], "keys": [{"name": "ehr"}, {"name": "app"}]}
+    }));
+    tenants
+        .create(&PostParams::default(), &tenant)
+        .await
+        .expect("create tenant");
+    let status = eventually("two keys in status", Duration::from_secs(30), || async {
+        let s = tenants.get("toto").await.ok()?.status?;
+        (s.keys.len() == 2).then_some(s)
+    })
+    .await;
+    let secrets: Api<Secret> = ns.api();
+    let secret = secrets
+        .get("toto-key-ehr")
+        .await
+        .expect("key Secret exists");
+    let key = String::from_utf8(
+        secret.data.expect("data")[names::SECRET_KEY_FIELD]
+            .0
+            .clone(),
+    )
+    .expect("utf8");
+    let recorded = status
+        .keys
+        .iter()
+        .find(|k| k.name == "ehr")
+        .expect("ehr in status");
+    assert_eq!(recorded.fingerprint, names::key_fingerprint(&key));
+    assert!(
+        !serde_json::to_string(&status).expect("json").contains(&key),
+        "status never holds the key"
+    );
+    let owner = &secret.metadata.owner_references.expect("owned")[0];
+    assert_eq!(owner.kind, "Tenant");
+
+    let patch = json!({"spec": {"keys": [{"name": "ehr"}]}});
+    tenants
+        .patch("toto", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .expect("remove a key");
+    eventually(
+        "the removed key's Secret to be deleted",
+        Duration::from_secs(30),
+        || async {
+            secrets
+                .get_opt("toto-key-app")
+                .await
+                .ok()?
+                .is_none()
+                .then_some(())
+        },
+    )
+    .await;
+    let again = secrets.get("toto-key-ehr").await.expect("kept key");
+    assert_eq!(
+        again.data.expect("data")[names::SECRET_KEY_FIELD].0,
+        key.as_bytes(),
+        "kept key unchanged"
+    );
+}
+
+/// The manifest entries of every file in `dir`, as a ModelVersion lists them.
+fn files_of(dir: &Path) -> Vec<serde_json::Value> {
+    let mut files: Vec<serde_json::Value> = std::fs::read_dir(dir)
+        .expect("model dir")
+        .flatten()
+        .filter(|e| e.path().is_file())
+        .map(|e| {
+            let bytes = std::fs::read(e.path()).expect("read model file");
+            json!({
+                "path": e.file_name().to_string_lossy(),
+                "sha256": format!("sha256:{}", hex::encode(Sha256::digest(&bytes))),
+                "size": bytes.len(),
+            })
+        })
+        .collect();
+    files.sort_by_key(|f| f["path"].as_str().unwrap_or_default().to_owned());
+    files
+}
+
+fn model_version(name: &str, dir: &Path, files: &[serde_json::Value]) -> ModelVersion {
+    object(json!({
+        "apiVersion": "anshin.dev/v1alpha1", "kind": "ModelVersion", "metadata": {"name": name},
+        "spec": {
+            "model": "tiny-ja", "version": name,
+            "artifact": {"uri": format!("file://{}", dir.display()), "files": files},
+            "lineage": {"method": "Scratch"}
+        }
+    }))
+}
+
+async fn wait_phase(api: &Api<ModelVersion>, name: &str, want: ModelVersionPhase) -> ModelVersion {
+    eventually(
+        &format!("{name} to be {want:?}"),
+        Duration::from_secs(90),
+        || async {
+            let mv = api.get(name).await.ok()?;
+            (mv.status.as_ref()?.phase == want).then_some(mv)
+        },
+    )
+    .await
+}
+
+#[tokio::test]
+async fn a_wrong_digest_rejects_the_version_and_names_the_file() {
+    let ns = cluster().namespace("verify-reject").await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let model = anshin_inference::fixture::write_hf(dir.path(), false).expect("tiny model");
+    let mut files = files_of(&model);
+    let bad = files
+        .iter()
+        .position(|f| f["path"] == "config.json")
+        .expect("config.json listed");
+    files[bad]["sha256"] = json!(format!("sha256:{}", "0".repeat(64)));
+    let mvs: Api<ModelVersion> = ns.api();
+    mvs.create(
+        &PostParams::default(),
+        &model_version("tampered", &model, &files),
+    )
+    .await
+    .expect("create");
+    let mv = wait_phase(&mvs, "tampered", ModelVersionPhase::Rejected).await;
+    let condition = &mv.status.expect("status").conditions[0];
+    assert_eq!(condition.reason, "DigestMismatch");
+    assert!(
+        condition.message.contains("config.json"),
+        "message names the file: {}",
+        condition.message
+    );
+}
+
+#[tokio::test]
+async fn an_endpoint_serves_a_verified_version_and_switches_blue_green() {
+    let ns = cluster().namespace("endpoint-bluegreen").await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let model = anshin_inference::fixture::write_hf(dir.path(), false).expect("tiny model");
+    let files = files_of(&model);
+    let mvs: Api<ModelVersion> = ns.api();
+    for name in ["tiny-v1", "tiny-v2"] {
+        mvs.create(&PostParams::default(), &model_version(name, &model, &files))
+            .await
+            .expect("create mv");
+    }
+    let v1 = wait_phase(&mvs, "tiny-v1", ModelVersionPhase::Verified).await;
+    wait_phase(&mvs, "tiny-v2", ModelVersionPhase::Verified).await;
+
+    let ies: Api<InferenceEndpoint> = ns.api();
+    let ie: InferenceEndpoint = object(json!({
+        "apiVersion": "anshin.dev/v1alpha1", "kind": "InferenceEndpoint", "metadata": {"name": "chat"},
+        "spec": {"modelVersion": "tiny-v1", "replicas": {"min": 1}, "runtime": {"drainTimeoutSeconds": 2}}
+    }));
+    ies.create(&PostParams::default(), &ie)
+        .await
+        .expect("create endpoint");
+    let status = eventually(
+        "the endpoint to be Ready",
+        Duration::from_secs(120),
+        || async {
+            let s = ies.get("chat").await.ok()?.status?;
+            (s.phase == EndpointPhase::Ready).then_some(s)
+        },
+    )
+    .await;
+    assert_eq!(status.routing.len(), 1);
+    assert_eq!(status.routing[0].weight, 100);
+    assert_eq!(status.routing[0].digest, v1.status.expect("status").digest);
+    let pods: Api<Pod> = ns.api();
+    answers_models(&pods, &status.routing[0].selector).await;
+
+    let patch = json!({"spec": {"modelVersion": "tiny-v2"}});
+    ies.patch("chat", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .expect("switch version");
+    let deployments: Api<Deployment> = ns.api();
+    eventually(
+        "v2 stable and v1 removed",
+        Duration::from_secs(120),
+        || async {
+            let s = ies.get("chat").await.ok()?.status?;
+            // At every observation the routing table sends all traffic to one version with ready pods.
+            let total: i32 = s.routing.iter().map(|r| r.weight).sum();
+            assert_eq!(
+                total, 100,
+                "routing never empty during the switch: {:?}",
+                s.routing
+            );
+            let old_gone = deployments
+                .get_opt(&names::version_workload("chat", "tiny-v1"))
+                .await
+                .ok()?
+                .is_none();
+            (s.stable_version.as_deref() == Some("tiny-v2")
+                && old_gone
+                && s.phase == EndpointPhase::Ready)
+                .then_some(())
+        },
+    )
+    .await;
+    let status = ies
+        .get("chat")
+        .await
+        .expect("endpoint")
+        .status
+        .expect("status");
+    answers_models(&pods, &status.routing[0].selector).await;
+}
+
+/// Every ready pod selected by `selector` answers `/v1/models`.
+async fn answers_models(pods: &Api<Pod>, selector: &str) {
+    let list = pods
+        .list(&kube::api::ListParams::default().labels(selector))
+        .await
+        .expect("list pods");
+    let ips: Vec<String> = list
+        .items
+        .iter()
+        .filter_map(|p| p.status.as_ref()?.pod_ip.clone())
+        .collect();
+    assert!(!ips.is_empty(), "pods of {selector}");
+    for ip in ips {
+        let addr = format!("{ip}:8000").parse().expect("pod address");
+        let answer = anshin_e2e::http::get(addr, "/v1/models", Duration::from_secs(5)).await;
+        let ok = answer
+            .as_ref()
+            .is_ok_and(|r| r.status == 200 && r.body.contains("chat"));
+        assert!(ok, "pod {ip} answers /v1/models: {answer:?}");
+    }
+}
