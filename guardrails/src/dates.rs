@@ -35,7 +35,7 @@ static BEFORE_BIRTH: LazyLock<Regex> = LazyLock::new(|| {
 });
 static AFTER_EVENT: LazyLock<Regex> = LazyLock::new(|| {
     re(
-        r"^ ?(?:に|の|から|より|まで|頃|ごろ)?(?:初診|受診|再診|入院|退院|手術|来院|採血|検査|施行|撮影|開始|終了|予約|死亡|発症|診断|転院|投与|処方|以降|現在)",
+        r"^ ?(?:に|の|から|より|まで|頃|ごろ)?(?:初診|受診|再診|再来|外来|入院|退院|手術|来院|来所|往診|訪問|面談|紹介|検診|健診|接種|採血|検査|施行|撮影|開始|終了|予約|死亡|発症|診断|転院|投与|処方|更新|提出|申請|記載|作成|交付|発行|以降|現在)",
     )
 });
 /// What may stand between a name and its birth date (honorific, reading in brackets, separators).
@@ -71,7 +71,12 @@ pub(crate) fn find(text: &Text, persons: &[Span], out: &mut Vec<Span>) {
             }
             continue;
         }
-        let old_era = m.as_str().starts_with(['明', '大', '昭', 'M', 'T', 'S']);
+        // A full 明治/大正/昭和 date standing alone is a birth date in today's records; one followed by a
+        // word (`昭和60年4月1日 胃切除術`) is an event.
+        let next_word = after.trim_start().chars().next().is_some_and(|c| {
+            crate::text::is_kanji(c) || crate::text::is_hiragana(c) || crate::text::is_katakana(c)
+        });
+        let old_era = m.as_str().starts_with(['明', '大', '昭', 'M', 'T', 'S']) && !next_word;
         let after_name = persons
             .iter()
             .any(|p| p.end <= s && s - p.end <= 24 && NAME_GAP.is_match(text.slice(p.end, s)));

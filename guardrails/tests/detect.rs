@@ -206,6 +206,13 @@ fn birth_dates_in_every_calendar_but_not_visit_dates() {
         .is_empty()
     );
     assert!(found_of("令和6年4月1日 初診", EntityType::BirthDate).is_empty());
+    assert!(
+        found_of(
+            "昭和60年4月1日 胃切除術、山田 太郎様 2024/4/1 外来",
+            EntityType::BirthDate
+        )
+        .is_empty()
+    );
 }
 
 #[test]
