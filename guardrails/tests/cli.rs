@@ -85,3 +85,23 @@ fn the_binary_scans_stdin_and_survives_garbage() {
     assert_eq!(lines[0]["line"], 1);
     assert_eq!(lines[1]["redacted"], "〔氏名1〕さん");
 }
+
+#[test]
+fn a_missing_dictionary_fails_with_the_setup_instruction() {
+    let empty =
+        std::env::temp_dir().join(format!("anshin-guardrails-no-dict-{}", std::process::id()));
+    std::fs::create_dir_all(&empty).expect("temp dir");
+    let out = Command::new(env!("CARGO_BIN_EXE_anshin-guardrails"))
+        .arg("scan")
+        .env("ANSHIN_GUARDRAILS_DICT", &empty)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run anshin-guardrails");
+    let _ = std::fs::remove_dir(&empty);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("scripts/setup.sh") && err.contains("ANSHIN_GUARDRAILS_DICT"),
+        "{err}"
+    );
+}
