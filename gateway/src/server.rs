@@ -120,6 +120,10 @@ impl Gateway {
                 ApiError::NoRoute(uri.path().chars().take(200).collect())
             })
             .layer(DefaultBodyLimit::max(self.inner.options.max_body_bytes))
+            .layer(axum::middleware::from_fn_with_state(
+                self.clone(),
+                reject_oversized,
+            ))
             .with_state(self.clone())
     }
 
@@ -136,6 +140,25 @@ impl Gateway {
         checker.abort();
         result
     }
+}
+
+/// Refuses a body whose announced length is over the limit before reading any of it (bodies without
+/// a length are cut off at the limit by [`DefaultBodyLimit`]).
+async fn reject_oversized(
+    State(gw): State<Gateway>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let limit = gw.inner.options.max_body_bytes;
+    let announced = req
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if announced.is_some_and(|n| n > limit as u64) {
+        return ApiError::TooLarge(limit).into_response();
+    }
+    next.run(req).await
 }
 
 async fn readyz(State(gw): State<Gateway>) -> impl IntoResponse {
