@@ -68,34 +68,59 @@ impl ClusterCerts {
             tokens_csv: p("tokens.csv"),
             admin_token: random_hex(16).map_err(CertsError::Openssl)?,
         };
-        let (sa_key, sa_pub) = (s(&certs.sa_key), s(&certs.sa_pub));
-        let (ca, ca_key, crt, key) = (
-            s(&certs.ca_crt),
-            s(&certs.ca_key),
-            s(&certs.serving_crt),
-            s(&certs.serving_key),
-        );
-        let (csr, ext) = (s(&p("apiserver.csr")), p("apiserver.ext"));
+        let sa_key = s(&certs.sa_key);
         openssl("sa key", &["genrsa", "-out", &sa_key, "2048"])?;
         openssl(
             "sa pub",
-            &["rsa", "-in", &sa_key, "-pubout", "-out", &sa_pub],
+            &["rsa", "-in", &sa_key, "-pubout", "-out", &s(&certs.sa_pub)],
         )?;
-        let ca_subj = "/CN=anshin-local-ca";
+        let (ca, ca_key) = (s(&certs.ca_crt), s(&certs.ca_key));
+        let ca_args = [
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "365",
+            "-subj",
+            "/CN=anshin-local-ca",
+        ];
         openssl(
             "ca",
-            &[
-                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "365", "-subj", ca_subj,
-                "-keyout", &ca_key, "-out", &ca,
-            ],
+            &[&ca_args[..], &["-keyout", &ca_key, "-out", &ca]].concat(),
         )?;
-        let subj = "/CN=kube-apiserver";
+        certs.sign_serving_cert(dir)?;
+        write(
+            &certs.tokens_csv,
+            &format!("{},admin,admin,system:masters\n", certs.admin_token),
+        )?;
+        Ok(certs)
+    }
+}
+
+impl ClusterCerts {
+    /// A serving certificate for 127.0.0.1/localhost, signed by the CA.
+    fn sign_serving_cert(&self, dir: &Path) -> Result<(), CertsError> {
+        let s = |path: &Path| path.to_string_lossy().into_owned();
+        let (ca, ca_key, crt, key) = (
+            s(&self.ca_crt),
+            s(&self.ca_key),
+            s(&self.serving_crt),
+            s(&self.serving_key),
+        );
+        let (csr, ext) = (s(&dir.join("apiserver.csr")), dir.join("apiserver.ext"));
+        let req = [
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=kube-apiserver",
+        ];
         openssl(
             "serving csr",
-            &[
-                "req", "-newkey", "rsa:2048", "-nodes", "-subj", subj, "-keyout", &key, "-out",
-                &csr,
-            ],
+            &[&req[..], &["-keyout", &key, "-out", &csr]].concat(),
         )?;
         write(
             &ext,
@@ -119,12 +144,7 @@ impl ClusterCerts {
         openssl(
             "serving cert",
             &[&sign[..], &["-extfile", &ext, "-out", &crt]].concat(),
-        )?;
-        write(
-            &certs.tokens_csv,
-            &format!("{},admin,admin,system:masters\n", certs.admin_token),
-        )?;
-        Ok(certs)
+        )
     }
 }
 

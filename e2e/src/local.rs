@@ -130,10 +130,11 @@ fn running_pid(dir: &Path) -> Option<u32> {
 async fn up(args: UpArgs) -> Result<(), LocalError> {
     let dir = state_dir(&args.dir)?;
     if let Some(pid) = running_pid(&dir) {
-        return Err(other(format!(
+        let msg = format!(
             "a cluster already runs in {} (supervisor pid {pid}); `anshin-local down` first",
             dir.display()
-        )));
+        );
+        return Err(other(msg));
     }
     // A fresh cluster each time: etcd data and certificates of a stopped cluster are not reused. Only
     // what `serve` creates is removed, never the directory itself (it may be one the user named).
@@ -144,10 +145,27 @@ async fn up(args: UpArgs) -> Result<(), LocalError> {
         let _ = std::fs::remove_file(dir.join(entry));
     }
     std::fs::create_dir_all(&dir).map_err(other)?;
+    eprintln!(
+        "anshin-local: starting cluster in {} (log: supervisor.log)…",
+        dir.display()
+    );
+    let child = spawn_supervisor(&args, &dir)?;
+    wait_ready(child, &dir).await?;
+    println!(
+        "cluster ready; kubeconfig: {}",
+        kubeconfig_path(&dir).display()
+    );
+    println!("try: kubectl --kubeconfig $(anshin-local kubeconfig) get nodes");
+    Ok(())
+}
+
+/// Starts `anshin-local serve` detached (own process group, output to `supervisor.log`).
+fn spawn_supervisor(args: &UpArgs, dir: &Path) -> Result<std::process::Child, LocalError> {
+    use std::os::unix::process::CommandExt;
     let log = std::fs::File::create(dir.join("supervisor.log")).map_err(other)?;
-    let exe = std::env::current_exe().map_err(other)?;
-    let mut cmd = Command::new(exe);
-    cmd.arg("serve").arg("--dir").arg(&dir);
+    let err = log.try_clone().map_err(other)?;
+    let mut cmd = Command::new(std::env::current_exe().map_err(other)?);
+    cmd.arg("serve").arg("--dir").arg(dir);
     cmd.args([
         "--cpu-nodes",
         &args.cpu_nodes.to_string(),
@@ -157,21 +175,17 @@ async fn up(args: UpArgs) -> Result<(), LocalError> {
     for image in &args.images {
         cmd.args(["--image", image]);
     }
-    let err = log.try_clone().map_err(other)?;
-    let mut child = {
-        use std::os::unix::process::CommandExt;
-        cmd.stdin(Stdio::null())
-            .stdout(log)
-            .stderr(err)
-            .process_group(0)
-            .spawn()
-            .map_err(other)?
-    };
+    cmd.stdin(Stdio::null())
+        .stdout(log)
+        .stderr(err)
+        .process_group(0)
+        .spawn()
+        .map_err(other)
+}
+
+/// Waits (up to 240 s) for the supervisor's `ready` file; fails with its log if it exits first.
+async fn wait_ready(mut child: std::process::Child, dir: &Path) -> Result<(), LocalError> {
     let deadline = Instant::now() + Duration::from_secs(240);
-    eprintln!(
-        "anshin-local: starting cluster in {} (log: supervisor.log)…",
-        dir.display()
-    );
     while !dir.join("ready").exists() {
         if let Ok(Some(status)) = child.try_wait() {
             let tail = crate::control_plane::tail(&dir.join("supervisor.log"), 40);
@@ -180,18 +194,14 @@ async fn up(args: UpArgs) -> Result<(), LocalError> {
             )));
         }
         if Instant::now() >= deadline {
+            let log = dir.join("supervisor.log");
             return Err(other(format!(
                 "cluster not ready after 240 s; see {}",
-                dir.join("supervisor.log").display()
+                log.display()
             )));
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
-    println!(
-        "cluster ready; kubeconfig: {}",
-        kubeconfig_path(&dir).display()
-    );
-    println!("try: kubectl --kubeconfig $(anshin-local kubeconfig) get nodes");
     Ok(())
 }
 

@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use anshin_e2e::fixture::{eventually, shared};
+use anshin_e2e::fixture::{TestNamespace, eventually, shared};
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
@@ -208,15 +208,48 @@ async fn get_http(ip: &str) -> String {
         .body
 }
 
+/// Ready addresses in the Service's EndpointSlices (discovery.k8s.io/v1beta1 on 1.20), sorted.
+async fn endpoint_slice_ips(ns: &TestNamespace, service: &str) -> Option<Vec<String>> {
+    let ar = ApiResource {
+        group: "discovery.k8s.io".into(),
+        version: "v1beta1".into(),
+        api_version: "discovery.k8s.io/v1beta1".into(),
+        kind: "EndpointSlice".into(),
+        plural: "endpointslices".into(),
+    };
+    let slices: Api<DynamicObject> = Api::namespaced_with(ns.client(), ns.name(), &ar);
+    let selector = format!("kubernetes.io/service-name={service}");
+    let list = slices
+        .list(&ListParams::default().labels(&selector))
+        .await
+        .ok()?;
+    let endpoints = list
+        .items
+        .into_iter()
+        .flat_map(|s| s.data["endpoints"].as_array().cloned().unwrap_or_default());
+    let ready = endpoints.filter(|e| e["conditions"]["ready"] == true);
+    let addresses = ready.flat_map(|e| e["addresses"].as_array().cloned().unwrap_or_default());
+    let mut ips: Vec<String> = addresses
+        .filter_map(|a| a.as_str().map(str::to_string))
+        .collect();
+    ips.sort();
+    Some(ips)
+}
+
+async fn apply_web(ns: &TestNamespace, message: &str) {
+    let deployments: Api<Deployment> = ns.api();
+    let pp = PatchParams::apply("anshin-test");
+    deployments
+        .patch("web", &pp, &Patch::Apply(&web_deployment(message)))
+        .await
+        .expect("deployment applied");
+}
+
 #[tokio::test]
 async fn deployment_serves_on_loopback_pod_ips_rolls_out_and_is_garbage_collected() {
     let ns = shared().namespace("deployment").await;
-    let (deployments, pods): (Api<Deployment>, Api<Pod>) = (ns.api(), ns.api());
-    let pp = PatchParams::apply("anshin-test");
-    deployments
-        .patch("web", &pp, &Patch::Apply(&web_deployment("v1")))
-        .await
-        .expect("deployment applied");
+    let pods: Api<Pod> = ns.api();
+    apply_web(&ns, "v1").await;
     let svc: Service = from_json(json!({ "metadata": { "name": "web" },
         "spec": { "selector": { "app": "web" }, "ports": [{ "port": 80, "targetPort": 8080 }] } }));
     ns.api::<Service>()
@@ -233,43 +266,20 @@ async fn deployment_serves_on_loopback_pod_ips_rolls_out_and_is_garbage_collecte
         );
         assert_eq!(get_http(ip).await, format!("v1 from {name}\n"));
     }
-
-    let slices = ApiResource {
-        group: "discovery.k8s.io".into(),
-        version: "v1beta1".into(),
-        api_version: "discovery.k8s.io/v1beta1".into(),
-        kind: "EndpointSlice".into(),
-        plural: "endpointslices".into(),
-    };
-    let slices: Api<DynamicObject> = Api::namespaced_with(ns.client(), ns.name(), &slices);
     let mut want: Vec<String> = v1.iter().map(|(_, ip)| ip.clone()).collect();
     want.sort();
     eventually(
         "the Service's EndpointSlice to list both pod IPs",
         WAIT,
         || async {
-            let list = slices
-                .list(&ListParams::default().labels("kubernetes.io/service-name=web"))
+            endpoint_slice_ips(&ns, "web")
                 .await
-                .ok()?;
-            let mut ips: Vec<String> = list
-                .items
-                .iter()
-                .flat_map(|s| s.data["endpoints"].as_array().cloned().unwrap_or_default())
-                .filter(|e| e["conditions"]["ready"] == true)
-                .flat_map(|e| e["addresses"].as_array().cloned().unwrap_or_default())
-                .filter_map(|a| a.as_str().map(str::to_string))
-                .collect();
-            ips.sort();
-            (ips == want).then_some(())
+                .filter(|ips| *ips == want)
         },
     )
     .await;
 
-    deployments
-        .patch("web", &pp, &Patch::Apply(&web_deployment("v2")))
-        .await
-        .expect("rolling update applied");
+    apply_web(&ns, "v2").await;
     let v2 = two_ready_pods(&pods, "v2").await;
     for (name, ip) in &v2 {
         assert!(
@@ -279,28 +289,26 @@ async fn deployment_serves_on_loopback_pod_ips_rolls_out_and_is_garbage_collecte
         assert_eq!(get_http(ip).await, format!("v2 from {name}\n"));
     }
 
-    let foreground = DeleteParams::foreground();
-    deployments
-        .delete("web", &foreground)
+    ns.api::<Deployment>()
+        .delete("web", &DeleteParams::foreground())
         .await
         .expect("deployment deleted");
-    let (rs, pods2): (Api<ReplicaSet>, Api<Pod>) = (ns.api(), ns.api());
+    let rs: Api<ReplicaSet> = ns.api();
     eventually(
         "ReplicaSets and Pods to be garbage-collected",
         WAIT,
         || async {
             let n = rs.list(&ListParams::default()).await.ok()?.items.len()
-                + pods2.list(&ListParams::default()).await.ok()?.items.len();
+                + pods.list(&ListParams::default()).await.ok()?.items.len();
             (n == 0).then_some(())
         },
     )
     .await;
     for (_, ip) in &v2 {
         let addr: SocketAddr = format!("{ip}:8080").parse().expect("ip");
+        let answer = anshin_e2e::http::get(addr, "/", Duration::from_secs(2)).await;
         assert!(
-            anshin_e2e::http::get(addr, "/", Duration::from_secs(2))
-                .await
-                .is_err(),
+            answer.is_err(),
             "process of deleted pod at {ip} still answers"
         );
     }

@@ -2,7 +2,8 @@
 //! back-off → Running …), restarts per `restartPolicy`, and its probes.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -215,6 +216,52 @@ impl ContainerRun {
             self.done = true;
             self.state = terminated;
         }
+    }
+
+    /// Graceful stop: the preStop hook (bounded by `deadline`), SIGTERM, wait until `deadline`, SIGKILL.
+    pub async fn terminate(
+        &mut self,
+        ip: IpAddr,
+        work_dir: &Path,
+        mounts: &[(String, PathBuf)],
+        deadline: Instant,
+    ) {
+        if self.process.is_none() {
+            return;
+        }
+        if let Some(hook) = self
+            .spec
+            .lifecycle
+            .as_ref()
+            .and_then(|l| l.pre_stop.clone())
+        {
+            let target = Target {
+                ip,
+                container: &self.spec,
+                env: &self.env,
+                work_dir,
+                mounts,
+            };
+            let left = deadline.saturating_duration_since(Instant::now());
+            let result = match (&hook.exec, &hook.http_get) {
+                (Some(exec), _) => probe::exec_action(exec, &target, left).await,
+                (_, Some(http)) => probe::http_get(http, &target, left).await,
+                _ => Ok(()),
+            };
+            if let Err(e) = result {
+                tracing::warn!(container = %self.spec.name, error = %e, "preStop hook failed");
+            }
+        }
+        if let Some(p) = self.process.as_mut() {
+            p.signal(libc::SIGTERM);
+            if p.wait_timeout(deadline.saturating_duration_since(Instant::now()))
+                .await
+                .is_none()
+            {
+                p.kill_now();
+            }
+        }
+        self.reap(RestartPolicy::Never);
     }
 
     /// Runs the probes that are due; returns true when liveness or startup failed (kill the process).

@@ -136,46 +136,7 @@ pub async fn register(nodes: &Api<Node>, spec: &NodeSpec) -> kube::Result<()> {
 
 /// Reports the node's status (Ready or NotReady) with a fresh heartbeat time.
 pub async fn report_status(nodes: &Api<Node>, spec: &NodeSpec, ready: bool) -> kube::Result<()> {
-    let now = jiff::Timestamp::now().to_string();
-    let cond = |type_: &str, status: &str, reason: &str, message: &str| {
-        json!({ "type": type_, "status": status, "reason": reason, "message": message,
-                "lastHeartbeatTime": now, "lastTransitionTime": now })
-    };
-    let mut conditions = vec![
-        cond(
-            "MemoryPressure",
-            "False",
-            "KubeletHasSufficientMemory",
-            "anshin node agent",
-        ),
-        cond(
-            "DiskPressure",
-            "False",
-            "KubeletHasNoDiskPressure",
-            "anshin node agent",
-        ),
-        cond(
-            "PIDPressure",
-            "False",
-            "KubeletHasSufficientPID",
-            "anshin node agent",
-        ),
-    ];
-    conditions.push(if ready {
-        cond(
-            "Ready",
-            "True",
-            "KubeletReady",
-            "anshin node agent is posting ready status",
-        )
-    } else {
-        cond(
-            "Ready",
-            "False",
-            "KubeletNotReady",
-            "marked NotReady by the anshin node agent",
-        )
-    });
+    let mut conditions = conditions(ready, &jiff::Timestamp::now().to_string());
     // Keep lastTransitionTime of conditions that did not change.
     if let Ok(current) = nodes.get_status(&spec.name).await {
         keep_transition_times(&mut conditions, &current);
@@ -195,6 +156,38 @@ pub async fn report_status(nodes: &Api<Node>, spec: &NodeSpec, ready: bool) -> k
         clear_not_ready_taints(nodes, spec).await?;
     }
     Ok(())
+}
+
+/// The node conditions a healthy kubelet reports, with Ready as given.
+fn conditions(ready: bool, now: &str) -> Vec<serde_json::Value> {
+    let (status, reason, message) = if ready {
+        (
+            "True",
+            "KubeletReady",
+            "anshin node agent is posting ready status",
+        )
+    } else {
+        (
+            "False",
+            "KubeletNotReady",
+            "marked NotReady by the anshin node agent",
+        )
+    };
+    let fine = [
+        ("MemoryPressure", "KubeletHasSufficientMemory"),
+        ("DiskPressure", "KubeletHasNoDiskPressure"),
+        ("PIDPressure", "KubeletHasSufficientPID"),
+    ];
+    let cond = |type_: &str, status: &str, reason: &str, message: &str| {
+        json!({ "type": type_, "status": status, "reason": reason, "message": message,
+                "lastHeartbeatTime": now, "lastTransitionTime": now })
+    };
+    let mut out: Vec<_> = fine
+        .iter()
+        .map(|(t, r)| cond(t, "False", r, "anshin node agent"))
+        .collect();
+    out.push(cond("Ready", status, reason, message));
+    out
 }
 
 fn keep_transition_times(conditions: &mut [serde_json::Value], current: &Node) {

@@ -14,11 +14,11 @@ use kube::runtime::events::EventType;
 use tokio::sync::mpsc::UnboundedReceiver;
 
 use super::AgentCtx;
-use super::container::{ContainerRun, RestartPolicy, State};
+use super::container::{ContainerRun, State};
 use super::env::{self, EnvContext};
 use super::events;
 use super::incluster;
-use super::probe::{self, Target};
+use super::probe::Target;
 use super::status::{self, PodFacts};
 use super::volumes::{self, VolumeDirs};
 use crate::images::ImageError;
@@ -289,41 +289,13 @@ impl PodWorker {
                 )
             })
             .collect();
-        let stops = self.containers.iter_mut().zip(plans).map(
-            |(c, (mounts, work_dir))| async move {
-                if c.process.is_none() {
-                    return;
-                }
-                if let Some(hook) = c.spec.lifecycle.as_ref().and_then(|l| l.pre_stop.as_ref()) {
-                    let target = Target {
-                        ip,
-                        container: &c.spec,
-                        env: &c.env,
-                        work_dir: &work_dir,
-                        mounts: &mounts,
-                    };
-                    let left = deadline.saturating_duration_since(Instant::now());
-                    let result = match (&hook.exec, &hook.http_get) {
-                        (Some(exec), _) => probe::exec_action(exec, &target, left).await,
-                        (_, Some(http)) => probe::http_get(http, &target, left).await,
-                        _ => Ok(()),
-                    };
-                    if let Err(e) = result {
-                        tracing::warn!(container = %c.spec.name, error = %e, "preStop hook failed");
-                    }
-                }
-                if let Some(p) = c.process.as_mut() {
-                    p.signal(libc::SIGTERM);
-                    if p.wait_timeout(deadline.saturating_duration_since(Instant::now()))
-                        .await
-                        .is_none()
-                    {
-                        p.kill_now();
-                    }
-                }
-                c.reap(RestartPolicy::Never);
-            },
-        );
+        let stops =
+            self.containers
+                .iter_mut()
+                .zip(plans)
+                .map(|(c, (mounts, work_dir))| async move {
+                    c.terminate(ip, &work_dir, &mounts, deadline).await
+                });
         futures::future::join_all(stops).await;
         for c in &mut self.containers {
             c.done = true;
