@@ -82,7 +82,8 @@ SRC="$GOPATH/src/k8s.io/kubernetes"
 if [ ! -f "$SRC/.unpacked" ]; then
   step "unpack source into a GOPATH"
   rm -rf "$SRC"; mkdir -p "$SRC"
-  tar xzf "$TARBALL" -C "$SRC" --strip-components=1
+  tar xzf "$TARBALL" -C "$SRC" --strip-components=1 || {
+    rm -f "$TARBALL"; echo "the source tarball was damaged and is removed; re-run to download it again" >&2; false; }
   touch "$SRC/.unpacked"
 fi
 cd "$SRC"
