@@ -39,7 +39,7 @@ cache_complete() {
 if cache_complete; then
   log "cached control plane v$K8S_VERSION found in $BIN"
   "$BIN/kube-apiserver" --version
-  "$BIN/etcd" --version | head -1
+  "$BIN/etcd" --version | sed -n 1p
   exit 0
 fi
 
@@ -113,7 +113,7 @@ kill "$ticker" 2>/dev/null || true
 step "install etcd and check the binaries"
 install -m 0755 /usr/bin/etcd "$BIN/etcd"
 "$BIN/kube-apiserver" --version
-"$BIN/etcd" --version | head -1
+"$BIN/etcd" --version | sed -n 1p
 printf 'kubernetes %s (Debian %s), %s, recipe %s\n' "$K8S_VERSION" "$DEB_VERSION" "$("$GO_ROOT/bin/go" version)" "$RECIPE" \
   > "$BIN/.complete"
 log "control plane installed in $BIN"
