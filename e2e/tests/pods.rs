@@ -323,3 +323,28 @@ async fn pod_calls_the_api_as_its_service_account_under_rbac() {
         "with the view role it may"
     );
 }
+
+#[tokio::test]
+async fn volumes_and_working_dir_map_to_local_directories() {
+    let ns = shared().namespace("volumes").await;
+    let cm: ConfigMap =
+        from_json(json!({ "metadata": { "name": "cfg" }, "data": { "greeting": "ohayou" } }));
+    ns.api::<ConfigMap>()
+        .create(&PostParams::default(), &cm)
+        .await
+        .expect("configmap");
+    let dir = std::env::temp_dir().join(format!("anshin-e2e-volumes-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("host dir");
+    let pods = create_pod(&ns, json!({ "metadata": { "name": "copier" }, "spec": { "restartPolicy": "Never",
+        "volumes": [ { "name": "out", "hostPath": { "path": dir.to_string_lossy() } },
+                     { "name": "config", "configMap": { "name": "cfg" } } ],
+        "containers": [{ "name": "main", "image": "anshin/testpod", "workingDir": "/out",
+            "command": ["sh", "-c", "cp /config/greeting copied.txt"],
+            "volumeMounts": [ { "name": "out", "mountPath": "/out" }, { "name": "config", "mountPath": "/config" } ] }] } }))
+    .await;
+    assert_eq!(exit_code(&pods, "copier").await, 0);
+    let copied =
+        std::fs::read_to_string(dir.join("copied.txt")).expect("file written in the working dir");
+    assert_eq!(copied, "ohayou");
+    let _ = std::fs::remove_dir_all(dir);
+}
