@@ -1,0 +1,258 @@
+//! Gateway overhead benchmark (not a test; prints one JSON object). The same echo backend is called
+//! directly, through nginx (Debian package) as a plain reverse proxy, and through the gateway with
+//! guardrails off and on; each proxy is pinned to one core (`taskset -c 1`), the load generator and
+//! the backend to the other. Phase 1: a fixed request rate, latency p50/p99 and the added latency
+//! against direct. Phase 2: closed-loop max throughput. The prompt carries a patient's name, address
+//! and My Number, so "guardrails on" does real detection, redaction and restoration.
+//!
+//! `cargo bench -p anshin-gateway --bench overhead` (env: BENCH_RATE req/s, default 200; BENCH_SECS per
+//! phase, default 5; BENCH_CONCURRENCY for phase 2, default 32).
+
+#[path = "../tests/common/backend.rs"]
+mod backend;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use backend::{Mode, TestBackend};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+const KEY: &str = "sk-bench-key";
+const PROMPT: &str = "患者の山田太郎さん（住所：東京都千代田区千代田1-1、マイナンバー：123456789018）は三日前から発熱と咳嗽があり、\
+既往歴に高血圧症。アムロジピン内服中。血液検査ではCRP 8.2 mg/dL。今後の検査と治療方針について教えてください。";
+
+struct Killed(Child);
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+type HttpClient = Client<HttpConnector, Full<Bytes>>;
+
+fn env_u64(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn free_addr() -> SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+}
+
+fn pinned(core: &str, program: &Path) -> Command {
+    let mut c = Command::new("taskset");
+    c.args(["-c", core]).arg(program);
+    c
+}
+
+async fn wait_up(client: &HttpClient, addr: SocketAddr, path: &str) {
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(60) {
+        let req = http::Request::get(format!("http://{addr}{path}"))
+            .body(Full::new(Bytes::new()))
+            .expect("req");
+        if let Ok(r) = client.request(req).await
+            && r.status().is_success()
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{addr}{path} did not come up");
+}
+
+fn start_nginx(dir: &Path, backend: SocketAddr) -> (Killed, SocketAddr) {
+    let addr = free_addr();
+    let conf = format!(
+        "worker_processes 1; daemon off; pid {d}/nginx.pid; error_log {d}/nginx.err warn;\n\
+         events {{ worker_connections 4096; }}\n\
+         http {{ access_log off; client_body_temp_path {d}; proxy_temp_path {d}; fastcgi_temp_path {d}; uwsgi_temp_path {d}; scgi_temp_path {d};\n\
+           upstream b {{ server {backend}; keepalive 128; }}\n\
+           server {{ listen {addr}; location / {{ proxy_pass http://b; proxy_http_version 1.1; proxy_set_header Connection \"\"; }} }} }}\n",
+        d = dir.display()
+    );
+    let path = dir.join("nginx.conf");
+    std::fs::write(&path, conf).expect("write nginx.conf");
+    let nginx = ["/usr/sbin/nginx", "/usr/bin/nginx"]
+        .into_iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists());
+    let nginx = nginx.expect("nginx is not installed: run scripts/setup.d/40-gateway.sh");
+    let child = pinned("1", &nginx)
+        .arg("-c")
+        .arg(&path)
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn nginx");
+    (Killed(child), addr)
+}
+
+fn start_gateway(dir: &Path, backend: SocketAddr) -> (Killed, SocketAddr) {
+    let addr = free_addr();
+    let hash = hex::encode(Sha256::digest(KEY.as_bytes()));
+    let routing = format!(
+        "tenants: [{{name: bench, endpoints: ['*'], keys: [{{name: k, sha256: '{hash}'}}]}}]\n\
+         endpoints:\n  - {{name: med-on, guardrails: {{input: Redact, output: Redact}}, versions: [{{name: v1, weight: 1, backends: ['{backend}']}}]}}\n\
+         \x20 - {{name: med-off, guardrails: {{input: Off, output: Off}}, versions: [{{name: v1, weight: 1, backends: ['{backend}']}}]}}\n"
+    );
+    let path = dir.join("routing.yaml");
+    std::fs::write(&path, routing).expect("routing");
+    let child = pinned("1", Path::new(env!("CARGO_BIN_EXE_anshin-gateway")))
+        .args(["serve", "--listen", &addr.to_string(), "--routing-file"])
+        .arg(&path)
+        .arg("--audit-log")
+        .arg(dir.join("audit.jsonl"))
+        .args(["--audit-fsync", "1s"])
+        .env("RUST_LOG", "warn")
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn gateway");
+    (Killed(child), addr)
+}
+
+fn body(model: &str) -> Bytes {
+    Bytes::from(json!({"model": model, "messages": [{"role": "user", "content": PROMPT}], "max_tokens": 64}).to_string())
+}
+
+async fn one(client: &HttpClient, addr: SocketAddr, body: Bytes) -> Option<Duration> {
+    let t = Instant::now();
+    let req = http::Request::post(format!("http://{addr}/v1/chat/completions"))
+        .header("authorization", format!("Bearer {KEY}"))
+        .header("content-type", "application/json")
+        .body(Full::new(body))
+        .ok()?;
+    let r = client.request(req).await.ok()?;
+    let ok = r.status().is_success();
+    r.into_body().collect().await.ok()?;
+    ok.then(|| t.elapsed())
+}
+
+fn pct(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+/// Fixed-rate phase: latencies in microseconds (sorted) and errors.
+async fn fixed_rate(
+    client: &HttpClient,
+    addr: SocketAddr,
+    body: Bytes,
+    rate: u64,
+    secs: u64,
+) -> (Vec<f64>, u64) {
+    let n = rate * secs;
+    let gap = Duration::from_secs_f64(1.0 / rate as f64);
+    let start = tokio::time::Instant::now();
+    let mut tasks = Vec::with_capacity(n as usize);
+    for i in 0..n {
+        tokio::time::sleep_until(start + gap * i as u32).await;
+        let (c, b) = (client.clone(), body.clone());
+        tasks.push(tokio::spawn(async move { one(&c, addr, b).await }));
+    }
+    let mut lat = Vec::new();
+    let mut errors = 0;
+    for t in tasks {
+        match t.await.ok().flatten() {
+            Some(d) => lat.push(d.as_secs_f64() * 1e6),
+            None => errors += 1,
+        }
+    }
+    lat.sort_by(|a, b| a.total_cmp(b));
+    (lat, errors)
+}
+
+/// Closed-loop phase: completed requests per second.
+async fn max_throughput(
+    client: &HttpClient,
+    addr: SocketAddr,
+    body: Bytes,
+    conc: u64,
+    secs: u64,
+) -> f64 {
+    let done = Arc::new(AtomicU64::new(0));
+    let end = Instant::now() + Duration::from_secs(secs);
+    let workers: Vec<_> = (0..conc)
+        .map(|_| {
+            let (c, b, done) = (client.clone(), body.clone(), done.clone());
+            tokio::spawn(async move {
+                while Instant::now() < end {
+                    if one(&c, addr, b.clone()).await.is_some() {
+                        done.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        let _ = w.await;
+    }
+    done.load(Ordering::Relaxed) as f64 / secs as f64
+}
+
+fn main() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let result = rt.block_on(run());
+    println!("{}", serde_json::to_string_pretty(&result).expect("json"));
+}
+
+async fn run() -> Value {
+    let (rate, secs, conc) = (
+        env_u64("BENCH_RATE", 200),
+        env_u64("BENCH_SECS", 5),
+        env_u64("BENCH_CONCURRENCY", 32),
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let backend = TestBackend::start(Mode::Echo).await;
+    let client: HttpClient = Client::builder(TokioExecutor::new())
+        .pool_max_idle_per_host(256)
+        .build(HttpConnector::new());
+    let (_nginx, nginx) = start_nginx(dir.path(), backend.addr);
+    let (_gw, gw) = start_gateway(dir.path(), backend.addr);
+    wait_up(&client, nginx, "/readyz").await;
+    wait_up(&client, gw, "/readyz").await;
+    let targets = [
+        ("direct", backend.addr, "med-on"),
+        ("nginx", nginx, "med-on"),
+        ("gateway_guardrails_off", gw, "med-off"),
+        ("gateway_guardrails_on", gw, "med-on"),
+    ];
+    let mut out = serde_json::Map::new();
+    let mut direct = (0.0, 0.0);
+    for (name, addr, model) in targets {
+        for _ in 0..50 {
+            let _ = one(&client, addr, body(model)).await;
+        }
+        let (lat, errors) = fixed_rate(&client, addr, body(model), rate, secs).await;
+        let (p50, p99) = (pct(&lat, 0.5), pct(&lat, 0.99));
+        if name == "direct" {
+            direct = (p50, p99);
+        }
+        let rps = max_throughput(&client, addr, body(model), conc, secs).await;
+        out.insert(name.into(), json!({"p50_us": p50.round(), "p99_us": p99.round(), "added_p50_us": (p50 - direct.0).round(),
+            "added_p99_us": (p99 - direct.1).round(), "errors": errors, "requests": lat.len(), "max_rps": rps.round()}));
+    }
+    json!({"benchmark": "anshin-gateway overhead", "rate_rps": rate, "seconds_per_phase": secs, "concurrency": conc,
+           "proxy_cores": 1, "prompt_chars": PROMPT.chars().count(), "results": out,
+           "note": "proxies pinned to core 1 (taskset); load generator and echo backend share core 0; machine shared with other jobs"})
+}
