@@ -16,5 +16,7 @@ pub mod names;
 pub mod rollout;
 pub mod runtime;
 pub mod startup;
+pub mod tls;
 pub mod verify;
+pub mod webhook;
 pub mod workload;

@@ -31,6 +31,16 @@ struct Args {
     /// Seconds a leader lease stays valid without renewal (a standby takes over after it).
     #[arg(long, default_value_t = 10)]
     lease_seconds: u64,
+    /// Serve the validating admission webhook on this address (enforces the CRDs' rules on every
+    /// Kubernetes version).
+    #[arg(long)]
+    webhook_listen: Option<SocketAddr>,
+    /// URL the API server calls for the webhook (default: https://<webhook-listen>/validate).
+    #[arg(long, requires = "webhook_listen")]
+    webhook_url: Option<String>,
+    /// Directory with the webhook's tls.crt, tls.key and ca.crt (default: a self-signed CA, one replica).
+    #[arg(long, requires = "webhook_listen")]
+    webhook_cert_dir: Option<std::path::PathBuf>,
 }
 
 #[tokio::main]
@@ -53,6 +63,15 @@ async fn main() -> anyhow::Result<()> {
         lease_name: args.lease_name,
         identity,
         lease_duration: Duration::from_secs(args.lease_seconds),
+        webhook: args
+            .webhook_listen
+            .map(|listen| anshin_operator::webhook::Settings {
+                listen,
+                url: args
+                    .webhook_url
+                    .unwrap_or_else(|| format!("https://{listen}/validate")),
+                cert_dir: args.webhook_cert_dir,
+            }),
     })
     .await
 }

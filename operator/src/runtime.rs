@@ -35,6 +35,8 @@ pub struct Config {
     pub identity: String,
     /// Lease validity without renewal.
     pub lease_duration: Duration,
+    /// The validating webhook, when enabled.
+    pub webhook: Option<crate::webhook::Settings>,
 }
 
 #[derive(Default)]
@@ -62,6 +64,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .await
         .context("detecting server APIs")?;
     tracing::info!(?caps, "server capabilities");
+    if let Some(webhook) = &config.webhook {
+        crate::webhook::start(client.clone(), webhook)
+            .await
+            .context("starting the admission webhook")?;
+    }
     health.ready.store(true, Ordering::SeqCst);
 
     let (tx, mut rx) = watch::channel(false);

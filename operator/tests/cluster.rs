@@ -12,7 +12,7 @@ use anshin_crds::{InferenceEndpoint, ModelVersion, Tenant};
 use anshin_e2e::fixture::{TestCluster, eventually, shared};
 use anshin_operator::context::{Context, Settings};
 use anshin_operator::metrics::Metrics;
-use anshin_operator::{names, runtime, startup};
+use anshin_operator::{names, runtime, startup, webhook};
 use futures::FutureExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Pod, Secret};
@@ -49,6 +49,20 @@ fn start_operator(cluster: &'static TestCluster) {
                 return drop(tx.send(Err(format!("installing CRDs: {e}"))));
             }
             let _ = startup::wait_for_crds(&client).await;
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .map(|a| a.port());
+            let Ok(port) = port else {
+                return drop(tx.send(Err("no free port".to_owned())));
+            };
+            let webhook = webhook::Settings {
+                listen: ([127, 0, 0, 1], port).into(),
+                url: format!("https://127.0.0.1:{port}/validate"),
+                cert_dir: None,
+            };
+            if let Err(e) = webhook::start(client.clone(), &webhook).await {
+                return drop(tx.send(Err(format!("starting the webhook: {e}"))));
+            }
             let settings = Settings {
                 inference_image: "anshin/inference:latest".into(),
             };
@@ -307,4 +321,43 @@ async fn answers_models(pods: &Api<Pod>, selector: &str) {
             .is_ok_and(|r| r.status == 200 && r.body.contains("chat"));
         assert!(ok, "pod {ip} answers /v1/models: {answer:?}");
     }
+}
+
+#[tokio::test]
+async fn invalid_objects_are_rejected_by_the_api_server_with_the_webhooks_message() {
+    let ns = cluster().namespace("webhook").await;
+    let ies: Api<InferenceEndpoint> = ns.api();
+    let mvs: Api<ModelVersion> = ns.api();
+    let refused = |e: kube::Error| e.to_string();
+    let endpoint = |min: i32, max: i32| -> InferenceEndpoint {
+        object(json!({
+            "apiVersion": "anshin.dev/v1alpha1", "kind": "InferenceEndpoint", "metadata": {"name": "chat"},
+            "spec": {"modelVersion": "does-not-exist", "replicas": {"min": min, "max": max}}
+        }))
+    };
+    let err = ies
+        .create(&PostParams::default(), &endpoint(3, 1))
+        .await
+        .map_err(refused)
+        .expect_err("min > max");
+    assert!(
+        err.contains("replicas.min must be less than or equal to replicas.max"),
+        "{err}"
+    );
+    assert!(
+        err.contains("does-not-exist") && err.contains("does not exist"),
+        "missing model version: {err}"
+    );
+
+    let files = vec![json!({"path": "config.json", "sha256": "sha256:NOT-HEX", "size": 1})];
+    let err = mvs
+        .create(
+            &PostParams::default(),
+            &model_version("bad-digest", Path::new("/tmp"), &files),
+        )
+        .await
+        .map_err(refused)
+        .expect_err("bad digest format");
+    assert!(err.contains("sha256"), "{err}");
+    println!("API server refused: {err}");
 }

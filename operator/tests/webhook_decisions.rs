@@ -1,0 +1,97 @@
+//! The webhook's verdicts on the project's own example and rejected-fixture YAML.
+
+use anshin_operator::webhook::{Reference, self_signed, validate};
+use serde_json::Value;
+
+fn load(path: &str) -> Vec<Value> {
+    let full = format!("{}/../examples/{path}", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(&full).unwrap_or_else(|e| panic!("{full}: {e}"));
+    serde_saphyr::from_str_multiple::<Value, Vec<Value>>(&text)
+        .unwrap_or_else(|e| panic!("{full}: {e}"))
+}
+
+fn verdict(path: &str, reference: Reference) -> Vec<String> {
+    let docs = load(path);
+    let (old, new) = match docs.as_slice() {
+        [new] => (None, new),
+        [old, new] => (Some(old), new),
+        _ => panic!("{path}: one or two documents"),
+    };
+    validate(
+        new["kind"].as_str().unwrap_or_default(),
+        new,
+        old,
+        reference,
+    )
+}
+
+#[test]
+fn valid_examples_are_admitted() {
+    for path in [
+        "tenant.yaml",
+        "modelversion.yaml",
+        "trainingjob.yaml",
+        "inferenceendpoint.yaml",
+        "globalendpoint.yaml",
+    ] {
+        assert_eq!(
+            verdict(path, Reference::NotApplicable),
+            Vec::<String>::new(),
+            "{path}"
+        );
+    }
+}
+
+#[test]
+fn cel_rules_are_enforced_with_their_messages() {
+    let cases = [
+        (
+            "rejected/ie-min-greater-than-max.yaml",
+            "replicas.min must be less than or equal to replicas.max",
+        ),
+        (
+            "rejected/ie-canary-weights-decreasing.yaml",
+            "weights must strictly increase",
+        ),
+        (
+            "rejected/ie-canary-without-steps.yaml",
+            "Canary needs at least one entry",
+        ),
+        ("rejected/mv-missing-base.yaml", "lineage.base is required"),
+        (
+            "rejected/mv-spec-edited.yaml",
+            "ModelVersion spec is immutable",
+        ),
+        (
+            "rejected/tj-missing-base-model.yaml",
+            "spec.baseModel is required",
+        ),
+        ("rejected/ge-duplicate-region.yaml", "same name"),
+        ("rejected/tn-duplicate-key.yaml", "same name"),
+    ];
+    for (path, message) in cases {
+        let found = verdict(path, Reference::NotApplicable);
+        assert!(
+            found.iter().any(|m| m.contains(message)),
+            "{path}: expected {message:?}, got {found:?}"
+        );
+    }
+}
+
+#[test]
+fn an_endpoint_naming_a_missing_model_version_is_refused() {
+    let found = verdict("inferenceendpoint.yaml", Reference::Missing);
+    assert_eq!(found.len(), 1);
+    assert!(
+        found[0].contains("med-ja-v2-sft") && found[0].contains("does not exist"),
+        "{found:?}"
+    );
+}
+
+#[test]
+fn self_signed_certificates_load_into_rustls() {
+    let certs = self_signed(&["127.0.0.1".into()]).expect("certs");
+    assert!(certs.ca_pem.contains("BEGIN CERTIFICATE") && certs.key_pem.contains("PRIVATE KEY"));
+    anshin_operator::tls::server_config(&certs.cert_pem, &certs.key_pem)
+        .expect("rustls accepts them");
+}
