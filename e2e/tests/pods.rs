@@ -348,3 +348,53 @@ async fn volumes_and_working_dir_map_to_local_directories() {
     assert_eq!(copied, "ohayou");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+fn pod_with_init(name: &str, init_script: &str) -> serde_json::Value {
+    let container = |name: &str, script: &str| {
+        json!({ "name": name, "image": "anshin/testpod",
+        "command": ["sh", "-c", script], "volumeMounts": [{ "name": "work", "mountPath": "/work" }] })
+    };
+    json!({ "metadata": { "name": name }, "spec": { "restartPolicy": "Never",
+        "volumes": [{ "name": "work", "emptyDir": {} }],
+        "initContainers": [container("init", init_script)],
+        "containers": [container("main", "test -f /work/marker")] } })
+}
+
+async fn phase(pods: &Api<Pod>, name: &str) -> String {
+    eventually(&format!("{name} to finish"), WAIT, || async {
+        let phase = pods.get(name).await.ok()?.status?.phase?;
+        (phase == "Succeeded" || phase == "Failed").then_some(phase)
+    })
+    .await
+}
+
+#[tokio::test]
+async fn init_containers_run_first_and_a_failed_one_fails_the_pod() {
+    let ns = shared().namespace("init").await;
+    let pods = create_pod(&ns, pod_with_init("ok", "echo done > /work/marker")).await;
+    create_pod(&ns, pod_with_init("broken", "exit 5")).await;
+    assert_eq!(
+        phase(&pods, "ok").await,
+        "Succeeded",
+        "main saw the init container's file"
+    );
+    assert_eq!(phase(&pods, "broken").await, "Failed");
+    let status = pods
+        .get("broken")
+        .await
+        .expect("pod")
+        .status
+        .expect("status");
+    let init = status.init_container_statuses.expect("init statuses")[0].clone();
+    assert_eq!(
+        init.state.and_then(|s| s.terminated).map(|t| t.exit_code),
+        Some(5)
+    );
+    let main = status.container_statuses.expect("statuses")[0].clone();
+    let never_started = main.state.and_then(|s| s.waiting).is_some();
+    assert!(
+        never_started,
+        "the app container must not start after a failed init container"
+    );
+    assert_eq!(main.restart_count, 0);
+}

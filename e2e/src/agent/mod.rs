@@ -4,9 +4,9 @@
 //! `nvidia.com/gpu`, taints), keeps them Ready with status heartbeats and Leases, and runs the pods the
 //! real scheduler binds to them: each container is a local process (the image name picks a local
 //! program through an [`ImageTable`]), each pod gets its own loopback address `127.x.y.z` as
-//! `status.podIP`, probes decide readiness and liveness, `restartPolicy` decides restarts, and deletion
-//! is graceful (preStop, SIGTERM, grace period, SIGKILL). There are no images, no namespaces, no cgroups
-//! (resource limits are not enforced), no init containers, no `kubectl logs/exec` (logs are files under
+//! `status.podIP`, init containers run first, probes decide readiness and liveness, `restartPolicy`
+//! decides restarts, and deletion is graceful (preStop, SIGTERM, grace period, SIGKILL). There are no images, no namespaces, no cgroups
+//! (resource limits are not enforced), no sidecar containers, no `kubectl logs/exec` (logs are files under
 //! the agent's directory), no kube-proxy.
 //!
 //! Data flow: a watcher over all pods → pods bound to one of our nodes go to a per-pod worker task

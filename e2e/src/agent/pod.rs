@@ -14,12 +14,12 @@ use kube::runtime::events::EventType;
 use tokio::sync::mpsc::UnboundedReceiver;
 
 use super::AgentCtx;
-use super::container::{ContainerRun, State};
+use super::container::{ContainerRun, RestartPolicy, State};
 use super::env::{self, EnvContext};
 use super::events;
 use super::incluster;
 use super::probe::Target;
-use super::status::{self, PodFacts};
+use super::status::{self, InitOutcome, PodFacts};
 use super::volumes::{self, VolumeDirs};
 use crate::images::ImageError;
 
@@ -44,7 +44,9 @@ pub struct PodWorker {
     ip: Ipv4Addr,
     dir: PathBuf,
     volumes: Option<VolumeDirs>,
+    /// Init containers first (`init_count` of them), then the app containers.
     containers: Vec<ContainerRun>,
+    init_count: usize,
     start_time: Timestamp,
     failure: Option<(String, String)>,
     reported: String,
@@ -64,13 +66,13 @@ impl PodWorker {
         );
         let dir = ctx.dir.join("pods").join(dir_name);
         let spec = pod.spec.clone().unwrap_or_default();
-        let containers = spec.containers.into_iter().map(ContainerRun::new).collect();
-        let failure = spec.init_containers.filter(|c| !c.is_empty()).map(|_| {
-            (
-                "InitContainersUnsupported".to_string(),
-                "the anshin node agent does not run init containers".to_string(),
-            )
-        });
+        let init = spec.init_containers.unwrap_or_default();
+        let init_count = init.len();
+        let containers = init
+            .into_iter()
+            .chain(spec.containers)
+            .map(ContainerRun::new)
+            .collect();
         let mut worker = Self {
             ctx,
             pod,
@@ -78,8 +80,9 @@ impl PodWorker {
             dir,
             volumes: None,
             containers,
+            init_count,
             start_time: Timestamp::now(),
-            failure,
+            failure: None,
             reported: String::new(),
             snapshots: Vec::new(),
         };
@@ -185,12 +188,29 @@ impl PodWorker {
             }
         }
         let policy = status::restart_policy(&self.pod);
+        // Init containers run one after another and are never restarted after success (Always acts as
+        // OnFailure); app containers start once all init containers succeeded.
+        let init_policy = if policy == RestartPolicy::Always {
+            RestartPolicy::OnFailure
+        } else {
+            policy
+        };
         for i in 0..self.containers.len() {
+            let is_init = i < self.init_count;
+            let ready_to_run = if is_init {
+                self.containers[..i].iter().all(|c| c.done)
+            } else {
+                status::init_outcome(&self.containers[..self.init_count]) == InitOutcome::Done
+            };
+            if !ready_to_run {
+                break;
+            }
+            let policy = if is_init { init_policy } else { policy };
             self.containers[i].reap(policy);
             if self.containers[i].due_to_start(Instant::now()) {
                 self.start_container(i).await;
             }
-            if self.containers[i].process.is_some() && self.probe(i).await {
+            if !is_init && self.containers[i].process.is_some() && self.probe(i).await {
                 let grace = self.grace();
                 if let Some(p) = self.containers[i].process.as_mut() {
                     p.stop(grace).await;
@@ -313,6 +333,7 @@ impl PodWorker {
             pod_ip: &ip,
             start_time: self.start_time,
             failure,
+            init_count: self.init_count,
         };
         let status = status::pod_status(&facts, &self.containers);
         let fingerprint = status::fingerprint(&status);

@@ -23,6 +23,30 @@ pub fn phase(containers: &[ContainerRun]) -> &'static str {
     }
 }
 
+/// Where a pod's init containers stand.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InitOutcome {
+    /// All succeeded (or there are none).
+    Done,
+    /// Some still have to run or succeed.
+    Running,
+    /// One failed and will not be restarted.
+    Failed,
+}
+
+/// The outcome of the init containers (pure).
+pub fn init_outcome(init: &[ContainerRun]) -> InitOutcome {
+    let succeeded =
+        |c: &ContainerRun| c.done && matches!(c.state, State::Terminated { exit_code: 0, .. });
+    if init.iter().any(|c| c.done && !succeeded(c)) {
+        InitOutcome::Failed
+    } else if init.iter().all(succeeded) {
+        InitOutcome::Done
+    } else {
+        InitOutcome::Running
+    }
+}
+
 /// The JSON of one container state.
 pub fn state_json(state: &State) -> Value {
     match state {
@@ -67,14 +91,18 @@ pub struct PodFacts<'a> {
     pub start_time: Timestamp,
     /// Set when the pod cannot run at all (phase Failed with this reason and message).
     pub failure: Option<(&'a str, &'a str)>,
+    /// How many of the containers are init containers (they come first).
+    pub init_count: usize,
 }
 
 /// The full `status` object for a status-subresource merge patch.
-pub fn pod_status(facts: &PodFacts<'_>, containers: &[ContainerRun]) -> Value {
-    let phase = if facts.failure.is_some() {
-        "Failed"
-    } else {
-        phase(containers)
+pub fn pod_status(facts: &PodFacts<'_>, all: &[ContainerRun]) -> Value {
+    let (init, containers) = all.split_at(facts.init_count.min(all.len()));
+    let initialized = init_outcome(init);
+    let phase = match (facts.failure, initialized) {
+        (Some(_), _) | (_, InitOutcome::Failed) => "Failed",
+        (_, InitOutcome::Running) => "Pending",
+        (_, InitOutcome::Done) => phase(containers),
     };
     let terminal = phase == "Succeeded" || phase == "Failed";
     let all_ready = !terminal && !containers.is_empty() && containers.iter().all(|c| c.ready);
@@ -107,10 +135,14 @@ pub fn pod_status(facts: &PodFacts<'_>, containers: &[ContainerRun]) -> Value {
         "podIP": facts.pod_ip,
         "podIPs": [ { "ip": facts.pod_ip } ],
         "startTime": facts.start_time.to_string(),
-        "conditions": [ cond("Initialized", true), cond("Ready", all_ready), cond("ContainersReady", all_ready),
+        "conditions": [ cond("Initialized", initialized == InitOutcome::Done), cond("Ready", all_ready), cond("ContainersReady", all_ready),
                         cond("PodScheduled", true) ],
         "containerStatuses": containers.iter().map(container_status).collect::<Vec<_>>(),
     });
+    if !init.is_empty() {
+        status["initContainerStatuses"] =
+            json!(init.iter().map(container_status).collect::<Vec<_>>());
+    }
     if let Some((reason, message)) = facts.failure {
         status["reason"] = json!(reason);
         status["message"] = json!(message);
@@ -198,6 +230,38 @@ mod tests {
     }
 
     #[test]
+    fn init_containers_gate_the_pod() {
+        let waiting = || State::Waiting {
+            reason: "PodInitializing".into(),
+            message: String::new(),
+        };
+        assert_eq!(init_outcome(&[]), InitOutcome::Done);
+        assert_eq!(
+            init_outcome(&[c(terminated(0), true), c(waiting(), false)]),
+            InitOutcome::Running
+        );
+        assert_eq!(
+            init_outcome(&[c(terminated(0), true), c(terminated(2), true)]),
+            InitOutcome::Failed
+        );
+        let pod = Pod::default();
+        let facts = PodFacts {
+            pod: &pod,
+            pod_ip: "127.3.0.2",
+            start_time: Timestamp::now(),
+            failure: None,
+            init_count: 1,
+        };
+        let s = pod_status(&facts, &[c(terminated(1), true), c(waiting(), false)]);
+        assert_eq!(s["phase"], "Failed");
+        assert_eq!(
+            s["initContainerStatuses"][0]["state"]["terminated"]["exitCode"],
+            1
+        );
+        assert_eq!(s["conditions"][0]["status"], "False");
+    }
+
+    #[test]
     fn status_reports_ip_and_unready_conditions() {
         let pod = Pod::default();
         let facts = PodFacts {
@@ -205,6 +269,7 @@ mod tests {
             pod_ip: "127.3.0.2",
             start_time: Timestamp::now(),
             failure: None,
+            init_count: 0,
         };
         let s = pod_status(
             &facts,
