@@ -8,6 +8,7 @@
 //! `cargo bench -p anshin-gateway --bench overhead` (env: BENCH_RATE req/s, default 200; BENCH_SECS per
 //! phase, default 5; BENCH_CONCURRENCY for phase 2, default 32).
 
+#[allow(dead_code)]
 #[path = "../tests/common/backend.rs"]
 mod backend;
 

@@ -11,6 +11,7 @@ use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
+use tracing::Instrument;
 
 use crate::audit::Event;
 use crate::error::ApiError;
@@ -161,7 +162,13 @@ impl Gateway {
             lease: None,
         };
         let rid = ctx.event.request_id.clone();
-        let mut resp = match self.prepare(kind, &headers, body, &mut ctx).await {
+        let span = tracing::info_span!("request", request_id = %rid, kind = ?kind);
+        let prepared = self
+            .prepare(kind, &headers, body, &mut ctx)
+            .instrument(span.clone())
+            .await;
+        let _entered = span.enter();
+        let mut resp = match prepared {
             Ok(p) => self.respond(kind, p, ctx),
             Err(e) => self.fail(e, ctx),
         };
