@@ -28,6 +28,7 @@ async fn check_all(gw: &Gateway, timeout: Duration) {
         .flat_map(|e| e.versions.iter())
         .flat_map(|v| &v.backends)
         .collect();
+    gw.inner.proxy.backends.retain(&addrs);
     let checks = addrs.into_iter().map(|addr| async move {
         let ok = probe(gw, addr, timeout).await;
         if !ok {

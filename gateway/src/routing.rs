@@ -112,6 +112,16 @@ impl Backends {
         }
     }
 
+    /// Forgets backends that are no longer in the routing table and have nothing in flight, so the
+    /// registry does not grow as pods come and go.
+    pub fn retain(&self, current: &std::collections::BTreeSet<&String>) {
+        let mut map = match self.states.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        map.retain(|addr, s| current.contains(addr) || s.in_flight() > 0);
+    }
+
     /// Picks a backend for `ep` that is not in `tried`: a version by weight among those with a
     /// healthy untried backend, then its least-loaded healthy backend. Versions of weight 0 and
     /// unhealthy backends are used only when nothing else is left.
