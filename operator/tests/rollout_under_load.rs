@@ -1,0 +1,319 @@
+//! The first end-to-end slice under load: the operator and the gateway as real processes on the local
+//! cluster, a tenant calling the guarded endpoint without pause while the endpoint switches model
+//! versions — once with the operator SIGKILLed in the middle of the switch and restarted. Every request
+//! must succeed.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use anshin_crds::inference_endpoint::EndpointPhase;
+use anshin_crds::model_version::ModelVersionPhase;
+use anshin_crds::{InferenceEndpoint, ModelVersion, Tenant};
+use anshin_e2e::fixture::{eventually, shared};
+use anshin_e2e::process::ManagedProcess;
+use anshin_operator::{names, startup};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+const MIN_REQUESTS: usize = 1000;
+const MAX_REQUESTS: usize = 4000;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+fn bin(name: &str) -> PathBuf {
+    let dir = anshin_e2e::cluster::project_bin_dir().expect("target dir");
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is not built: run `cargo build --workspace` (or the whole test suite)",
+        path.display()
+    );
+    path
+}
+
+fn start_operator(ns: &str, kubeconfig: &Path, log: &Path, name: &str) -> ManagedProcess {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_anshin-operator"));
+    cmd.env("KUBECONFIG", kubeconfig)
+        .args([
+            "--identity",
+            name,
+            "--lease-namespace",
+            ns,
+            "--lease-seconds",
+            "4",
+        ])
+        .arg(format!("--listen=127.0.0.1:{}", free_port()));
+    ManagedProcess::spawn(name, &mut cmd, log).expect("operator starts")
+}
+
+fn start_gateway(ns: &str, kubeconfig: &Path, dir: &Path, port: u16) -> ManagedProcess {
+    let mut cmd = Command::new(bin("anshin-gateway"));
+    cmd.env("KUBECONFIG", kubeconfig)
+        .args(["serve", "--kube", "--kube-namespace", ns])
+        .args([
+            format!("--listen=127.0.0.1:{port}"),
+            format!("--audit-log={}", dir.join("audit.jsonl").display()),
+            "--audit-fsync=never".into(),
+            "--health-interval=500ms".into(),
+        ]);
+    ManagedProcess::spawn("gateway", &mut cmd, &dir.join("gateway.log")).expect("gateway starts")
+}
+
+fn files_of(dir: &Path) -> Vec<serde_json::Value> {
+    let mut files: Vec<serde_json::Value> = std::fs::read_dir(dir)
+        .expect("model dir")
+        .flatten()
+        .filter(|e| e.path().is_file())
+        .map(|e| {
+            let bytes = std::fs::read(e.path()).expect("model file");
+            json!({"path": e.file_name().to_string_lossy(), "sha256": format!("sha256:{}", hex::encode(Sha256::digest(&bytes))), "size": bytes.len()})
+        })
+        .collect();
+    files.sort_by_key(|f| f["path"].as_str().unwrap_or_default().to_owned());
+    files
+}
+
+async fn create<K>(api: &Api<K>, value: serde_json::Value)
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + serde::Serialize + std::fmt::Debug,
+{
+    let obj: K = serde_json::from_value(value).expect("object");
+    api.create(&PostParams::default(), &obj)
+        .await
+        .expect("create");
+}
+
+/// Sends chat requests from 4 workers until `stop`, counting successes and failures by version.
+struct Load {
+    ok: AtomicUsize,
+    failed: AtomicUsize,
+    versions: std::sync::Mutex<Vec<String>>,
+    stop: AtomicBool,
+}
+
+async fn worker(load: Arc<Load>, url: String, key: String, deadline: Instant) {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("client");
+    let body = json!({"model": "chat", "messages": [{"role": "user", "content": "患者の血圧について"}], "max_tokens": 4});
+    while !load.stop.load(Ordering::SeqCst) && Instant::now() < deadline {
+        if load.ok.load(Ordering::SeqCst) + load.failed.load(Ordering::SeqCst) >= MAX_REQUESTS {
+            break;
+        }
+        let answer = client.post(&url).bearer_auth(&key).json(&body).send().await;
+        match answer {
+            Ok(r) if r.status().is_success() => {
+                let version = r
+                    .headers()
+                    .get("x-anshin-model-version")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("")
+                    .to_owned();
+                if r.bytes().await.is_ok() {
+                    load.ok.fetch_add(1, Ordering::SeqCst);
+                    let mut seen = load.versions.lock().expect("lock");
+                    if seen.last() != Some(&version) {
+                        seen.push(version);
+                    }
+                } else {
+                    load.failed.fetch_add(1, Ordering::SeqCst);
+                }
+            }
+            other => {
+                eprintln!("failed request: {:?}", other.map(|r| r.status()));
+                load.failed.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn switching_versions_under_load_fails_no_request_even_when_the_operator_is_killed_midway() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let cluster = shared();
+    let ns = cluster.namespace("rollout-under-load").await;
+    let client = ns.client();
+    startup::install_crds(&client).await.expect("CRDs");
+    let dir = tempfile::tempdir().expect("dir");
+    let kubeconfig = cluster.kubeconfig().clone();
+    let mut operator = start_operator(
+        ns.name(),
+        &kubeconfig,
+        &dir.path().join("operator-1.log"),
+        "operator-1",
+    );
+    let port = free_port();
+    let mut gateway = start_gateway(ns.name(), &kubeconfig, dir.path(), port);
+
+    let model =
+        anshin_inference::fixture::write_hf(&dir.path().join("model"), false).expect("tiny model");
+    let files = files_of(&model);
+    let mvs: Api<ModelVersion> = ns.api();
+    for v in ["tiny-v1", "tiny-v2"] {
+        create(&mvs, json!({"apiVersion": "anshin.dev/v1alpha1", "kind": "ModelVersion", "metadata": {"name": v},
+            "spec": {"model": "tiny", "version": v, "artifact": {"uri": format!("file://{}", model.display()), "files": files},
+                     "lineage": {"method": "Scratch"}}})).await;
+    }
+    for v in ["tiny-v1", "tiny-v2"] {
+        eventually(
+            &format!("{v} verified"),
+            Duration::from_secs(90),
+            || async {
+                (mvs.get(v).await.ok()?.status?.phase == ModelVersionPhase::Verified).then_some(())
+            },
+        )
+        .await;
+    }
+    let tenants: Api<Tenant> = ns.api();
+    create(&tenants, json!({"apiVersion": "anshin.dev/v1alpha1", "kind": "Tenant", "metadata": {"name": "toto"},
+        "spec": {"displayName": "東都病院", "endpoints": ["chat"], "keys": [{"name": "ehr"}],
+                 "limits": {"requestsPerMinute": 100000, "tokensPerMinute": 10000000, "maxConcurrent": 64}}})).await;
+    let ies: Api<InferenceEndpoint> = ns.api();
+    create(&ies, json!({"apiVersion": "anshin.dev/v1alpha1", "kind": "InferenceEndpoint", "metadata": {"name": "chat"},
+        "spec": {"modelVersion": "tiny-v1", "replicas": {"min": 2}, "runtime": {"drainTimeoutSeconds": 2}}})).await;
+    let secrets: Api<Secret> = ns.api();
+    let key = eventually("the tenant key", Duration::from_secs(30), || async {
+        let s = secrets.get_opt("toto-key-ehr").await.ok()??;
+        String::from_utf8(s.data?.get(names::SECRET_KEY_FIELD)?.0.clone()).ok()
+    })
+    .await;
+    let url = format!("http://127.0.0.1:{port}/v1/chat/completions");
+    let http = reqwest::Client::new();
+    let probe = json!({"model": "chat", "messages": [{"role": "user", "content": "こんにちは"}], "max_tokens": 2});
+    eventually(
+        "the gateway to serve the endpoint",
+        Duration::from_secs(120),
+        || async {
+            let r = http
+                .post(&url)
+                .bearer_auth(&key)
+                .json(&probe)
+                .send()
+                .await
+                .ok()?;
+            r.status().is_success().then_some(())
+        },
+    )
+    .await;
+
+    let load = Arc::new(Load {
+        ok: AtomicUsize::new(0),
+        failed: AtomicUsize::new(0),
+        versions: Default::default(),
+        stop: AtomicBool::new(false),
+    });
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let workers: Vec<_> = (0..4)
+        .map(|_| tokio::spawn(worker(load.clone(), url.clone(), key.clone(), deadline)))
+        .collect();
+    let served = |n: usize| {
+        let load = load.clone();
+        async move {
+            eventually(
+                &format!("{n} requests"),
+                Duration::from_secs(120),
+                || async { (load.ok.load(Ordering::SeqCst) >= n).then_some(()) },
+            )
+            .await
+        }
+    };
+    let switched = |to: &'static str| {
+        let (ies, deployments) = (ies.clone(), ns.api::<Deployment>());
+        let from = if to == "tiny-v2" {
+            "tiny-v1"
+        } else {
+            "tiny-v2"
+        };
+        async move {
+            eventually(
+                &format!("{to} stable and {from} removed"),
+                Duration::from_secs(120),
+                || async {
+                    let s = ies.get("chat").await.ok()?.status?;
+                    let gone = deployments
+                        .get_opt(&names::version_workload("chat", from))
+                        .await
+                        .ok()?
+                        .is_none();
+                    (s.stable_version.as_deref() == Some(to)
+                        && gone
+                        && s.phase == EndpointPhase::Ready)
+                        .then_some(())
+                },
+            )
+            .await
+        }
+    };
+    served(200).await;
+    // Switch 1: the operator is SIGKILLed while the new version is coming up, and a new one takes over.
+    ies.patch(
+        "chat",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"modelVersion": "tiny-v2"}})),
+    )
+    .await
+    .expect("switch");
+    eventually("the rollout to start", Duration::from_secs(30), || async {
+        ies.get("chat")
+            .await
+            .ok()?
+            .status?
+            .canary_version
+            .filter(|c| c == "tiny-v2")
+    })
+    .await;
+    operator.kill_now();
+    let mut operator = start_operator(
+        ns.name(),
+        &kubeconfig,
+        &dir.path().join("operator-2.log"),
+        "operator-2",
+    );
+    switched("tiny-v2").await;
+    served(600).await;
+    // Switch 2: back to v1 with the operator running throughout.
+    ies.patch(
+        "chat",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"modelVersion": "tiny-v1"}})),
+    )
+    .await
+    .expect("switch back");
+    switched("tiny-v1").await;
+    served(MIN_REQUESTS).await;
+    load.stop.store(true, Ordering::SeqCst);
+    for w in workers {
+        let _ = w.await;
+    }
+    let (ok, failed) = (
+        load.ok.load(Ordering::SeqCst),
+        load.failed.load(Ordering::SeqCst),
+    );
+    let versions = load.versions.lock().expect("lock").clone();
+    println!(
+        "requests: {} ok, {failed} failed; versions in order served: {versions:?}",
+        ok
+    );
+    assert_eq!(failed, 0, "no request may fail during the switches");
+    assert!(ok >= MIN_REQUESTS);
+    assert!(
+        versions
+            .windows(3)
+            .any(|w| w == ["tiny-v1", "tiny-v2", "tiny-v1"]),
+        "both switches were seen: {versions:?}"
+    );
+    operator.stop(Duration::from_secs(5)).await;
+    gateway.stop(Duration::from_secs(5)).await;
+}
