@@ -222,12 +222,14 @@ fn by_label(w: &Words<'_>, out: &mut Vec<Span>) {
             continue;
         }
         // Directly after the label (`長男宅`), only a word the analyser itself tags as a name counts.
-        let separated = m.as_str().ends_with([' ', ':']);
+        // A label glued to the next word (`母趾`, `長男宅`) is part of that word unless the analyser
+        // itself reads a name there.
+        let separated = m.as_str().ends_with([' ', ':', 'の', '.']);
         if let Some((s, e)) = name_after(w, le) {
             let tagged = w
                 .word_after(le, Strictness::Strict)
                 .is_some_and(|x| x.analyser_tagged);
-            if separated || tagged || e - s > 1 {
+            if separated || tagged {
                 push(out, s, e);
             }
         }
@@ -247,6 +249,7 @@ fn by_family_then_given(w: &Words<'_>, out: &mut Vec<Span>) {
         if let Some(next) = w.toks.get(i + 1)
             && next.start == t.end
             && next.pos.given
+            && whole_word(w, i, i + 1)
         {
             push(out, t.start, next.end);
             continue;
@@ -289,6 +292,23 @@ fn self_given(w: &Words<'_>, word: &Word) -> bool {
         .given_names
         .contains(w.text.slice(word.start, word.end))
         || word.given_like && word.name_tagged
+}
+
+/// Whether tokens `first..=last` form a whole word: not glued to letters of the same script on either
+/// side (`上行結腸`, `コールドスネア` hold 姓+名 readings inside medical words) unless a suffix such as
+/// 様/氏 follows, and at least three characters when written in kanji without a space.
+fn whole_word(w: &Words<'_>, first: usize, last: usize) -> bool {
+    let (start, end) = (w.toks[first].start, w.toks[last].end);
+    let Some(sc) = w.text.at(start).map(script) else {
+        return false;
+    };
+    let same = |c: Option<char>| c.is_some_and(|c| script(c) == sc);
+    let suffix_next = w
+        .toks
+        .get(last + 1)
+        .is_some_and(|t| t.start == end && t.pos.suffix);
+    let long_enough = sc != Script::Kanji || end - start >= 3;
+    !same(w.text.before(start)) && (!same(w.text.at(end)) || suffix_next) && long_enough
 }
 
 fn by_self_introduction(w: &Words<'_>, out: &mut Vec<Span>) {

@@ -281,6 +281,9 @@ fn hard_negatives_medical_vocabulary_survives() {
         "中 等量 の 胸水、少量 の 腹水。肝 腫大 なし。",
         "主訴 発熱 咳嗽。既往歴 高血圧 糖尿病。家族歴 特記 なし。",
         "本日 退院 予定、家族 へ 説明 済み。看護 計画 評価。",
+        // 姓+名 readings inside medical words, and family labels glued to a word (母趾 = big toe).
+        "S状結腸に8mmのポリープ、コールドスネアで切除。上行結腸に憩室。",
+        "右母趾背屈力低下(MMT 4)。",
     ] {
         assert!(found(text).is_empty(), "{text}: {:?}", found(text));
     }
