@@ -7,7 +7,7 @@ use prometheus::{
 };
 
 /// Request outcomes used as the `status` label of `anshin_inference_requests_total`.
-pub const STATUSES: [&str; 7] = [
+pub const STATUSES: [&str; 8] = [
     "ok",
     "cancelled",
     "queue_full",
@@ -15,6 +15,7 @@ pub const STATUSES: [&str; 7] = [
     "invalid",
     "too_long",
     "error",
+    "not_ready",
 ];
 
 /// All metrics of one server.

@@ -38,7 +38,8 @@ impl ApiError {
             Self::Invalid(_) => "invalid",
             Self::TooLong(_) => "too_long",
             Self::QueueFull(_) => "queue_full",
-            Self::Draining | Self::NotReady => "draining",
+            Self::Draining => "draining",
+            Self::NotReady => "not_ready",
             Self::Engine(_) => "error",
         }
     }
