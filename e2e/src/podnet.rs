@@ -44,6 +44,7 @@ impl PodNet {
             path: dir.clone(),
             source,
         })?;
+        sweep_stale(&dir);
         let start = 10 + (std::process::id() % 240) as u8;
         for i in 0..241u16 {
             let block = 10 + ((u16::from(start - 10) + i) % 241) as u8;
@@ -108,7 +109,17 @@ fn try_lock(lock: &PathBuf) -> bool {
     false
 }
 
-fn holder_is_dead(lock: &PathBuf) -> bool {
+/// Removes lock files of processes that are gone (a test binary exits without dropping its PodNet).
+fn sweep_stale(dir: &std::path::Path) {
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.extension().is_some_and(|e| e == "lock") && holder_is_dead(&path) {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+fn holder_is_dead(lock: &std::path::Path) -> bool {
     let Ok(text) = std::fs::read_to_string(lock) else {
         return false;
     };
