@@ -41,6 +41,9 @@ struct Args {
     /// Directory with the webhook's tls.crt, tls.key and ca.crt (default: a self-signed CA, one replica).
     #[arg(long, requires = "webhook_listen")]
     webhook_cert_dir: Option<std::path::PathBuf>,
+    /// Install the CRDs at start-up (development clusters; the Helm chart installs them in production).
+    #[arg(long)]
+    install_crds: bool,
 }
 
 #[tokio::main]
@@ -72,6 +75,7 @@ async fn main() -> anyhow::Result<()> {
                     .unwrap_or_else(|| format!("https://{listen}/validate")),
                 cert_dir: args.webhook_cert_dir,
             }),
+        install_crds: args.install_crds,
     })
     .await
 }

@@ -37,6 +37,9 @@ pub struct Config {
     pub lease_duration: Duration,
     /// The validating webhook, when enabled.
     pub webhook: Option<crate::webhook::Settings>,
+    /// Install (server-side apply) the CRDs at start-up: for development clusters; the chart does it
+    /// in production.
+    pub install_crds: bool,
 }
 
 #[derive(Default)]
@@ -57,6 +60,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     tracing::info!(addr = %config.listen, "serving /healthz, /readyz, /metrics");
     tokio::spawn(serve_http(listener, health.clone(), metrics.clone()));
 
+    if config.install_crds {
+        startup::install_crds(&client)
+            .await
+            .context("installing the CRDs")?;
+    }
     startup::wait_for_crds(&client)
         .await
         .context("waiting for CRDs")?;
