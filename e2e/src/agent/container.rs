@@ -43,6 +43,9 @@ pub enum State {
         started: Timestamp,
         /// Exit time.
         finished: Timestamp,
+        /// Termination message: with `terminationMessagePolicy: FallbackToLogsOnError`, the tail of a
+        /// failed container's log (at most 80 lines and 2048 bytes, as the kubelet does); else empty.
+        message: String,
     },
 }
 
@@ -104,6 +107,8 @@ pub struct ContainerRun {
     pub probes: [Option<ProbeState>; 3],
     /// The last probe failure that crossed its threshold, e.g. "Liveness probe failed: …".
     pub probe_failure: Option<String>,
+    /// Log file of the current or last run.
+    pub log: Option<std::path::PathBuf>,
 }
 
 impl ContainerRun {
@@ -125,6 +130,7 @@ impl ContainerRun {
             env: BTreeMap::new(),
             probes: [None, None, None],
             probe_failure: None,
+            log: None,
         }
     }
 
@@ -148,6 +154,7 @@ impl ContainerRun {
             ManagedProcess::spawn(&self.spec.name, &mut cmd, log).map_err(|e| e.to_string())?;
         let now = Instant::now();
         self.process = Some(process);
+        self.log = Some(log.to_path_buf());
         self.env = env;
         self.state = State::Running {
             started: Timestamp::now(),
@@ -194,6 +201,7 @@ impl ContainerRun {
             reason: reason.into(),
             started,
             finished: Timestamp::now(),
+            message: self.termination_message(code),
         };
         self.ready = false;
         self.started = false;
@@ -215,6 +223,16 @@ impl ContainerRun {
         } else {
             self.done = true;
             self.state = terminated;
+        }
+    }
+
+    /// The kubelet's FallbackToLogsOnError: a failed container's message is the tail of its log.
+    fn termination_message(&self, code: i32) -> String {
+        let fallback =
+            self.spec.termination_message_policy.as_deref() == Some("FallbackToLogsOnError");
+        match (&self.log, fallback && code != 0) {
+            (Some(log), true) => log_tail(log, 80, 2048),
+            _ => String::new(),
         }
     }
 
@@ -345,5 +363,41 @@ mod tests {
         ));
         assert!(!RestartPolicy::OnFailure.restarts(0));
         assert!(RestartPolicy::OnFailure.restarts(2));
+    }
+}
+
+/// The last `lines` lines of `path`, at most `bytes` bytes (cut at a character boundary).
+pub fn log_tail(path: &Path, lines: usize, bytes: usize) -> String {
+    let text = std::fs::read(path)
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default();
+    let all: Vec<&str> = text.trim_end().lines().collect();
+    let mut tail = all[all.len().saturating_sub(lines)..].join("\n");
+    while tail.len() > bytes {
+        let cut = tail.char_indices().nth(1).map_or(tail.len(), |(i, _)| i);
+        tail.drain(..cut);
+    }
+    tail
+}
+
+#[cfg(test)]
+mod tail_tests {
+    use super::log_tail;
+
+    #[test]
+    fn tail_keeps_the_last_lines_within_the_byte_limit() {
+        let dir = std::env::temp_dir().join(format!("anshin-tail-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let file = dir.join("c.log");
+        let text: String = (0..100).map(|i| format!("line {i}\n")).collect();
+        std::fs::write(&file, text).expect("write");
+        let tail = log_tail(&file, 80, 2048);
+        assert!(
+            tail.starts_with("line 20\n") && tail.ends_with("line 99"),
+            "{tail}"
+        );
+        assert_eq!(log_tail(&file, 80, 7), "line 99");
+        assert_eq!(log_tail(&dir.join("missing.log"), 80, 2048), "");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

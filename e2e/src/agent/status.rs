@@ -59,9 +59,16 @@ pub fn state_json(state: &State) -> Value {
             reason,
             started,
             finished,
-        } => json!({ "terminated": {
-            "exitCode": exit_code, "reason": reason, "startedAt": started.to_string(), "finishedAt": finished.to_string(),
-            "containerID": "anshin://exited" } }),
+            message,
+        } => {
+            let mut t = json!({
+                "exitCode": exit_code, "reason": reason, "startedAt": started.to_string(),
+                "finishedAt": finished.to_string(), "containerID": "anshin://exited" });
+            if !message.is_empty() {
+                t["message"] = json!(message);
+            }
+            json!({ "terminated": t })
+        }
     }
 }
 
@@ -207,6 +214,7 @@ mod tests {
             reason: "x".into(),
             started: now,
             finished: now,
+            message: String::new(),
         }
     }
 
