@@ -89,9 +89,14 @@ impl Context {
             *n = n.saturating_add(1);
             *n
         });
-        let n = n.unwrap_or(1).min(8);
-        Duration::from_secs((2u64 << (n - 1)).min(300))
+        backoff_delay(n.unwrap_or(1))
     }
+}
+
+/// Wait after the `failures`-th consecutive failure: 2 s, 4 s, 8 s … capped at 5 min.
+pub fn backoff_delay(failures: u32) -> Duration {
+    let n = failures.clamp(1, 9);
+    Duration::from_secs((2u64 << (n - 1)).min(300))
 }
 
 /// The error policy of every controller: an Event and a metric for each error; transient errors retry
@@ -167,5 +172,17 @@ where
         Ok(_) => Ok(()),
         Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
         Err(e) => Err(e.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_from_two_seconds_and_caps_at_five_minutes() {
+        let delays: Vec<u64> = (1..=10).map(|n| backoff_delay(n).as_secs()).collect();
+        assert_eq!(delays, [2, 4, 8, 16, 32, 64, 128, 256, 300, 300]);
+        assert_eq!(backoff_delay(u32::MAX).as_secs(), 300);
     }
 }

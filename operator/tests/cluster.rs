@@ -223,6 +223,34 @@ async fn a_wrong_digest_rejects_the_version_and_names_the_file() {
         "message names the file: {}",
         condition.message
     );
+    // An endpoint naming the rejected version never gets pods, and says why.
+    let ies: Api<InferenceEndpoint> = ns.api();
+    let ie: InferenceEndpoint = object(json!({
+        "apiVersion": "anshin.dev/v1alpha1", "kind": "InferenceEndpoint", "metadata": {"name": "chat"},
+        "spec": {"modelVersion": "tampered"}
+    }));
+    ies.create(&PostParams::default(), &ie)
+        .await
+        .expect("create endpoint");
+    let reason = eventually(
+        "the endpoint to report the rejection",
+        Duration::from_secs(30),
+        || async {
+            let s = ies.get("chat").await.ok()?.status?;
+            s.conditions
+                .into_iter()
+                .find(|c| c.type_ == "ModelVersionResolved")
+                .map(|c| c.reason)
+        },
+    )
+    .await;
+    assert_eq!(reason, "ModelVersionRejected");
+    let deployments: Api<Deployment> = ns.api();
+    let list = deployments
+        .list(&Default::default())
+        .await
+        .expect("list deployments");
+    assert!(list.items.is_empty(), "a rejected version is never served");
 }
 
 #[tokio::test]

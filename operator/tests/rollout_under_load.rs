@@ -94,6 +94,52 @@ where
         .expect("create");
 }
 
+/// The official `openai` Python client (installed by scripts/setup.sh), pointed at the gateway with the
+/// tenant's key, gets a plain and a streamed chat answer.
+fn openai_client_gets_streamed_and_plain_answers(base_url: &str, key: &str) {
+    let cache = std::env::var_os("ANSHIN_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/anshin")
+        });
+    let python = cache.join("pyenv-gateway/bin/python");
+    assert!(
+        python.exists(),
+        "{} is missing: run scripts/setup.sh",
+        python.display()
+    );
+    let script = r#"
+import json, sys
+from openai import OpenAI
+c = OpenAI(base_url=sys.argv[1], api_key=sys.argv[2], max_retries=0)
+r = c.chat.completions.create(model="chat", messages=[{"role": "user", "content": "高血圧の患者への助言"}], max_tokens=8)
+chunks = list(c.chat.completions.create(model="chat", messages=[{"role": "user", "content": "頭痛"}], max_tokens=8, stream=True))
+print(json.dumps({"chat": r.choices[0].message.content, "chunks": len(chunks),
+  "stream": "".join(ch.choices[0].delta.content or "" for ch in chunks if ch.choices)}))
+"#;
+    let out = Command::new(python)
+        .args(["-c", script, base_url, key])
+        .output()
+        .expect("run python");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "openai client failed: {stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_str(stdout.trim()).expect("script prints JSON");
+    assert!(
+        v["chat"].as_str().is_some_and(|t| !t.is_empty()),
+        "plain answer: {v}"
+    );
+    assert!(
+        v["chunks"].as_u64().is_some_and(|n| n > 1)
+            && v["stream"].as_str().is_some_and(|t| !t.is_empty()),
+        "streamed answer: {v}"
+    );
+    println!("openai client through the gateway: {v}");
+}
+
 /// Sends chat requests from 4 workers until `stop`, counting successes and failures by version.
 struct Load {
     ok: AtomicUsize,
@@ -207,6 +253,8 @@ async fn switching_versions_under_load_fails_no_request_even_when_the_operator_i
         },
     )
     .await;
+
+    openai_client_gets_streamed_and_plain_answers(&format!("http://127.0.0.1:{port}/v1"), &key);
 
     let load = Arc::new(Load {
         ok: AtomicUsize::new(0),
