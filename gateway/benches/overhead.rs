@@ -1,7 +1,7 @@
 //! Gateway overhead benchmark (not a test; prints one JSON object). The same echo backend is called
 //! directly, through nginx (Debian package) as a plain reverse proxy, and through the gateway with
-//! guardrails off and on; each proxy is pinned to one core (`taskset -c 1`), the load generator and
-//! the backend to the other. Phase 1: a fixed request rate, latency p50/p99 and the added latency
+//! guardrails off and on; each proxy is pinned to one core (`taskset -c 1`); the load generator and
+//! the backend run unpinned in the benchmark process. Phase 1: a fixed request rate, latency p50/p99 and the added latency
 //! against direct. Phase 2: closed-loop max throughput. The prompt carries a patient's name, address
 //! and My Number, so "guardrails on" does real detection, redaction and restoration.
 //!
@@ -32,9 +32,21 @@ const KEY: &str = "sk-bench-key";
 const PROMPT: &str = "患者の山田太郎さん（住所：東京都千代田区千代田1-1、マイナンバー：123456789018）は三日前から発熱と咳嗽があり、\
 既往歴に高血圧症。アムロジピン内服中。血液検査ではCRP 8.2 mg/dL。今後の検査と治療方針について教えてください。";
 
+/// A child stopped on drop: SIGTERM first (nginx's master then stops its workers; SIGKILL would orphan
+/// them), SIGKILL if it is still there after two seconds.
 struct Killed(Child);
 impl Drop for Killed {
     fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
@@ -120,6 +132,7 @@ fn start_gateway(dir: &Path, backend: SocketAddr) -> (Killed, SocketAddr) {
         .arg(dir.join("audit.jsonl"))
         .args(["--audit-fsync", "1s"])
         .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn gateway");
@@ -255,5 +268,5 @@ async fn run() -> Value {
     }
     json!({"benchmark": "anshin-gateway overhead", "rate_rps": rate, "seconds_per_phase": secs, "concurrency": conc,
            "proxy_cores": 1, "prompt_chars": PROMPT.chars().count(), "results": out,
-           "note": "proxies pinned to core 1 (taskset); load generator and echo backend share core 0; machine shared with other jobs"})
+           "note": "each proxy pinned to core 1 (taskset); load generator and echo backend unpinned in this process; 2-core machine shared with other jobs"})
 }
