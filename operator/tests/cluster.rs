@@ -2,6 +2,8 @@
 //! the node agent as local processes): tenant keys, artifact verification, and an endpoint that serves
 //! a real model server and switches versions blue/green without ever leaving the routing table empty.
 
+mod support;
+
 use std::path::Path;
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -18,7 +20,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::json;
-use sha2::{Digest, Sha256};
+use support::{files_of, free_port, object};
 
 static OPERATOR: OnceLock<()> = OnceLock::new();
 
@@ -49,12 +51,7 @@ fn start_operator(cluster: &'static TestCluster) {
                 return drop(tx.send(Err(format!("installing CRDs: {e}"))));
             }
             let _ = startup::wait_for_crds(&client).await;
-            let port = std::net::TcpListener::bind("127.0.0.1:0")
-                .and_then(|l| l.local_addr())
-                .map(|a| a.port());
-            let Ok(port) = port else {
-                return drop(tx.send(Err("no free port".to_owned())));
-            };
+            let port = free_port();
             let webhook = webhook::Settings {
                 listen: ([127, 0, 0, 1], port).into(),
                 url: format!("https://127.0.0.1:{port}/validate"),
@@ -82,10 +79,6 @@ fn start_operator(cluster: &'static TestCluster) {
         Ok(Err(e)) => panic!("the operator could not start: {e}"),
         Err(_) => panic!("the operator did not start within 120 s"),
     }
-}
-
-fn object<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> T {
-    serde_json::from_value(value).expect("test object matches its type")
 }
 
 #[tokio::test]
@@ -153,25 +146,6 @@ async fn tenant_keys_are_minted_into_secrets_and_revoked() {
         key.as_bytes(),
         "kept key unchanged"
     );
-}
-
-/// The manifest entries of every file in `dir`, as a ModelVersion lists them.
-fn files_of(dir: &Path) -> Vec<serde_json::Value> {
-    let mut files: Vec<serde_json::Value> = std::fs::read_dir(dir)
-        .expect("model dir")
-        .flatten()
-        .filter(|e| e.path().is_file())
-        .map(|e| {
-            let bytes = std::fs::read(e.path()).expect("read model file");
-            json!({
-                "path": e.file_name().to_string_lossy(),
-                "sha256": format!("sha256:{}", hex::encode(Sha256::digest(&bytes))),
-                "size": bytes.len(),
-            })
-        })
-        .collect();
-    files.sort_by_key(|f| f["path"].as_str().unwrap_or_default().to_owned());
-    files
 }
 
 fn model_version(name: &str, dir: &Path, files: &[serde_json::Value]) -> ModelVersion {

@@ -1,6 +1,8 @@
 //! Two operator processes against the real API server: only the leader reconciles, and when it is
 //! killed the standby takes the lease over within 15 s and carries on.
 
+mod support;
+
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -11,13 +13,7 @@ use anshin_operator::startup;
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::api::{Api, PostParams};
 use serde_json::json;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
+use support::free_port;
 
 fn operator(
     name: &str,

@@ -3,6 +3,8 @@
 //! versions — once with the operator SIGKILLed in the middle of the switch and restarted. Every request
 //! must succeed.
 
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
@@ -19,17 +21,10 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::json;
-use sha2::{Digest, Sha256};
+use support::{files_of, free_port};
 
 const MIN_REQUESTS: usize = 1000;
 const MAX_REQUESTS: usize = 4000;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
 
 fn bin(name: &str) -> PathBuf {
     let dir = anshin_e2e::cluster::project_bin_dir().expect("target dir");
@@ -68,20 +63,6 @@ fn start_gateway(ns: &str, kubeconfig: &Path, dir: &Path, port: u16) -> ManagedP
             "--health-interval=500ms".into(),
         ]);
     ManagedProcess::spawn("gateway", &mut cmd, &dir.join("gateway.log")).expect("gateway starts")
-}
-
-fn files_of(dir: &Path) -> Vec<serde_json::Value> {
-    let mut files: Vec<serde_json::Value> = std::fs::read_dir(dir)
-        .expect("model dir")
-        .flatten()
-        .filter(|e| e.path().is_file())
-        .map(|e| {
-            let bytes = std::fs::read(e.path()).expect("model file");
-            json!({"path": e.file_name().to_string_lossy(), "sha256": format!("sha256:{}", hex::encode(Sha256::digest(&bytes))), "size": bytes.len()})
-        })
-        .collect();
-    files.sort_by_key(|f| f["path"].as_str().unwrap_or_default().to_owned());
-    files
 }
 
 async fn create<K>(api: &Api<K>, value: serde_json::Value)
