@@ -167,9 +167,8 @@ impl Gateway {
             .prepare(kind, &headers, body, &mut ctx)
             .instrument(span.clone())
             .await;
-        let _entered = span.enter();
         let mut resp = match prepared {
-            Ok(p) => self.respond(kind, p, ctx),
+            Ok(p) => self.respond(kind, p, ctx).instrument(span.clone()).await,
             Err(e) => self.fail(e, ctx),
         };
         if let Ok(v) = HeaderValue::from_str(&rid) {
@@ -205,7 +204,7 @@ impl Gateway {
         ctx.event.tenant = Some(id.tenant.clone());
         ctx.event.key_fingerprint = Some(id.fingerprint.clone());
         ctx.tenant = Some((tenant.name.clone(), tenant.limits));
-        let (original, mut body) = read_body(body, self.inner.options.max_body_bytes)?;
+        let (original, body) = read_body(body, self.inner.options.max_body_bytes)?;
         let ep = endpoint(&snap, &tenant, &body)?;
         ctx.event.endpoint = Some(ep.name.clone());
         ctx.event.input_policy = ep.policy.input.as_str().into();
@@ -218,7 +217,15 @@ impl Gateway {
         );
         ctx.event.prompt_tokens = estimate;
         let t0 = Instant::now();
-        let input = guard_input(Some(&self.inner.detector), kind, &mut body, ep.policy.input);
+        // Detection is CPU work: keep it off the async worker threads.
+        let (det, action) = (self.inner.detector.clone(), ep.policy.input);
+        let (body, input) = tokio::task::spawn_blocking(move || {
+            let mut body = body;
+            let r = guard_input(Some(&det), kind, &mut body, action);
+            (body, r)
+        })
+        .await
+        .map_err(|_| ApiError::Unavailable)?;
         self.inner
             .metrics
             .guardrail_seconds

@@ -42,7 +42,7 @@ fn version_headers(v: &Version) -> HeaderMap {
 
 impl Gateway {
     /// Turns the upstream answer into the caller's response.
-    pub(crate) fn respond(&self, kind: Kind, p: Prepared, mut ctx: Ctx) -> Response {
+    pub(crate) async fn respond(&self, kind: Kind, p: Prepared, mut ctx: Ctx) -> Response {
         match p.upstream {
             Upstream::Peer(resp) => {
                 ctx.event.route = "peer".into();
@@ -65,7 +65,8 @@ impl Gateway {
                 ctx.lease = Some(lease);
                 let resp = match reply {
                     Reply::Full { status, body } => {
-                        self.whole(kind, &p.endpoint, &p.mapping, status, body, ctx)
+                        self.whole(kind, &p.endpoint, p.mapping, status, body, ctx)
+                            .await
                     }
                     Reply::Stream { first, rest } => {
                         self.inner
@@ -94,11 +95,11 @@ impl Gateway {
         }
     }
 
-    fn whole(
+    async fn whole(
         &self,
         kind: Kind,
         ep: &Endpoint,
-        mapping: &Mapping,
+        mapping: Mapping,
         status: StatusCode,
         body: Bytes,
         mut ctx: Ctx,
@@ -117,13 +118,18 @@ impl Gateway {
             return resp;
         };
         let t0 = std::time::Instant::now();
-        let out = guard_output(
-            Some(&self.inner.detector),
-            kind,
-            &mut v,
-            mapping,
-            ep.policy.output,
-        );
+        let (det, action) = (self.inner.detector.clone(), ep.policy.output);
+        let guarded = tokio::task::spawn_blocking(move || {
+            let out = guard_output(Some(&det), kind, &mut v, &mapping, action);
+            (v, out)
+        })
+        .await;
+        let Ok((v, out)) = guarded else {
+            ctx.event.outcome = "guardrail_error".into();
+            let resp = ApiError::Unavailable.into_response();
+            self.finish(ctx, resp.status().as_u16());
+            return resp;
+        };
         self.inner
             .metrics
             .guardrail_seconds
