@@ -265,11 +265,34 @@ async fn an_endpoint_serves_a_verified_version_and_switches_blue_green() {
     let pods: Api<Pod> = ns.api();
     answers_models(&pods, &status.routing[0].selector).await;
 
+    // `kubectl scale` goes through the scale subresource to spec.replicas.desired.
+    let scale = json!({"spec": {"replicas": 2}});
+    ies.patch_scale("chat", &PatchParams::default(), &Patch::Merge(&scale))
+        .await
+        .expect("scale");
+    let deployments: Api<Deployment> = ns.api();
+    eventually(
+        "two ready pods after kubectl scale",
+        Duration::from_secs(90),
+        || async {
+            let s = ies.get("chat").await.ok()?.status?;
+            (s.ready_replicas == 2 && s.replicas == 2).then_some(())
+        },
+    )
+    .await;
+    let scaled = ies.get_scale("chat").await.expect("read scale");
+    assert_eq!(scaled.status.as_ref().map(|s| s.replicas), Some(2));
+    assert!(
+        scaled
+            .status
+            .and_then(|s| s.selector)
+            .is_some_and(|sel| sel.contains("anshin.dev/endpoint"))
+    );
+
     let patch = json!({"spec": {"modelVersion": "tiny-v2"}});
     ies.patch("chat", &PatchParams::default(), &Patch::Merge(&patch))
         .await
         .expect("switch version");
-    let deployments: Api<Deployment> = ns.api();
     eventually(
         "v2 stable and v1 removed",
         Duration::from_secs(120),
