@@ -52,10 +52,10 @@ fn python() -> std::path::PathBuf {
         .unwrap_or_else(|| {
             Path::new(&std::env::var_os("HOME").expect("HOME")).join(".cache/anshin")
         });
-    let p = cache.join("pyenv-gateway/bin/python");
+    let p = cache.join("pyenv-inference/bin/python");
     assert!(
         p.exists(),
-        "{} is missing: run scripts/setup.sh (step 40-gateway.sh installs the openai client)",
+        "{} is missing: run scripts/setup.sh (step 30-inference.sh installs the openai client)",
         p.display()
     );
     p

@@ -83,7 +83,7 @@ fn openai_client_gets_streamed_and_plain_answers(base_url: &str, key: &str) {
         .unwrap_or_else(|| {
             PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/anshin")
         });
-    let python = cache.join("pyenv-gateway/bin/python");
+    let python = cache.join("pyenv-inference/bin/python");
     assert!(
         python.exists(),
         "{} is missing: run scripts/setup.sh",
