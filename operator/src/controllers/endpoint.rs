@@ -10,7 +10,6 @@ use std::time::Duration;
 
 use anshin_crds::model_version::ModelVersionPhase;
 use anshin_crds::{InferenceEndpoint, ModelVersion};
-use futures::StreamExt;
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Service;
@@ -21,7 +20,7 @@ use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 
-use crate::context::{Context, apply, apply_status, delete_if_exists, on_error};
+use crate::context::{Context, apply, apply_status, delete_if_exists};
 use crate::error::{Error, Result};
 use crate::rollout::{self, Decision, Observed, Target, VersionPods};
 use crate::{names, workload};
@@ -33,7 +32,7 @@ pub async fn run(client: Client, ctx: Arc<Context>, shutdown: super::Shutdown) {
     let endpoints = Api::<InferenceEndpoint>::all(client.clone());
     let controller = Controller::new(endpoints, watcher::Config::default());
     let store = controller.store();
-    controller
+    let controller = controller
         .owns(
             Api::<Deployment>::all(client.clone()),
             watcher::Config::default(),
@@ -51,15 +50,8 @@ pub async fn run(client: Client, ctx: Arc<Context>, shutdown: super::Shutdown) {
                     .map(|ie| ObjectRef::from_obj(ie.as_ref()))
                     .collect::<Vec<_>>()
             },
-        )
-        .graceful_shutdown_on(shutdown)
-        .run(
-            reconcile,
-            |obj, err, ctx| on_error(CONTROLLER, obj, err, ctx),
-            ctx,
-        )
-        .for_each(|_| futures::future::ready(()))
-        .await;
+        );
+    super::drive(controller, CONTROLLER, reconcile, ctx, shutdown).await;
 }
 
 fn target_of(mv: Option<&ModelVersion>) -> Target {
@@ -83,10 +75,6 @@ fn target_of(mv: Option<&ModelVersion>) -> Target {
 }
 
 async fn reconcile(ie: Arc<InferenceEndpoint>, ctx: Arc<Context>) -> Result<Action> {
-    ctx.metrics
-        .reconciles
-        .with_label_values(&[CONTROLLER])
-        .inc();
     let ns = ie
         .namespace()
         .ok_or_else(|| Error::Invalid("InferenceEndpoint without a namespace".into()))?;
@@ -137,7 +125,6 @@ async fn reconcile(ie: Arc<InferenceEndpoint>, ctx: Arc<Context>) -> Result<Acti
     let decision = rollout::decide(&observed);
     apply_workloads(&ie, &ctx, &decision, &versions, &owned.items).await?;
     report(&ie, &ctx, &status, &decision.status).await?;
-    ctx.succeeded(&ie.uid().unwrap_or_default());
     let busy = decision.status.canary_version.is_some() || !decision.status.retiring.is_empty();
     let next = decision
         .requeue_after

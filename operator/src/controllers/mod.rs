@@ -6,3 +6,47 @@ pub mod tenant;
 
 /// Resolves when the controllers must stop (SIGTERM or lost leadership); cloneable for each controller.
 pub type Shutdown = futures::future::Shared<futures::future::BoxFuture<'static, ()>>;
+
+/// Runs `controller` until `shutdown`: every reconcile is counted, a success resets the object's
+/// backoff, and errors go through [`crate::context::on_error`] — the same for every kind.
+pub async fn drive<K, F, Fut>(
+    controller: kube::runtime::Controller<K>,
+    name: &'static str,
+    mut reconcile: F,
+    ctx: std::sync::Arc<crate::context::Context>,
+    shutdown: Shutdown,
+) where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+    F: FnMut(std::sync::Arc<K>, std::sync::Arc<crate::context::Context>) -> Fut,
+    Fut: std::future::Future<Output = crate::error::Result<kube::runtime::controller::Action>>
+        + Send
+        + 'static,
+{
+    use futures::{FutureExt, StreamExt};
+    let counted = move |obj: std::sync::Arc<K>, ctx: std::sync::Arc<crate::context::Context>| {
+        ctx.metrics.reconciles.with_label_values(&[name]).inc();
+        let uid = kube::ResourceExt::uid(obj.as_ref()).unwrap_or_default();
+        let done = ctx.clone();
+        reconcile(obj, ctx).map(move |result| {
+            if result.is_ok() {
+                done.succeeded(&uid);
+            }
+            result
+        })
+    };
+    controller
+        .graceful_shutdown_on(shutdown)
+        .run(
+            counted,
+            move |obj, err, ctx| crate::context::on_error(name, obj, err, ctx),
+            ctx,
+        )
+        .for_each(|_| futures::future::ready(()))
+        .await;
+}

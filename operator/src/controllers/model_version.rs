@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use anshin_crds::ModelVersion;
 use anshin_crds::model_version::ModelVersionPhase;
-use futures::StreamExt;
 use jiff::Timestamp;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod};
@@ -18,7 +17,7 @@ use kube::runtime::events::EventType;
 use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 
-use crate::context::{Context, apply, apply_status, on_error};
+use crate::context::{Context, apply, apply_status};
 use crate::error::Result;
 use crate::names;
 use crate::verify::{self, Outcome};
@@ -27,26 +26,15 @@ const CONTROLLER: &str = "modelversion";
 
 /// Runs the controller until `shutdown` resolves.
 pub async fn run(client: Client, ctx: Arc<Context>, shutdown: super::Shutdown) {
-    Controller::new(
+    let controller = Controller::new(
         Api::<ModelVersion>::all(client.clone()),
         watcher::Config::default(),
     )
-    .owns(Api::<Job>::all(client), watcher::Config::default())
-    .graceful_shutdown_on(shutdown)
-    .run(
-        reconcile,
-        |obj, err, ctx| on_error(CONTROLLER, obj, err, ctx),
-        ctx,
-    )
-    .for_each(|_| futures::future::ready(()))
-    .await;
+    .owns(Api::<Job>::all(client), watcher::Config::default());
+    super::drive(controller, CONTROLLER, reconcile, ctx, shutdown).await;
 }
 
 async fn reconcile(mv: Arc<ModelVersion>, ctx: Arc<Context>) -> Result<Action> {
-    ctx.metrics
-        .reconciles
-        .with_label_values(&[CONTROLLER])
-        .inc();
     if verify::is_final(&mv) {
         return Ok(Action::await_change());
     }
@@ -81,7 +69,6 @@ async fn reconcile(mv: Arc<ModelVersion>, ctx: Arc<Context>) -> Result<Action> {
     let outcome = verify::outcome(&job, &pods.items);
     let status = verify::status(&mv, Ok(&outcome), now);
     write_status(&mv, status, &ctx).await?;
-    ctx.succeeded(&mv.uid().unwrap_or_default());
     Ok(match outcome {
         Outcome::Running => Action::requeue(Duration::from_secs(10)),
         _ => Action::await_change(),

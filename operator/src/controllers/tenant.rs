@@ -8,7 +8,6 @@ use std::sync::Arc;
 use anshin_crds::Tenant;
 use anshin_crds::conditions::{Condition, ConditionStatus, set_condition};
 use anshin_crds::tenant::TenantPhase;
-use futures::StreamExt;
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, ListParams, PostParams};
@@ -17,7 +16,7 @@ use kube::runtime::events::EventType;
 use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 
-use crate::context::{Context, apply_status, delete_if_exists, on_error};
+use crate::context::{Context, apply_status, delete_if_exists};
 use crate::error::{Error, Result};
 use crate::{keys, names};
 
@@ -25,29 +24,18 @@ const CONTROLLER: &str = "tenant";
 
 /// Runs the controller until `shutdown` resolves.
 pub async fn run(client: Client, ctx: Arc<Context>, shutdown: super::Shutdown) {
-    Controller::new(
+    let controller = Controller::new(
         Api::<Tenant>::all(client.clone()),
         watcher::Config::default(),
     )
     .owns(
         Api::<Secret>::all(client),
         watcher::Config::default().labels(names::LABEL_TENANT),
-    )
-    .graceful_shutdown_on(shutdown)
-    .run(
-        reconcile,
-        |obj, err, ctx| on_error(CONTROLLER, obj, err, ctx),
-        ctx,
-    )
-    .for_each(|_| futures::future::ready(()))
-    .await;
+    );
+    super::drive(controller, CONTROLLER, reconcile, ctx, shutdown).await;
 }
 
 async fn reconcile(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<Action> {
-    ctx.metrics
-        .reconciles
-        .with_label_values(&[CONTROLLER])
-        .inc();
     let ns = tenant
         .namespace()
         .ok_or_else(|| Error::Invalid("Tenant without a namespace".into()))?;
@@ -119,6 +107,5 @@ async fn reconcile(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<Action> {
         )
         .await?;
     }
-    ctx.succeeded(&tenant.uid().unwrap_or_default());
     Ok(Action::requeue(std::time::Duration::from_secs(600)))
 }
