@@ -179,17 +179,16 @@ async fn failing_liveness_probe_restarts_and_readiness_follows_its_probe() {
             .filter(|s| s.restart_count >= 1)
     })
     .await;
+    // The agent records Events asynchronously: the restart can be visible before its Unhealthy event.
     let events: Api<Event> = ns.api();
-    let list = events
-        .list(&ListParams::default())
-        .await
-        .expect("events")
-        .items;
-    let unhealthy = list
-        .iter()
-        .find(|e| e.reason.as_deref() == Some("Unhealthy"))
-        .expect("an Unhealthy event");
-    let message = unhealthy.message.as_deref().unwrap_or_default();
+    let message = eventually("an Unhealthy event", WAIT, || async {
+        let list = events.list(&ListParams::default()).await.ok()?.items;
+        let unhealthy = list
+            .into_iter()
+            .find(|e| e.reason.as_deref() == Some("Unhealthy"))?;
+        Some(unhealthy.message.unwrap_or_default())
+    })
+    .await;
     assert!(message.starts_with("Liveness probe failed"), "{message}");
 }
 
