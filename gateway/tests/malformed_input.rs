@@ -143,8 +143,11 @@ fn malformed_requests_get_4xx_and_never_crash_or_bloat_the_gateway() {
         )
         .into_bytes();
         assert_eq!(raw(addr, &req, false), Some(413));
-        // 2 MiB actually sent: read up to the 1 MiB limit, then refused.
-        assert_eq!(post_bytes(&w, vec![b'['; 2 << 20]), 413);
+        // 2 MiB actually sent: refused. The gateway answers 413 and closes while the client is still
+        // writing, so the kernel may reset the connection before the client reads the status (0 here);
+        // the strict 413 check is the single one above. This loop is about memory staying bounded.
+        let code = post_bytes(&w, vec![b'['; 2 << 20]);
+        assert!(code == 413 || code == 0, "2 MiB body got {code}");
     }
     let req = format!(
         "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
