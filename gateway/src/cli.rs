@@ -29,7 +29,7 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Serve the OpenAI-compatible endpoint.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Verify an audit log's hash chain; exit 0 when intact, 1 at the first broken record.
     Verify {
         /// The audit log (JSON lines).
@@ -65,6 +65,10 @@ pub struct ServeArgs {
     /// Audit log file, or `-` for stdout.
     #[arg(long, default_value = "-", env = "ANSHIN_GATEWAY_AUDIT_LOG")]
     pub audit_log: String,
+    /// Export traces over OTLP/HTTP to this collector (base URL, e.g. `http://127.0.0.1:4318`; spans go
+    /// to `<url>/v1/traces`). Off when unset. The service name is `OTEL_SERVICE_NAME` or `anshin-gateway`.
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
     /// When to fsync the audit log: `always`, `never`, or an interval such as `200ms` or `1s`.
     #[arg(long, default_value = "always", value_parser = parse_fsync)]
     pub audit_fsync: FsyncPolicy,
@@ -115,10 +119,17 @@ fn parse_fsync(s: &str) -> Result<FsyncPolicy, String> {
 pub fn main(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Serve(args) => {
-            crate::telemetry::init();
+            let telemetry = match crate::telemetry::init(args.otlp_endpoint.as_deref()) {
+                Ok(t) => t,
+                Err(e) => {
+                    eprintln!("ERROR: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
             let result = tokio::runtime::Runtime::new()
                 .context("starting the tokio runtime")
-                .and_then(|rt| rt.block_on(serve(args)));
+                .and_then(|rt| rt.block_on(serve(*args)));
+            telemetry.shutdown();
             match result {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
@@ -179,7 +190,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         table.clone(),
         Arc::new(detector),
         metrics.clone(),
-        Some(audit),
+        Some(audit.clone()),
         options,
     );
     let listener = tokio::net::TcpListener::bind(args.listen)
@@ -189,6 +200,10 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     tracing::info!(addr = %args.listen, "gateway listening");
     let served = gw.serve(listener, shutdown_signal()).await;
     source.abort();
+    // The writer batches records; write and sync what the last requests queued before exiting.
+    if !tokio::task::block_in_place(|| audit.flush(Duration::from_secs(5))) {
+        tracing::error!("audit records of the last requests may not have been written");
+    }
     served.context("serving HTTP")
 }
 

@@ -65,6 +65,8 @@ pub(crate) struct Ctx {
     pub(crate) tenant: Option<(String, Limits)>,
     pub(crate) permit: Option<Permit>,
     pub(crate) lease: Option<Lease>,
+    /// The request's trace span; [`Gateway::finish`] records the outcome on it and ends it.
+    pub(crate) span: tracing::Span,
 }
 
 fn request_id(headers: &HeaderMap) -> String {
@@ -160,9 +162,24 @@ impl Gateway {
             tenant: None,
             permit: None,
             lease: None,
+            span: tracing::Span::none(),
         };
         let rid = ctx.event.request_id.clone();
-        let span = tracing::info_span!("request", request_id = %rid, kind = ?kind);
+        let span = tracing::info_span!(
+            "request",
+            request_id = %rid,
+            kind = ?kind,
+            tenant = tracing::field::Empty,
+            endpoint = tracing::field::Empty,
+            model_version = tracing::field::Empty,
+            route = tracing::field::Empty,
+            status = tracing::field::Empty,
+            outcome = tracing::field::Empty,
+            prompt_tokens = tracing::field::Empty,
+            completion_tokens = tracing::field::Empty,
+        );
+        crate::telemetry::continue_trace(&span, &headers);
+        ctx.span = span.clone();
         let prepared = self
             .prepare(kind, &headers, body, &mut ctx)
             .instrument(span.clone())

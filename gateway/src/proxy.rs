@@ -14,6 +14,7 @@ use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
+use tracing::Instrument;
 
 use crate::metrics::Metrics;
 use crate::routing::{Backends, Lease};
@@ -118,9 +119,18 @@ impl Proxy {
         let mut tried = HashSet::new();
         while let Some(lease) = self.backends.pick(ep, &tried) {
             tried.insert(lease.addr.clone());
-            match self.attempt(&lease.addr, out).await {
-                Attempt::Done(reply) => return Some(Upstream::Local { lease, reply }),
+            let span = tracing::info_span!("backend", backend = %lease.addr, result = tracing::field::Empty);
+            match self
+                .attempt(&lease.addr, out)
+                .instrument(span.clone())
+                .await
+            {
+                Attempt::Done(reply) => {
+                    span.record("result", "ok");
+                    return Some(Upstream::Local { lease, reply });
+                }
                 Attempt::Retry(reason) => {
+                    span.record("result", reason);
                     tracing::warn!(backend = %lease.addr, reason, request_id = %out.request_id, "retrying on another backend");
                     self.metrics.retries.with_label_values(&[reason]).inc();
                 }
@@ -139,13 +149,15 @@ impl Proxy {
     }
 
     fn request(&self, uri: String, body: Bytes, out: &Outgoing) -> Option<Request<Full<Bytes>>> {
-        Request::builder()
+        let mut req = Request::builder()
             .method(Method::POST)
             .uri(uri)
             .header(header::CONTENT_TYPE, "application/json")
             .header("x-request-id", out.request_id.as_str())
             .body(Full::new(body))
-            .ok()
+            .ok()?;
+        crate::telemetry::pass_trace_on(req.headers_mut());
+        Some(req)
     }
 
     async fn attempt(&self, addr: &str, out: &Outgoing) -> Attempt {

@@ -235,8 +235,17 @@ impl Gateway {
                 .with_label_values(&[tenant, "completion"])
                 .inc_by(ev.completion_tokens);
         }
-        tracing::info!(request_id = %ev.request_id, tenant, endpoint, version, status, outcome = %ev.outcome,
-            latency_ms = ev.latency_ms, "request finished");
+        let span = &ctx.span;
+        span.record("tenant", tenant);
+        span.record("endpoint", endpoint);
+        span.record("model_version", version);
+        span.record("route", ev.route.as_str());
+        span.record("status", status);
+        span.record("outcome", ev.outcome.as_str());
+        span.record("prompt_tokens", ev.prompt_tokens);
+        span.record("completion_tokens", ev.completion_tokens);
+        tracing::info!(parent: span, request_id = %ev.request_id, tenant, endpoint, version, status,
+            outcome = %ev.outcome, latency_ms = ev.latency_ms, "request finished");
         if let Some(audit) = &self.inner.audit {
             audit.record(ev);
         }

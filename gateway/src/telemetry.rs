@@ -1,14 +1,177 @@
-//! Logging: structured JSON to stderr, filtered by `RUST_LOG` (default `info`). Request logs carry
-//! ids, tenant, endpoint, version, status and timings — never prompt or answer text, never keys.
+//! Logs and traces. Logs: structured JSON to stderr, filtered by `RUST_LOG` (default `info`). Traces:
+//! with `--otlp-endpoint` (or `OTEL_EXPORTER_OTLP_ENDPOINT`) every request becomes a `request` span —
+//! with a `backend` child span per attempt — exported over OTLP/HTTP (protobuf) to `<endpoint>/v1/traces`
+//! by a batch processor on its own thread; without it, no exporter exists and nothing is sent.
+//!
+//! Spans and logs carry ids, tenant, endpoint, version, status, token counts and timings — never prompt
+//! or answer text, never keys. The W3C `traceparent` of a caller is continued, and passed on to
+//! backends and peer gateways, so one trace follows a request across hops.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use http::{HeaderMap, HeaderName, HeaderValue};
+use opentelemetry::propagation::{Extractor, Injector};
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_otlp::{SpanExporter, WithExportConfig};
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use tracing::Level;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::Targets;
+use tracing_subscriber::layer::{Layer as _, SubscriberExt};
+use tracing_subscriber::util::SubscriberInitExt;
 
-/// Installs the global subscriber (once; later calls are ignored).
-pub fn init() {
+/// Set once traces are exported, so that the request path skips propagation work when they are not.
+static TRACES_ON: AtomicBool = AtomicBool::new(false);
+
+/// Why traces cannot be exported as configured.
+#[derive(Debug, thiserror::Error)]
+pub enum TelemetryError {
+    /// The OTLP endpoint is not a plain `http://host:port` URL.
+    #[error(
+        "--otlp-endpoint `{0}` must be an http:// URL of an OTLP/HTTP collector (e.g. \
+         http://127.0.0.1:4318); https is not built in — send to a collector in the pod or on the node, \
+         which forwards over TLS"
+    )]
+    Endpoint(String),
+    /// The exporter could not be built.
+    #[error("building the OTLP exporter: {0}")]
+    Exporter(#[from] opentelemetry_otlp::ExporterBuildError),
+}
+
+/// Keeps the trace pipeline alive; [`Telemetry::shutdown`] flushes the spans not yet sent.
+#[must_use = "dropping it without shutdown() may lose the last spans"]
+pub struct Telemetry {
+    provider: Option<SdkTracerProvider>,
+}
+
+impl Telemetry {
+    /// Sends the spans still queued and stops the exporter (no-op without OTLP).
+    pub fn shutdown(self) {
+        if let Some(p) = self.provider
+            && let Err(e) = p.shutdown()
+        {
+            tracing::warn!(error = %e, "flushing traces at shutdown");
+        }
+    }
+}
+
+/// Installs the global subscriber: JSON logs, plus the OTLP trace layer when `otlp_endpoint` is given
+/// (the base URL of an OTLP/HTTP collector; `/v1/traces` is appended as the OTLP spec says). The service
+/// name is `OTEL_SERVICE_NAME` or `anshin-gateway`. A second call keeps the first subscriber.
+pub fn init(otlp_endpoint: Option<&str>) -> Result<Telemetry, TelemetryError> {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt::layer()
         .json()
-        .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .try_init();
+        .with_filter(filter);
+    let provider = otlp_endpoint.map(tracer_provider).transpose()?;
+    // Traces have their own filter: the gateway's own spans at info, whatever RUST_LOG says about logs.
+    let traces = provider.as_ref().map(|p| {
+        tracing_opentelemetry::layer()
+            .with_tracer(p.tracer("anshin-gateway"))
+            .with_threads(false)
+            .with_filter(Targets::new().with_target("anshin_gateway", Level::INFO))
+    });
+    let installed = tracing_subscriber::registry()
+        .with(logs)
+        .with(traces)
+        .try_init()
+        .is_ok();
+    if installed && provider.is_some() {
+        opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
+        TRACES_ON.store(true, Ordering::Relaxed);
+    }
+    Ok(Telemetry { provider })
+}
+
+fn tracer_provider(base: &str) -> Result<SdkTracerProvider, TelemetryError> {
+    let base = base.trim_end_matches('/');
+    let valid = base
+        .strip_prefix("http://")
+        .is_some_and(|rest| !rest.is_empty() && base.parse::<http::Uri>().is_ok());
+    if !valid {
+        return Err(TelemetryError::Endpoint(base.to_string()));
+    }
+    let exporter = SpanExporter::builder()
+        .with_http()
+        .with_endpoint(format!("{base}/v1/traces"))
+        .build()?;
+    let mut resource = Resource::builder();
+    if std::env::var_os("OTEL_SERVICE_NAME").is_none() {
+        resource = resource.with_service_name("anshin-gateway");
+    }
+    Ok(SdkTracerProvider::builder()
+        .with_batch_exporter(exporter)
+        .with_resource(resource.build())
+        .build())
+}
+
+/// Makes `span` continue the caller's trace when the request carries a W3C `traceparent` (no-op when
+/// traces are off or the header is absent or malformed).
+pub fn continue_trace(span: &tracing::Span, headers: &HeaderMap) {
+    if !TRACES_ON.load(Ordering::Relaxed) || !headers.contains_key("traceparent") {
+        return;
+    }
+    let parent = opentelemetry::global::get_text_map_propagator(|p| p.extract(&Headers(headers)));
+    let _ = span.set_parent(parent);
+}
+
+/// Adds the current span's `traceparent` to an outgoing request's headers (no-op when traces are off).
+pub fn pass_trace_on(headers: &mut HeaderMap) {
+    if !TRACES_ON.load(Ordering::Relaxed) {
+        return;
+    }
+    let cx = tracing::Span::current().context();
+    opentelemetry::global::get_text_map_propagator(|p| {
+        p.inject_context(&cx, &mut HeadersMut(headers))
+    });
+}
+
+struct Headers<'a>(&'a HeaderMap);
+
+impl Extractor for Headers<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(|v| v.to_str().ok())
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0.keys().map(HeaderName::as_str).collect()
+    }
+}
+
+struct HeadersMut<'a>(&'a mut HeaderMap);
+
+impl Injector for HeadersMut<'_> {
+    fn set(&mut self, key: &str, value: String) {
+        if let (Ok(k), Ok(v)) = (
+            HeaderName::from_bytes(key.as_bytes()),
+            HeaderValue::from_str(&value),
+        ) {
+            self.0.insert(k, v);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_plain_http_endpoints_are_accepted() {
+        for bad in [
+            "https://collector:4318",
+            "collector:4318",
+            "http://",
+            "ftp://x",
+        ] {
+            let err = tracer_provider(bad).err().map(|e| e.to_string());
+            assert!(
+                err.as_deref().is_some_and(|m| m.contains("http:// URL")),
+                "{bad}: {err:?}"
+            );
+        }
+    }
 }

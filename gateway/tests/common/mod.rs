@@ -105,6 +105,16 @@ pub async fn start_inference(model: &Path, name: &str) -> Proc {
 
 /// Starts the gateway binary on `routing` with an audit log, and waits until it is ready.
 pub async fn start_gateway(routing: &Path, audit: &Path) -> Proc {
+    start_gateway_with(routing, audit, &[], &[]).await
+}
+
+/// [`start_gateway`] with extra flags and environment variables.
+pub async fn start_gateway_with(
+    routing: &Path,
+    audit: &Path,
+    extra_args: &[&str],
+    env: &[(&str, &str)],
+) -> Proc {
     let addr = free_addr();
     let child = Command::new(gateway_bin())
         .args(["serve", "--listen", &addr.to_string(), "--routing-file"])
@@ -121,6 +131,8 @@ pub async fn start_gateway(routing: &Path, audit: &Path) -> Proc {
             "--connect-timeout",
             "500ms",
         ])
+        .args(extra_args)
+        .envs(env.iter().copied())
         .env(
             "RUST_LOG",
             std::env::var("ANSHIN_TEST_LOGS").unwrap_or_else(|_| "warn".into()),
@@ -223,11 +235,26 @@ pub async fn send(
     key: Option<&str>,
     body: Option<String>,
 ) -> Result<Reply, String> {
+    send_with_headers(addr, method, path, key, &[], body).await
+}
+
+/// [`send`] with extra request headers.
+pub async fn send_with_headers(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    key: Option<&str>,
+    headers: &[(&str, &str)],
+    body: Option<String>,
+) -> Result<Reply, String> {
     let mut b = http::Request::builder()
         .method(method)
         .uri(format!("http://{addr}{path}"));
     if let Some(k) = key {
         b = b.header("authorization", format!("Bearer {k}"));
+    }
+    for (name, value) in headers {
+        b = b.header(*name, *value);
     }
     b = b.header("content-type", "application/json");
     let req = b
