@@ -1,5 +1,6 @@
 //! Continuous batching through the scheduler actor: concurrency never changes greedy tokens, late joiners
-//! and early leavers do not disturb others, the queue is bounded, and dropped receivers cancel.
+//! and early leavers do not disturb others, the queue is bounded, the KV budget holds requests back (or
+//! refuses one that could never fit), and dropped receivers cancel.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -15,27 +16,29 @@ use anshin_inference::tokenizer::TextTokenizer;
 use candle_core::Device;
 use tokio::sync::mpsc::UnboundedReceiver;
 
-fn start(
-    max_batch: usize,
-    max_waiting: usize,
-) -> (
+type Started = (
     SchedulerHandle,
     Arc<TextTokenizer>,
     Metrics,
     tempfile::TempDir,
-) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = fixture::write_hf(dir.path(), false).expect("fixture");
-    let m = loader::load(&path, None, &Device::Cpu).expect("load");
-    let tok = Arc::new(m.tokenizer);
-    let metrics = Metrics::new();
-    let cfg = SchedulerConfig {
+);
+
+fn start(max_batch: usize, max_waiting: usize) -> Started {
+    start_with(SchedulerConfig {
         max_waiting,
         max_batch,
         kv_budget_tokens: 8192,
         prefill_chunk: 8,
         max_context: 4096,
-    };
+    })
+}
+
+fn start_with(cfg: SchedulerConfig) -> Started {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = fixture::write_hf(dir.path(), false).expect("fixture");
+    let m = loader::load(&path, None, &Device::Cpu).expect("load");
+    let tok = Arc::new(m.tokenizer);
+    let metrics = Metrics::new();
     (
         scheduler::spawn(m.model, tok.clone(), cfg, metrics.clone()),
         tok,
@@ -165,6 +168,46 @@ fn prompt_longer_than_the_context_is_refused() {
         SubmitError::PromptTooLong {
             prompt: 5000,
             context: 4096
+        }
+    );
+}
+
+#[test]
+fn a_request_waits_while_the_kv_budget_is_taken_and_runs_when_it_frees() {
+    let (h, tok, metrics, _dir) = start_with(SchedulerConfig {
+        max_waiting: 4,
+        max_batch: 8,
+        kv_budget_tokens: 1200,
+        prefill_chunk: 8,
+        max_context: 4096,
+    });
+    // The first request reserves prompt + 1000 tokens of the 1200; the second needs about 100 more
+    // than is left, so it must wait although the batch has room for it.
+    let mut first = h.submit(request(&tok, PROMPTS[0], 1000)).expect("submit");
+    assert!(matches!(first.blocking_recv(), Some(GenEvent::Delta(_))));
+    let second = h.submit(request(&tok, PROMPTS[1], 300)).expect("submit");
+    wait_metric(&metrics, "anshin_inference_queue_depth 1");
+    wait_metric(&metrics, "anshin_inference_running_sequences 1");
+    drop(first);
+    assert_eq!(tokens(second).len(), 300);
+}
+
+#[test]
+fn a_request_larger_than_the_kv_budget_is_refused() {
+    let (h, tok, _m, _dir) = start_with(SchedulerConfig {
+        max_waiting: 4,
+        max_batch: 8,
+        kv_budget_tokens: 100,
+        prefill_chunk: 8,
+        max_context: 4096,
+    });
+    let req = request(&tok, PROMPTS[0], 200);
+    let needed = req.prompt.len() + 200;
+    assert_eq!(
+        h.submit(req).expect_err("over the budget"),
+        SubmitError::ExceedsKvBudget {
+            needed,
+            budget: 100
         }
     );
 }
