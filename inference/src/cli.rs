@@ -228,7 +228,7 @@ pub fn start_engine(args: &ServeArgs, metrics: Metrics) -> anyhow::Result<Engine
     };
     let handle = scheduler::spawn(loaded.model, tokenizer.clone(), sched, metrics);
     Ok(Engine {
-        handle,
+        handle: Arc::new(handle),
         tokenizer,
         template: loaded.template,
         default_max_tokens: args.default_max_tokens,

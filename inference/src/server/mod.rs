@@ -14,17 +14,32 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use tokio::net::TcpListener;
+use tokio::sync::mpsc::UnboundedReceiver;
 
 use crate::chat_template::ChatTemplate;
 use crate::metrics::Metrics;
-use crate::scheduler::SchedulerHandle;
+use crate::scheduler::{GenEvent, GenerateRequest, SchedulerHandle, SubmitError};
 use crate::tokenizer::TextTokenizer;
 use error::ApiError;
 
+/// What the HTTP layer needs from the engine: accept a tokenized request and stream its events. The
+/// scheduler ([`SchedulerHandle`]) is the real one; the HTTP layer's own tests use a scripted fake, so
+/// request mapping, SSE framing and error statuses are tested without a model.
+pub trait Generate: Send + Sync {
+    /// Queues `req`; its events arrive on the receiver, and dropping the receiver cancels it.
+    fn submit(&self, req: GenerateRequest) -> Result<UnboundedReceiver<GenEvent>, SubmitError>;
+}
+
+impl Generate for SchedulerHandle {
+    fn submit(&self, req: GenerateRequest) -> Result<UnboundedReceiver<GenEvent>, SubmitError> {
+        SchedulerHandle::submit(self, req)
+    }
+}
+
 /// The loaded model as the HTTP layer uses it.
 pub struct Engine {
-    /// Scheduler handle.
-    pub handle: SchedulerHandle,
+    /// The generator (the scheduler, or a fake in tests).
+    pub handle: Arc<dyn Generate>,
     /// Tokenizer (prompts are tokenized on the request's task).
     pub tokenizer: Arc<TextTokenizer>,
     /// Chat template.
