@@ -9,12 +9,14 @@
 pub mod chat_template;
 pub mod cli;
 pub mod config;
+pub mod cpu_kernels;
 pub mod fixture;
 pub mod kv_cache;
 pub mod loader;
 pub mod manifest;
 pub mod metrics;
 pub mod model;
+pub mod projection;
 pub mod sampling;
 pub mod scheduler;
 pub mod sequence;

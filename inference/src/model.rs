@@ -9,22 +9,23 @@
 //! with their own RoPE tables.
 
 use candle_core::quantized::QMatMul;
-use candle_core::{D, DType, Device, Module, Result, Tensor};
+use candle_core::{D, DType, Device, Result, Tensor};
 
 use crate::config::{Arch, LlamaConfig};
 use crate::kv_cache::SeqCache;
+use crate::projection::Projection;
 use crate::weights::{Weight, WeightStore, WeightsError};
 
 struct Layer {
     attn_norm: Tensor,
-    q: QMatMul,
-    k: QMatMul,
-    v: QMatMul,
-    o: QMatMul,
+    q: Projection,
+    k: Projection,
+    v: Projection,
+    o: Projection,
     ffn_norm: Tensor,
-    gate: QMatMul,
-    up: QMatMul,
-    down: QMatMul,
+    gate: Projection,
+    up: Projection,
+    down: Projection,
     gemma: Option<GemmaNorms>,
 }
 
@@ -55,7 +56,7 @@ pub struct Llama {
     embed: QMatMul,
     layers: Vec<Layer>,
     norm: Tensor,
-    lm_head: QMatMul,
+    lm_head: Projection,
     global_rope: Rope,
     local_rope: Rope,
     device: Device,
@@ -74,9 +75,9 @@ impl Llama {
         }
         let embed = store.matmul(Weight::Embed, device)?;
         let lm_head = if !cfg.tie_word_embeddings && store.has(Weight::LmHead) {
-            store.matmul(Weight::LmHead, device)?
+            projection(store, Weight::LmHead, device)?
         } else {
-            embed.clone()
+            packed(embed.clone(), "token embeddings", device)?
         };
         let norm = store.dense(Weight::FinalNorm, device)?;
         let tables = |theta| {
@@ -190,6 +191,9 @@ impl Llama {
             .rope(&heads(layer.k.forward(h)?, c.num_kv_heads, kn)?, rope)?
             .squeeze(0)?;
         let v = heads(layer.v.forward(h)?, c.num_kv_heads, None)?.squeeze(0)?;
+        // The cache keeps keys and values at f16 precision, as llama.cpp's default f16 cache does: the
+        // golden test holds our logits to llama.cpp's, and this rounding is a visible part of its numerics.
+        let (k, v) = (f16_precision(&k)?, f16_precision(&v)?);
         let window = if c.is_local_layer(li) {
             c.sliding_window
         } else {
@@ -267,16 +271,39 @@ fn load_layer(
     };
     Ok(Layer {
         attn_norm: store.dense(Weight::AttnNorm(i), device)?,
-        q: store.matmul(Weight::Q(i), device)?,
-        k: store.matmul(Weight::K(i), device)?,
-        v: store.matmul(Weight::V(i), device)?,
-        o: store.matmul(Weight::O(i), device)?,
+        q: projection(store, Weight::Q(i), device)?,
+        k: projection(store, Weight::K(i), device)?,
+        v: projection(store, Weight::V(i), device)?,
+        o: projection(store, Weight::O(i), device)?,
         ffn_norm: store.dense(Weight::FfnNorm(i), device)?,
-        gate: store.matmul(Weight::Gate(i), device)?,
-        up: store.matmul(Weight::Up(i), device)?,
-        down: store.matmul(Weight::Down(i), device)?,
+        gate: projection(store, Weight::Gate(i), device)?,
+        up: projection(store, Weight::Up(i), device)?,
+        down: projection(store, Weight::Down(i), device)?,
         gemma,
     })
+}
+
+fn projection(
+    store: &mut WeightStore,
+    w: Weight,
+    device: &Device,
+) -> std::result::Result<Projection, WeightsError> {
+    packed(store.matmul(w, device)?, &format!("{w:?}"), device)
+}
+
+fn packed(
+    w: QMatMul,
+    name: &str,
+    device: &Device,
+) -> std::result::Result<Projection, WeightsError> {
+    Projection::new(w, device).map_err(|source| WeightsError::Tensor {
+        name: name.into(),
+        source,
+    })
+}
+
+fn f16_precision(t: &Tensor) -> Result<Tensor> {
+    t.to_dtype(DType::F16)?.to_dtype(DType::F32)
 }
 
 /// Token ids, their positions, and each sequence's `(offset, length)` in the flattened step.

@@ -56,14 +56,17 @@ fn gemma3_continues_in_japanese_when_present() {
     }
     let text = m.tokenizer.decode(&out).expect("decode");
     eprintln!("Gemma 3 answered: {text:?}");
-    // A pretrained model continues rather than answers; the check is that it writes Japanese.
+    // A pretrained model continues rather than answers; the check is that it writes Japanese. Digits
+    // count for neither side: llama.cpp's own greedy continuation here is a date range
+    // ("、2018年11月1日（水）から、2019年11月"), which is Japanese but half digits.
     let japanese = text
         .chars()
         .filter(|c| matches!(*c as u32, 0x3040..=0x30FF | 0x4E00..=0x9FFF | 0x3000..=0x303F))
         .count();
+    let non_digits = text.chars().filter(|c| !c.is_ascii_digit()).count();
     assert!(!text.contains('\u{FFFD}'), "broken characters: {text:?}");
     assert!(
-        japanese * 2 >= text.chars().count() && japanese >= 10,
+        japanese * 2 >= non_digits && japanese >= 10,
         "not Japanese: {text:?}"
     );
 }

@@ -1,0 +1,223 @@
+//! Block-quantized data in the layouts our CPU kernels read.
+//!
+//! Weights come from GGML blocks of 32 values and are repacked once at load into structure-of-arrays rows:
+//! f32 scales apart from the quantized values, so a kernel streams each row without decoding f16 or
+//! striding over block headers. Q4_0 becomes the Q4_1 form (`x = d·q + m` with `m = -8·d`), so one 4-bit
+//! kernel serves both. Activations are quantized to signed int8 per 32-value block ([`QuantizedRows`]),
+//! once per projection input, and carry each block's sum for the 4-bit `m` term.
+
+use half::f16;
+
+/// Values per quantization block (GGML's QK4_0 = QK4_1 = QK8_0 = 32).
+pub const BLOCK: usize = 32;
+
+/// 4-bit weights: value `j` of block `b` is `d[b] * q + m[b]`, `q` in `0..16`. Within a block, byte `i`
+/// holds value `i` in its low nibble and value `i + 16` in its high nibble (GGML's order).
+#[derive(Debug, Clone)]
+pub struct Packed4 {
+    /// Scale per block, row-major `[rows, blocks]`.
+    pub d: Vec<f32>,
+    /// Offset per block, row-major `[rows, blocks]`.
+    pub m: Vec<f32>,
+    /// 16 bytes per block, row-major.
+    pub qs: Vec<u8>,
+}
+
+/// 8-bit weights: value `j` of block `b` is `d[b] * qs[32b + j]`.
+#[derive(Debug, Clone)]
+pub struct Packed8 {
+    /// Scale per block, row-major `[rows, blocks]`.
+    pub d: Vec<f32>,
+    /// 32 signed values per block, row-major.
+    pub qs: Vec<i8>,
+}
+
+fn half(bytes: &[u8]) -> f32 {
+    f16::from_le_bytes([bytes[0], bytes[1]]).to_f32()
+}
+
+impl Packed4 {
+    /// Repacks GGML Q4_0 blocks (`d: f16, qs: [u8; 16]`, 18 bytes).
+    pub fn from_q4_0(raw: &[u8]) -> Self {
+        let mut p = Self::with_blocks(raw.len() / 18);
+        for b in raw.chunks_exact(18) {
+            let d = half(&b[0..2]);
+            p.d.push(d);
+            p.m.push(-8.0 * d);
+            p.qs.extend_from_slice(&b[2..18]);
+        }
+        p
+    }
+
+    /// Repacks GGML Q4_1 blocks (`d: f16, m: f16, qs: [u8; 16]`, 20 bytes).
+    pub fn from_q4_1(raw: &[u8]) -> Self {
+        let mut p = Self::with_blocks(raw.len() / 20);
+        for b in raw.chunks_exact(20) {
+            p.d.push(half(&b[0..2]));
+            p.m.push(half(&b[2..4]));
+            p.qs.extend_from_slice(&b[4..20]);
+        }
+        p
+    }
+
+    fn with_blocks(n: usize) -> Self {
+        Self {
+            d: Vec::with_capacity(n),
+            m: Vec::with_capacity(n),
+            qs: Vec::with_capacity(n * 16),
+        }
+    }
+
+    /// The dequantized value at flat block `b`, position `j` (reference code and tests).
+    pub fn value(&self, b: usize, j: usize) -> f32 {
+        let byte = self.qs[b * 16 + j % 16];
+        let q = if j < 16 { byte & 0x0F } else { byte >> 4 };
+        self.d[b] * q as f32 + self.m[b]
+    }
+}
+
+impl Packed8 {
+    /// Repacks GGML Q8_0 blocks (`d: f16, qs: [i8; 32]`, 34 bytes).
+    pub fn from_q8_0(raw: &[u8]) -> Self {
+        let n = raw.len() / 34;
+        let mut p = Self {
+            d: Vec::with_capacity(n),
+            qs: Vec::with_capacity(n * BLOCK),
+        };
+        for b in raw.chunks_exact(34) {
+            p.d.push(half(&b[0..2]));
+            p.qs.extend(b[2..34].iter().map(|&q| q as i8));
+        }
+        p
+    }
+
+    /// The dequantized value at flat block `b`, position `j`.
+    pub fn value(&self, b: usize, j: usize) -> f32 {
+        self.d[b] * self.qs[b * BLOCK + j] as f32
+    }
+}
+
+/// How a quantized activation block's sum `s` is rounded, to match the GGML block type that the weight
+/// type pairs with: Q4_1 pairs with Q8_1, which stores `d·Σq` as f16; Q4_0 pairs with Q8_0, whose kernel
+/// computes `Σ(q_w − 8)·q_a` in integers, i.e. an exact `d·Σq`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlockSum {
+    /// `d · Σq` with `d` the f16 scale, unrounded (Q8_0).
+    Exact,
+    /// `d · Σq` rounded to f16 (Q8_1).
+    Half,
+}
+
+/// Activation rows quantized to int8 per block: `x ≈ d · q`, with `s = d · Σq` per block.
+#[derive(Debug, Default)]
+pub struct QuantizedRows {
+    /// Blocks per row.
+    pub blocks: usize,
+    /// Scale per block, `[rows, blocks]`.
+    pub d: Vec<f32>,
+    /// `d · Σq` per block, `[rows, blocks]`.
+    pub s: Vec<f32>,
+    /// 32 values per block.
+    pub qs: Vec<i8>,
+}
+
+impl QuantizedRows {
+    /// Quantizes `x` (`rows × cols`, row-major; `cols` a multiple of [`BLOCK`]) with round-to-nearest and
+    /// each block's largest magnitude mapped to 127, exactly as GGML's Q8_0/Q8_1 do.
+    pub fn quantize(x: &[f32], cols: usize, sum: BlockSum) -> Self {
+        debug_assert_eq!(cols % BLOCK, 0);
+        let n = x.len() / BLOCK;
+        let mut out = Self {
+            blocks: cols / BLOCK,
+            d: Vec::with_capacity(n),
+            s: Vec::with_capacity(n),
+            qs: vec![0; x.len()],
+        };
+        for (block, qs) in x.chunks_exact(BLOCK).zip(out.qs.chunks_exact_mut(BLOCK)) {
+            let amax = block.iter().fold(0f32, |a, v| a.max(v.abs()));
+            let d = amax / 127.0;
+            let inv = if d > 0.0 { 1.0 / d } else { 0.0 };
+            let mut q_sum = 0i32;
+            for (q, &v) in qs.iter_mut().zip(block) {
+                *q = (v * inv).round() as i8;
+                q_sum += *q as i32;
+            }
+            // Stored like GGML's Q8_0/Q8_1 blocks (f16 scale and sum), so that results match
+            // llama.cpp's and candle's to the last rounding rather than merely closely.
+            let (d_half, total) = (f16::from_f32(d).to_f32(), q_sum as f32);
+            out.d.push(d_half);
+            out.s.push(match sum {
+                BlockSum::Exact => d_half * total,
+                BlockSum::Half => f16::from_f32(d * total).to_f32(),
+            });
+        }
+        out
+    }
+
+    /// Number of rows.
+    pub fn rows(&self) -> usize {
+        self.d.len() / self.blocks.max(1)
+    }
+
+    /// One row's blocks: `(d, s, qs)`.
+    pub fn row(&self, r: usize) -> ActRow<'_> {
+        let nb = self.blocks;
+        ActRow {
+            d: &self.d[r * nb..(r + 1) * nb],
+            s: &self.s[r * nb..(r + 1) * nb],
+            qs: &self.qs[r * nb * BLOCK..(r + 1) * nb * BLOCK],
+        }
+    }
+}
+
+/// One quantized activation row, borrowed from [`QuantizedRows`].
+#[derive(Debug, Clone, Copy)]
+pub struct ActRow<'a> {
+    /// Scale per block.
+    pub d: &'a [f32],
+    /// `d · Σq` per block.
+    pub s: &'a [f32],
+    /// 32 values per block.
+    pub qs: &'a [i8],
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn q4_0_repacks_to_offset_form() {
+        let mut raw = f16::from_f32(0.5).to_le_bytes().to_vec();
+        raw.extend((0..16u8).map(|i| i | (15 - i) << 4));
+        let p = Packed4::from_q4_0(&raw);
+        assert_eq!(p.value(0, 0), -4.0); // q = 0 → 0.5 · (0 − 8)
+        assert_eq!(p.value(0, 16), 3.5); // high nibble of byte 0 is 15
+        assert_eq!(p.value(0, 3), -2.5);
+    }
+
+    #[test]
+    fn activation_quantization_keeps_values_within_half_a_step() {
+        let x: Vec<f32> = (0..64)
+            .map(|i| ((i * 37 % 23) as f32 - 11.0) * 0.3)
+            .collect();
+        let q = QuantizedRows::quantize(&x, 64, BlockSum::Half);
+        assert_eq!(q.rows(), 1);
+        for (i, &v) in x.iter().enumerate() {
+            let b = i / BLOCK;
+            let back = q.d[b] * q.qs[i] as f32;
+            assert!(
+                (back - v).abs() <= q.d[b] * 0.5 + 1e-6,
+                "{i}: {back} vs {v}"
+            );
+        }
+        let sum: i32 = q.qs[..32].iter().map(|&v| v as i32).sum();
+        assert!((q.s[0] - q.d[0] * sum as f32).abs() <= q.s[0].abs() / 1024.0 + 1e-6);
+    }
+
+    #[test]
+    fn a_zero_block_quantizes_to_zeros() {
+        let q = QuantizedRows::quantize(&[0.0; 32], 32, BlockSum::Exact);
+        assert_eq!(q.d, vec![0.0]);
+        assert!(q.qs.iter().all(|&v| v == 0));
+    }
+}
