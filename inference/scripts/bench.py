@@ -1,10 +1,13 @@
 #!/usr/bin/env python3
-"""Benchmark: anshin-inference vs llama.cpp (llama-cpp-python) on the same GGUF, same thread count, same run.
+"""Benchmark: anshin-inference vs llama.cpp on the same GGUF, same thread count, same run.
 
-Prints one JSON object. Not a test. Single-stream prefill/decode for llama.cpp use its Python API (no HTTP);
-ours go through HTTP streaming (so they include HTTP overhead). Concurrent streams go through HTTP for both;
-llama-cpp-python's bundled server has no parallel slots (it serves one request at a time), which the JSON
-notes. Run through inference/scripts/bench.sh, which builds the release binary first.
+Prints one JSON object: our figures, llama.cpp's, their ratios, and whether each target of the issue is met.
+Not a test. Single-stream prefill/decode for llama.cpp use its Python API (llama-cpp-python, no HTTP); ours go
+through HTTP streaming (so they include HTTP overhead). Concurrent streams go through HTTP for both: against
+llama.cpp's own `llama-server` with as many parallel slots as streams (`--llama-server`, built by
+build_llama_server.sh from the same vendored llama.cpp), or, when that binary is absent, llama-cpp-python's
+bundled server, which has no parallel slots (one request at a time) — the JSON says which peer ran.
+Run through inference/scripts/bench.sh, which builds the release binary first.
 """
 import argparse, json, os, socket, statistics, subprocess, sys, threading, time, urllib.request
 
@@ -76,6 +79,37 @@ def llama_single(llm, ids, decode_tokens, reps):
     return statistics.median(prefill), statistics.median(decode)
 
 
+def llama_server_conc(binary, model, threads, stream_counts, max_tokens):
+    """llama.cpp's own server, restarted per stream count with that many slots (`--parallel N`)."""
+    out = []
+    for n in stream_counts:
+        port = free_port()
+        srv = subprocess.Popen([binary, "-m", model, "--host", "127.0.0.1", "--port", str(port), "-t", str(threads),
+                                "-tb", str(threads), "--parallel", str(n), "-c", str(512 * n), "-b", "512",
+                                "--no-webui"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            base = f"http://127.0.0.1:{port}"
+            wait_ready(base + "/health")
+            out.append(concurrent(base, n, max_tokens, {"ignore_eos": True}))
+        finally:
+            srv.terminate(); srv.wait(timeout=60)
+    return out
+
+
+def python_server_conc(model, threads, stream_counts, max_tokens):
+    """llama-cpp-python's server (no parallel slots): the fallback peer."""
+    port = free_port()
+    srv = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--model", model, "--port", str(port),
+                            "--host", "127.0.0.1", "--n_threads", str(threads), "--n_ctx", "4096"],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        wait_ready(base + "/v1/models")
+        return [concurrent(base, n, max_tokens, {}) for n in stream_counts]
+    finally:
+        srv.terminate(); srv.wait(timeout=60)
+
+
 def concurrent(base, streams, max_tokens, extra):
     results = [None] * streams
 
@@ -104,13 +138,16 @@ def main():
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--decode-tokens", type=int, default=128)
     ap.add_argument("--stream-tokens", type=int, default=64)
+    ap.add_argument("--llama-server", default=os.path.expanduser("~/.cache/anshin/llama-server/bin/llama-server"),
+                    help="llama.cpp's llama-server binary; the Python server is the fallback when it is absent")
     args = ap.parse_args()
 
     llm = llama_cpp.Llama(model_path=args.model, n_ctx=2048, n_threads=args.threads, n_threads_batch=args.threads,
                           n_batch=512, verbose=False)
     long_text = PROMPT * 12
     long_ids = llm.tokenize(long_text.encode(), add_bos=False)
-    out = {"machine": {"cpus": os.cpu_count(), "threads": args.threads, "loadavg_before": os.getloadavg()},
+    out = {"machine": {"cpus": os.cpu_count(), "threads": args.threads, "loadavg_before": os.getloadavg(),
+                       "note": "same thread count for both: RAYON_NUM_THREADS for ours, -t/n_threads for llama.cpp"},
            "model": os.path.basename(args.model), "prompt_tokens_for_prefill": len(long_ids)}
     lp, ld = llama_single(llm, long_ids, args.decode_tokens, args.reps)
     del llm
@@ -128,28 +165,35 @@ def main():
     finally:
         ours.terminate(); ours.wait(timeout=60)
 
-    port = free_port()
-    srv = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--model", args.model, "--port", str(port),
-                            "--host", "127.0.0.1", "--n_threads", str(args.threads), "--n_ctx", "4096"],
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        base = f"http://127.0.0.1:{port}"
-        wait_ready(base + "/v1/models")
-        llama_conc = [concurrent(base, n, args.stream_tokens, {}) for n in (4, 16)]
-    finally:
-        srv.terminate(); srv.wait(timeout=60)
+    counts = (4, 16)
+    if args.llama_server and os.access(args.llama_server, os.X_OK):
+        peer = "llama-server (llama.cpp, same vendored source), --parallel N slots, -t/-tb threads"
+        llama_conc = llama_server_conc(args.llama_server, args.model, args.threads, counts, args.stream_tokens)
+    else:
+        peer = ("llama-cpp-python server: no parallel slots, one request at a time; its streams may stop early "
+                "at EOS (no ignore_eos). Build llama-server with build_llama_server.sh for a fair peer.")
+        llama_conc = python_server_conc(args.model, args.threads, counts, args.stream_tokens)
 
-    out["single_stream"] = {
+    single = {
         "anshin_prefill_tok_s_http": round(op, 1), "llama_cpp_prefill_tok_s_api": round(lp, 1),
         "anshin_decode_tok_s_http": round(od, 1), "llama_cpp_decode_tok_s_api": round(ld, 1),
         "prefill_ratio": round(op / lp, 2), "decode_ratio": round(od / ld, 2)}
-    out["concurrent_http"] = {"anshin": ours_conc, "llama_cpp_python_server": llama_conc,
-                              "note": "llama-cpp-python's server has no parallel slots: requests run one at a time; "
-                                      "its streams may stop early at EOS (it has no ignore_eos)"}
-    out["anshin_16_vs_own_single"] = round(ours_conc[1]["aggregate_decode_tok_s"] / od, 2)
+    conc = []
+    for ours_n, peer_n in zip(ours_conc, llama_conc):
+        conc.append({"streams": ours_n["streams"], "anshin": ours_n, "llama_cpp": peer_n,
+                     "aggregate_ratio": round(ours_n["aggregate_decode_tok_s"] / peer_n["aggregate_decode_tok_s"], 2)})
+    own16 = round(ours_conc[-1]["aggregate_decode_tok_s"] / od, 2)
+    out["single_stream"] = single
+    out["concurrent_http"] = {"peer": peer, "results": conc}
+    out["anshin_16_vs_own_single"] = own16
+    out["targets_met"] = {
+        "prefill_ge_0.8x_llama_cpp": single["prefill_ratio"] >= 0.8,
+        "decode_ge_0.8x_llama_cpp": single["decode_ratio"] >= 0.8,
+        **{f"aggregate_{c['streams']}_streams_ge_llama_cpp": c["aggregate_ratio"] >= 1.0 for c in conc},
+        "aggregate_16_streams_ge_3x_own_single": own16 >= 3.0,
+    }
     out["machine"]["loadavg_after"] = os.getloadavg()
     print(json.dumps(out, indent=1))
-
 
 if __name__ == "__main__":
     main()

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # One command for the inference benchmark: builds the release binary, then compares it with llama.cpp
 # (llama-cpp-python, installed into ~/.cache/anshin/pyenv-inference from the wheel cached in
-# ~/.cache/anshin/wheels, building it there first if absent — ≈35 min on 2 cores) and prints JSON.
+# ~/.cache/anshin/wheels, building it there first if absent — ≈35 min on 2 cores; and llama.cpp's
+# llama-server, see build_llama_server.sh) and prints the comparison as JSON. Run it under
+# `flock ~/.cache/anshin/bench.lock` so that no two benchmarks overlap.
 set -euo pipefail
 source "$(dirname "$0")/../../scripts/env.sh"
 py="${ANSHIN_INFERENCE_PYTHON:-$ANSHIN_CACHE/pyenv-inference/bin/python}"
@@ -13,4 +15,8 @@ if ! "$py" -c "import llama_cpp, uvicorn, fastapi, sse_starlette, starlette_cont
     starlette-context pydantic-settings
 fi
 (cd "$ANSHIN_ROOT" && cargo build --release -p anshin-inference)
-exec "$py" "$(dirname "$0")/bench.py" --binary "$CARGO_TARGET_DIR/release/anshin-inference" "$@"
+# llama.cpp's own server with parallel slots, the fair peer for concurrent streams (built once, cached; if it
+# cannot be built, bench.py falls back to llama-cpp-python's server and says so).
+llama_server="$("$(dirname "$0")/build_llama_server.sh")" || llama_server=""
+exec "$py" "$(dirname "$0")/bench.py" --binary "$CARGO_TARGET_DIR/release/anshin-inference" \
+  --llama-server "$llama_server" "$@"

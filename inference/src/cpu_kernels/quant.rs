@@ -139,7 +139,8 @@ impl QuantizedRows {
             let inv = if d > 0.0 { 1.0 / d } else { 0.0 };
             let mut q_sum = 0i32;
             for (q, &v) in qs.iter_mut().zip(block) {
-                *q = (v * inv).round() as i8;
+                // Ties to even, as GGML's AVX2 quantizer (`_mm256_round_ps`, nearest) rounds at run time.
+                *q = (v * inv).round_ties_even() as i8;
                 q_sum += *q as i32;
             }
             // Stored like GGML's Q8_0/Q8_1 blocks (f16 scale and sum), so that results match
