@@ -24,6 +24,7 @@ pub mod keys;
 pub mod kube_source;
 pub mod kube_table;
 pub mod limits;
+pub mod linger;
 pub mod metrics;
 pub mod proxy;
 mod respond;

@@ -9,6 +9,7 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{StatusCode, Uri};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
+use axum::serve::ListenerExt;
 
 use crate::audit::AuditLog;
 use crate::error::ApiError;
@@ -124,6 +125,7 @@ impl Gateway {
                 self.clone(),
                 reject_oversized,
             ))
+            .layer(axum::middleware::from_fn(crate::linger::linger))
             .with_state(self.clone())
     }
 
@@ -134,6 +136,10 @@ impl Gateway {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let checker = tokio::spawn(crate::health::run(self.clone()));
+        // Responses are written whole; Nagle would only hold back the last segment of a large one.
+        let listener = listener.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         let result = axum::serve(listener, self.router())
             .with_graceful_shutdown(shutdown)
             .await;
@@ -143,7 +149,8 @@ impl Gateway {
 }
 
 /// Refuses a body whose announced length is over the limit before reading any of it (bodies without
-/// a length are cut off at the limit by [`DefaultBodyLimit`]).
+/// a length are cut off at the limit by [`DefaultBodyLimit`]); [`crate::linger`] then drains what the
+/// client still sends, so that it reads the 413 instead of a reset.
 async fn reject_oversized(
     State(gw): State<Gateway>,
     req: axum::extract::Request,
