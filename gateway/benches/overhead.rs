@@ -1,12 +1,12 @@
 //! Gateway overhead benchmark (not a test; prints one JSON object). The same echo backend is called
 //! directly, through nginx (Debian package) as a plain reverse proxy, and through the gateway with
-//! guardrails off and on; each proxy is pinned to one core (`taskset -c 1`); the load generator and
-//! the backend run unpinned in the benchmark process. Phase 1: a fixed request rate, latency p50/p99 and the added latency
+//! guardrails off and on; each proxy is pinned to core 1 (`taskset -c 1`), the benchmark process (load
+//! generator and echo backend, one client with pooled keep-alive connections for every path) to core 0. Phase 1: a fixed request rate, latency p50/p99 and the added latency
 //! against direct. Phase 2: closed-loop max throughput. The prompt carries a patient's name, address
 //! and My Number, so "guardrails on" does real detection, redaction and restoration.
 //!
 //! `cargo bench -p anshin-gateway --bench overhead` (env: BENCH_RATE req/s, default 200; BENCH_SECS per
-//! phase, default 5; BENCH_CONCURRENCY for phase 2, default 32).
+//! phase, default 5; BENCH_CONCURRENCY for phase 2, default 32; BENCH_GATEWAY_BIN another gateway binary).
 
 #[allow(dead_code)]
 #[path = "../tests/common/backend.rs"]
@@ -125,7 +125,12 @@ fn start_gateway(dir: &Path, backend: SocketAddr) -> (Killed, SocketAddr) {
     );
     let path = dir.join("routing.yaml");
     std::fs::write(&path, routing).expect("routing");
-    let child = pinned("1", Path::new(env!("CARGO_BIN_EXE_anshin-gateway")))
+    // BENCH_GATEWAY_BIN runs another build (e.g. an older commit's) under the same benchmark.
+    let bin = std::env::var_os("BENCH_GATEWAY_BIN").map_or_else(
+        || PathBuf::from(env!("CARGO_BIN_EXE_anshin-gateway")),
+        PathBuf::from,
+    );
+    let child = pinned("1", &bin)
         .args(["serve", "--listen", &addr.to_string(), "--routing-file"])
         .arg(&path)
         .arg("--audit-log")
@@ -154,6 +159,30 @@ async fn one(client: &HttpClient, addr: SocketAddr, body: Bytes) -> Option<Durat
     let ok = r.status().is_success();
     r.into_body().collect().await.ok()?;
     ok.then(|| t.elapsed())
+}
+
+/// CPU time in nanoseconds used so far by `pid`'s threads and its child processes' (nginx's worker),
+/// from `/proc/*/task/*/schedstat`: what a request costs the proxy, whatever else runs on the machine.
+fn cpu_ns(pid: u32) -> u64 {
+    let mut pids = vec![pid];
+    if let Ok(c) = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")) {
+        pids.extend(c.split_whitespace().filter_map(|p| p.parse::<u32>().ok()));
+    }
+    let mut total = 0;
+    for p in pids {
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{p}/task")) else {
+            continue;
+        };
+        for t in tasks.flatten() {
+            let stat = std::fs::read_to_string(t.path().join("schedstat")).unwrap_or_default();
+            total += stat
+                .split_whitespace()
+                .next()
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0);
+        }
+    }
+    total
 }
 
 fn pct(sorted: &[f64], p: f64) -> f64 {
@@ -220,7 +249,19 @@ async fn max_throughput(
     done.load(Ordering::Relaxed) as f64 / secs as f64
 }
 
+/// Pins this process (every thread, including those started later) to `core`, so that the load
+/// generator and the echo backend never take the core the proxy under test runs on.
+fn pin_self(core: &str) {
+    let ok = Command::new("taskset")
+        .args(["-a", "-p", "-c", core, &std::process::id().to_string()])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(ok, "taskset could not pin the benchmark to core {core}");
+}
+
 fn main() {
+    pin_self("0");
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -241,32 +282,39 @@ async fn run() -> Value {
     let client: HttpClient = Client::builder(TokioExecutor::new())
         .pool_max_idle_per_host(256)
         .build(HttpConnector::new());
-    let (_nginx, nginx) = start_nginx(dir.path(), backend.addr);
-    let (_gw, gw) = start_gateway(dir.path(), backend.addr);
+    let (nginx_proc, nginx) = start_nginx(dir.path(), backend.addr);
+    let (gw_proc, gw) = start_gateway(dir.path(), backend.addr);
     wait_up(&client, nginx, "/readyz").await;
     wait_up(&client, gw, "/readyz").await;
+    let (nginx_pid, gw_pid) = (nginx_proc.0.id(), gw_proc.0.id());
     let targets = [
-        ("direct", backend.addr, "med-on"),
-        ("nginx", nginx, "med-on"),
-        ("gateway_guardrails_off", gw, "med-off"),
-        ("gateway_guardrails_on", gw, "med-on"),
+        ("direct", backend.addr, "med-on", None),
+        ("nginx", nginx, "med-on", Some(nginx_pid)),
+        ("gateway_guardrails_off", gw, "med-off", Some(gw_pid)),
+        ("gateway_guardrails_on", gw, "med-on", Some(gw_pid)),
     ];
     let mut out = serde_json::Map::new();
     let mut direct = (0.0, 0.0);
-    for (name, addr, model) in targets {
+    for (name, addr, model, pid) in targets {
         for _ in 0..50 {
             let _ = one(&client, addr, body(model)).await;
         }
+        let cpu0 = pid.map(cpu_ns);
         let (lat, errors) = fixed_rate(&client, addr, body(model), rate, secs).await;
+        let cpu_us = pid
+            .zip(cpu0)
+            .map(|(p, c0)| ((cpu_ns(p) - c0) as f64 / 1e3 / lat.len().max(1) as f64).round());
         let (p50, p99) = (pct(&lat, 0.5), pct(&lat, 0.99));
         if name == "direct" {
             direct = (p50, p99);
         }
         let rps = max_throughput(&client, addr, body(model), conc, secs).await;
+        // The echo backend records every body; keep that from growing across paths.
+        backend.received.lock().expect("lock").clear();
         out.insert(name.into(), json!({"p50_us": p50.round(), "p99_us": p99.round(), "added_p50_us": (p50 - direct.0).round(),
-            "added_p99_us": (p99 - direct.1).round(), "errors": errors, "requests": lat.len(), "max_rps": rps.round()}));
+            "added_p99_us": (p99 - direct.1).round(), "errors": errors, "requests": lat.len(), "max_rps": rps.round(), "proxy_cpu_us_per_request": cpu_us}));
     }
     json!({"benchmark": "anshin-gateway overhead", "rate_rps": rate, "seconds_per_phase": secs, "concurrency": conc,
            "proxy_cores": 1, "prompt_chars": PROMPT.chars().count(), "results": out,
-           "note": "each proxy pinned to core 1 (taskset); load generator and echo backend unpinned in this process; 2-core machine shared with other jobs"})
+           "note": "each proxy pinned to core 1 (taskset); load generator and echo backend pinned to core 0 in this process; 2-core machine shared with other jobs"})
 }

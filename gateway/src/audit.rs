@@ -314,9 +314,7 @@ impl<F: Fn()> Writer<F> {
                 std::thread::sleep(BATCH_TICK);
             } else {
                 let wait = match self.fsync {
-                    FsyncPolicy::Interval(d) if dirty => {
-                        d.saturating_sub(last_sync.elapsed())
-                    }
+                    FsyncPolicy::Interval(d) if dirty => d.saturating_sub(last_sync.elapsed()),
                     _ => Duration::MAX,
                 };
                 match rx.recv_timeout(wait) {
@@ -395,7 +393,11 @@ fn sync(file: &Option<File>) {
 }
 
 /// Appends one chained line to `batch`; returns the new chain position.
-fn append(batch: &mut Vec<u8>, prev: &(u64, String), event: Event) -> serde_json::Result<(u64, String)> {
+fn append(
+    batch: &mut Vec<u8>,
+    prev: &(u64, String),
+    event: Event,
+) -> serde_json::Result<(u64, String)> {
     let rec = Chained {
         seq: prev.0 + 1,
         prev_hash: prev.1.clone(),

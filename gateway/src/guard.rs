@@ -11,6 +11,25 @@ use serde_json::Value;
 use crate::error::{ApiError, OUTPUT_BLOCKED_MESSAGE};
 use crate::table::Action;
 
+/// Bodies up to this many bytes are guarded on the async worker itself, larger ones on the blocking
+/// pool. Detection costs roughly a microsecond per character, so below this size (a few hundred
+/// characters) it takes less time than handing the work to another thread and back — two wake-ups and
+/// context switches, which on a busy core cost more than the detection — and is short enough not to
+/// hold up the worker's other requests.
+pub const INLINE_MAX_BYTES: usize = 1536;
+
+/// Runs guardrail work `f` on a body of `size` bytes: inline when small, on the blocking pool when
+/// not. `None` when the blocking task panicked.
+pub(crate) async fn run_sized<T: Send + 'static>(
+    size: usize,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Option<T> {
+    if size <= INLINE_MAX_BYTES {
+        return Some(f());
+    }
+    tokio::task::spawn_blocking(f).await.ok()
+}
+
 /// Which OpenAI endpoint a body belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {

@@ -15,13 +15,13 @@ use tracing::Instrument;
 
 use crate::audit::Event;
 use crate::error::ApiError;
-use crate::guard::{Kind, guard_input};
+use crate::guard::{Kind, guard_input, run_sized};
 use crate::keys::Identity;
 use crate::limits::Permit;
 use crate::proxy::{FORWARDED_HEADER, Outgoing, Upstream};
 use crate::routing::Lease;
 use crate::server::Gateway;
-use crate::table::{Endpoint, Limits, Snapshot, Tenant};
+use crate::table::{Action, Endpoint, Limits, Snapshot, Tenant};
 
 /// `POST /v1/chat/completions`.
 pub async fn chat(
@@ -234,15 +234,20 @@ impl Gateway {
         );
         ctx.event.prompt_tokens = estimate;
         let t0 = Instant::now();
-        // Detection is CPU work: keep it off the async worker threads.
+        // Detection is CPU work: large bodies go to the blocking pool. `Off` only checks the shape.
         let (det, action) = (self.inner.detector.clone(), ep.policy.input);
-        let (body, input) = tokio::task::spawn_blocking(move || {
+        let size = if action == Action::Off {
+            0
+        } else {
+            original.len()
+        };
+        let (body, input) = run_sized(size, move || {
             let mut body = body;
             let r = guard_input(Some(&det), kind, &mut body, action);
             (body, r)
         })
         .await
-        .map_err(|_| ApiError::Unavailable)?;
+        .ok_or(ApiError::Unavailable)?;
         self.inner
             .metrics
             .guardrail_seconds
@@ -263,7 +268,14 @@ impl Gateway {
             } else {
                 "/v1/completions"
             },
-            body: Bytes::from(body.to_string()),
+            // With guardrails on, the backend gets exactly what was checked (re-serialised, so that
+            // e.g. a duplicate key cannot carry unchecked text past them); with them off, the
+            // caller's bytes as they came.
+            body: if action == Action::Off {
+                original.clone()
+            } else {
+                Bytes::from(body.to_string())
+            },
             original,
             authorization: headers.get(header::AUTHORIZATION).cloned(),
             request_id: ctx.event.request_id.clone(),

@@ -10,13 +10,28 @@ use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 
 use crate::error::ApiError;
-use crate::guard::{Kind, OutputResult, guard_output};
+use crate::guard::{Kind, OutputResult, guard_output, run_sized};
 use crate::handler::{Ctx, Prepared};
 use crate::metrics::status_class;
 use crate::proxy::{Reply, Upstream};
 use crate::server::Gateway;
 use crate::sse::{self, StreamOutcome, StreamSpec};
-use crate::table::{Endpoint, Version};
+use crate::table::{Action, Endpoint, Version};
+
+/// The only part of a whole answer read when nothing in it is guarded.
+#[derive(serde::Deserialize)]
+struct UsageOnly {
+    #[serde(default)]
+    usage: Option<Usage>,
+}
+
+#[derive(serde::Deserialize, Default)]
+struct Usage {
+    #[serde(default)]
+    prompt_tokens: Option<u64>,
+    #[serde(default)]
+    completion_tokens: u64,
+}
 
 const PASSED_HEADERS: [&str; 4] = [
     "content-type",
@@ -109,6 +124,18 @@ impl Gateway {
             self.finish(ctx, status.as_u16());
             return (status, [(header::CONTENT_TYPE, "application/json")], body).into_response();
         }
+        if ep.policy.output == Action::Off
+            && mapping.is_empty()
+            && let Ok(answer) = serde_json::from_slice::<UsageOnly>(&body)
+        {
+            // Nothing to restore or check: the answer goes out as the backend wrote it.
+            let usage = answer.usage.unwrap_or_default();
+            self.settle_tokens(&mut ctx, usage.prompt_tokens, usage.completion_tokens, true);
+            self.record_output(&mut ctx, &OutputResult::default());
+            ctx.event.outcome = "ok".into();
+            self.finish(ctx, 200);
+            return ([(header::CONTENT_TYPE, "application/json")], body).into_response();
+        }
         let Ok(mut v) = serde_json::from_slice::<Value>(&body) else {
             tracing::error!(request_id = %ctx.event.request_id, "backend answered 200 with a body that is not JSON");
             let e = ApiError::Unavailable;
@@ -119,12 +146,12 @@ impl Gateway {
         };
         let t0 = std::time::Instant::now();
         let (det, action) = (self.inner.detector.clone(), ep.policy.output);
-        let guarded = tokio::task::spawn_blocking(move || {
+        let guarded = run_sized(body.len(), move || {
             let out = guard_output(Some(&det), kind, &mut v, &mapping, action);
             (v, out)
         })
         .await;
-        let Ok((v, out)) = guarded else {
+        let Some((v, out)) = guarded else {
             ctx.event.outcome = "guardrail_error".into();
             let resp = ApiError::Unavailable.into_response();
             self.finish(ctx, resp.status().as_u16());
