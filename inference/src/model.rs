@@ -12,6 +12,7 @@ use candle_core::quantized::QMatMul;
 use candle_core::{D, DType, Device, Result, Tensor};
 
 use crate::config::{Arch, LlamaConfig};
+use crate::cpu_kernels::attention::{self, KvView};
 use crate::kv_cache::SeqCache;
 use crate::projection::Projection;
 use crate::weights::{Weight, WeightStore, WeightsError};
@@ -199,6 +200,10 @@ impl Llama {
         } else {
             None
         };
+        if self.device.is_cpu() && spans.iter().all(|&(_, len)| len == 1) {
+            let out = self.decode_attention(li, &q, &k, &v, batch, spans, window)?;
+            return layer.o.forward(&out);
+        }
         let mut outs = Vec::with_capacity(batch.len());
         for (seq, &(off, len)) in batch.iter_mut().zip(spans) {
             let qi = q.narrow(1, off, len)?;
@@ -209,6 +214,39 @@ impl Llama {
         }
         let out = Tensor::cat(&outs, 0)?.unsqueeze(0)?;
         layer.o.forward(&out)
+    }
+
+    /// A decode step on the CPU (one new token per sequence): appends each sequence's key and value to its
+    /// cache, then attends with [`cpu_kernels::attention`] reading the cache in place; returns
+    /// `[1, sequences, heads * hd]`. Same result as [`Self::attend`] with far fewer tensor ops.
+    #[allow(clippy::too_many_arguments)]
+    fn decode_attention(
+        &self,
+        li: usize,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        batch: &mut [SeqStep<'_>],
+        spans: &[(usize, usize)],
+        window: Option<usize>,
+    ) -> Result<Tensor> {
+        let c = &self.cfg;
+        let width = c.num_heads * c.head_dim;
+        let q = q.transpose(0, 1)?.flatten_all()?.to_vec1::<f32>()?; // [tokens, heads, hd]
+        let mut out = vec![0f32; spans.len() * width];
+        for ((seq, &(off, _)), o) in batch.iter_mut().zip(spans).zip(out.chunks_exact_mut(width)) {
+            let ki = k.narrow(1, off, 1)?.contiguous()?;
+            let vi = v.narrow(1, off, 1)?.contiguous()?;
+            let (kall, vall) = seq.cache.append(li, &ki, &vi)?;
+            let first = window.map_or(0, |w| kall.dims()[1].saturating_sub(w));
+            let qi = &q[off * width..(off + 1) * width];
+            with_kv_view(&kall, |kv| {
+                with_kv_view(&vall, |vv| {
+                    attention::decode_attention(qi, kv, vv, (c.num_kv_heads, c.head_dim), first, o)
+                })
+            })??;
+        }
+        Tensor::from_vec(out, (1, spans.len(), width), &self.device)
     }
 
     /// Grouped-query attention of one sequence: `q [heads, t, hd]` over `k, v [kv_heads, L, hd]`;
@@ -300,6 +338,27 @@ fn packed(
         name: name.into(),
         source,
     })
+}
+
+/// Runs `f` on a CPU `[kv_heads, tokens, head_dim]` f32 tensor's memory, in place.
+fn with_kv_view<R>(t: &Tensor, f: impl FnOnce(KvView<'_>) -> R) -> Result<R> {
+    let (storage, layout) = t.storage_and_layout();
+    let candle_core::Storage::Cpu(cpu) = &*storage else {
+        candle_core::bail!("decode attention runs on CPU tensors only");
+    };
+    let (stride, dims) = (layout.stride(), layout.dims());
+    if dims.len() != 3 || stride[2] != 1 {
+        candle_core::bail!(
+            "decode attention needs [kv_heads, tokens, head_dim] with contiguous rows"
+        );
+    }
+    Ok(f(KvView {
+        data: cpu.as_slice::<f32>()?,
+        offset: layout.start_offset(),
+        head_stride: stride[0],
+        token_stride: stride[1],
+        tokens: dims[1],
+    }))
 }
 
 fn f16_precision(t: &Tensor) -> Result<Tensor> {

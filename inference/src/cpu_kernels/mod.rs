@@ -4,6 +4,7 @@
 //! them with int8-quantized activations using [`dot`]'s SIMD kernels, chosen at run time by CPU feature
 //! detection with a scalar fallback. Only CPU models use them; on CUDA the model keeps candle's QMatMul.
 
+pub mod attention;
 pub mod dot;
 pub mod matmul;
 pub mod quant;
