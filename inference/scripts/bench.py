@@ -86,7 +86,7 @@ def llama_server_conc(binary, model, threads, stream_counts, max_tokens):
         port = free_port()
         srv = subprocess.Popen([binary, "-m", model, "--host", "127.0.0.1", "--port", str(port), "-t", str(threads),
                                 "-tb", str(threads), "--parallel", str(n), "-c", str(512 * n), "-b", "512",
-                                "--no-webui"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                ], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             base = f"http://127.0.0.1:{port}"
             wait_ready(base + "/health")
