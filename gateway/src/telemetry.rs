@@ -95,6 +95,9 @@ fn tracer_provider(base: &str) -> Result<SdkTracerProvider, TelemetryError> {
     if !valid {
         return Err(TelemetryError::Endpoint(base.to_string()));
     }
+    // In a workspace build reqwest has rustls without a built-in crypto provider (feature unification
+    // with other crates), and building its client panics unless a process-wide provider is installed.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let exporter = SpanExporter::builder()
         .with_http()
         .with_endpoint(format!("{base}/v1/traces"))
