@@ -245,12 +245,16 @@ async fn killing_a_backend_under_load_loses_no_request_before_its_first_byte() {
     let gw = start_gateway(&routing_path, &s.dir.path().join("audit.jsonl")).await;
     let tally = Arc::new(Tally::default());
     let deadline = Instant::now() + Duration::from_secs(90);
-    let workers: Vec<_> = (0..6)
+    // 6 workers × 40 requests; backend `a` is killed once 12 have succeeded, so the load runs on
+    // both sides of the kill however fast the backends are.
+    const WORKERS: usize = 6;
+    const PER_WORKER: usize = 40;
+    let workers: Vec<_> = (0..WORKERS)
         .map(|w| {
             let tally = tally.clone();
             let addr = gw.addr;
             tokio::spawn(async move {
-                for i in 0..8 {
+                for i in 0..PER_WORKER {
                     if Instant::now() > deadline {
                         break;
                     }
@@ -259,7 +263,10 @@ async fn killing_a_backend_under_load_loses_no_request_before_its_first_byte() {
             })
         })
         .collect();
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    while tally.ok.load(Ordering::Relaxed) < 12 {
+        assert!(Instant::now() < deadline, "the load never got going");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     let done_before_kill = tally.ok.load(Ordering::Relaxed);
     a.kill();
     for w in workers {
@@ -272,7 +279,7 @@ async fn killing_a_backend_under_load_loses_no_request_before_its_first_byte() {
         "ok={ok} failed_after_first_byte={after} failed_before_first_byte={before} done_before_kill={done_before_kill}"
     );
     assert_eq!(before, 0, "requests lost before their first byte");
-    assert_eq!(ok + after, 48);
+    assert_eq!(ok + after, WORKERS * PER_WORKER);
     assert!(
         ok > done_before_kill,
         "requests kept succeeding after the kill"
