@@ -17,6 +17,8 @@ step setup bash scripts/setup.sh
 step fmt cargo fmt --all --check
 step clippy cargo clippy --workspace --all-targets --locked -- -D warnings
 step test cargo test --workspace --locked
+# Old test executables pile up in the shared target dir (tens of GB over weeks); prune after the run.
+bash scripts/prune-target.sh || echo "prune-target failed (ignored: it only frees disk)"
 echo
 printf '  %s\n' "${results[@]}"
 if [ "$failed" = 0 ]; then echo "SUMMARY: PASSED — ${results[*]}"; else echo "SUMMARY: FAILED — ${results[*]}"; exit 1; fi
