@@ -89,22 +89,10 @@ pub struct ServeArgs {
     pub reload_interval: Duration,
 }
 
-/// Parses `30s`, `500ms`, `2m` or a bare number of seconds.
+/// Parses a duration such as `30s`, `500ms`, `2m` or `1h 30m`.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let (num, mult_ms) = if let Some(n) = s.strip_suffix("ms") {
-        (n, 1)
-    } else if let Some(n) = s.strip_suffix('s') {
-        (n, 1000)
-    } else if let Some(n) = s.strip_suffix('m') {
-        (n, 60_000)
-    } else {
-        (s, 1000)
-    };
-    let n: u64 = num
-        .trim()
-        .parse()
-        .map_err(|_| format!("`{s}` is not a duration like 30s, 500ms or 2m"))?;
-    Ok(Duration::from_millis(n * mult_ms))
+    humantime::parse_duration(s)
+        .map_err(|e| format!("`{s}` is not a duration like 30s, 500ms or 2m: {e}"))
 }
 
 fn parse_fsync(s: &str) -> Result<FsyncPolicy, String> {

@@ -86,22 +86,10 @@ pub struct ServeArgs {
     pub drain_timeout: Duration,
 }
 
-/// Parses `30s`, `500ms`, `2m` or a bare number of seconds.
+/// Parses a duration such as `30s`, `500ms`, `2m` or `1h 30m`.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let (num, mult_ms) = if let Some(n) = s.strip_suffix("ms") {
-        (n, 1)
-    } else if let Some(n) = s.strip_suffix('s') {
-        (n, 1000)
-    } else if let Some(n) = s.strip_suffix('m') {
-        (n, 60_000)
-    } else {
-        (s, 1000)
-    };
-    let n: u64 = num
-        .trim()
-        .parse()
-        .map_err(|_| format!("`{s}` is not a duration like 30s, 500ms or 2m"))?;
-    Ok(Duration::from_millis(n * mult_ms))
+    humantime::parse_duration(s)
+        .map_err(|e| format!("`{s}` is not a duration like 30s, 500ms or 2m: {e}"))
 }
 
 /// Runs a parsed command line.
@@ -278,5 +266,21 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = term => tracing::info!("SIGTERM received"),
         _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_with_units_and_bad_ones_say_what_is_expected() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("1h 30m"), Ok(Duration::from_secs(5400)));
+        for bad in ["30", "soon", "", "99999999999999999999999h"] {
+            let err = parse_duration(bad).expect_err(bad);
+            assert!(err.contains("like 30s, 500ms or 2m"), "{err}");
+        }
     }
 }
