@@ -47,6 +47,17 @@ fn rand_suffix() -> String {
     )
 }
 
+/// A chat completion to endpoint `med` with the test tenant's key.
+async fn chat(gw: &Proc, text: &str, stream: bool) -> Reply {
+    post(
+        gw.addr,
+        "/v1/chat/completions",
+        Some(KEY),
+        &chat_body("med", text, stream),
+    )
+    .await
+}
+
 const PATIENT: &str = "患者の山田太郎さん（住所：東京都千代田区千代田1-1）の血圧について。";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -60,26 +71,14 @@ async fn caller_sees_own_values_restored_while_backend_sees_placeholders() {
         &[],
     )
     .await;
-    let r = post(
-        gw.addr,
-        "/v1/chat/completions",
-        Some(KEY),
-        &chat_body("med", PATIENT, false),
-    )
-    .await;
+    let r = chat(&gw, PATIENT, false).await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(
         r.json()["choices"][0]["message"]["content"],
         PATIENT,
         "whole answer restored"
     );
-    let r = post(
-        gw.addr,
-        "/v1/chat/completions",
-        Some(KEY),
-        &chat_body("med", PATIENT, true),
-    )
-    .await;
+    let r = chat(&gw, PATIENT, true).await;
     assert_eq!(r.streamed_text(), PATIENT, "streamed answer restored");
     assert!(r.body.contains("data: [DONE]"));
     let r = post(
@@ -114,20 +113,8 @@ async fn pii_the_backend_produces_on_its_own_is_redacted_and_counted() {
         &[],
     )
     .await;
-    let whole = post(
-        gw.addr,
-        "/v1/chat/completions",
-        Some(KEY),
-        &chat_body("med", "連絡先は？", false),
-    )
-    .await;
-    let streamed = post(
-        gw.addr,
-        "/v1/chat/completions",
-        Some(KEY),
-        &chat_body("med", "連絡先は？", true),
-    )
-    .await;
+    let whole = chat(&gw, "連絡先は？", false).await;
+    let streamed = chat(&gw, "連絡先は？", true).await;
     let texts = [
         whole.json()["choices"][0]["message"]["content"]
             .as_str()
@@ -179,13 +166,7 @@ async fn block_policies_refuse_pii_input_and_stop_leaking_answers() {
         &[],
     )
     .await;
-    let r = post(
-        gw.addr,
-        "/v1/chat/completions",
-        Some(KEY),
-        &chat_body("med", PATIENT, false),
-    )
-    .await;
+    let r = chat(&gw, PATIENT, false).await;
     assert_eq!(
         (r.status, r.json()["error"]["code"].clone()),
         (400, json!("pii_blocked"))
@@ -194,22 +175,10 @@ async fn block_policies_refuse_pii_input_and_stop_leaking_answers() {
         leaky.bodies().is_empty(),
         "a blocked input never reaches the backend"
     );
-    let r = post(
-        gw.addr,
-        "/v1/chat/completions",
-        Some(KEY),
-        &chat_body("med", "連絡先は？", false),
-    )
-    .await;
+    let r = chat(&gw, "連絡先は？", false).await;
     assert_eq!(r.json()["choices"][0]["finish_reason"], "content_filter");
     assert!(!r.body.contains("佐藤"));
-    let r = post(
-        gw.addr,
-        "/v1/chat/completions",
-        Some(KEY),
-        &chat_body("med", "連絡先は？", true),
-    )
-    .await;
+    let r = chat(&gw, "連絡先は？", true).await;
     assert!(
         r.body.contains("content_filter") && !r.body.contains("佐藤") && r.body.contains("[DONE]"),
         "{}",
@@ -332,13 +301,7 @@ async fn dead_region_forwards_to_peer_and_nothing_left_gives_safe_503() {
         &[format!("http://{}", peer.addr)],
     )
     .await;
-    let r = post(
-        gw.addr,
-        "/v1/chat/completions",
-        Some(KEY),
-        &chat_body("med", PATIENT, false),
-    )
-    .await;
+    let r = chat(&gw, PATIENT, false).await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(
         r.json()["choices"][0]["message"]["content"],
@@ -395,13 +358,7 @@ async fn request_id_from_the_client_is_kept_and_one_is_made_otherwise() {
         resp.headers().get("x-request-id").map(|v| v.as_bytes()),
         Some(&b"ehr-123.abc"[..])
     );
-    let r = post(
-        gw.addr,
-        "/v1/chat/completions",
-        Some(KEY),
-        &chat_body("med", "こんにちは", false),
-    )
-    .await;
+    let r = chat(&gw, "こんにちは", false).await;
     assert_eq!(r.header("x-request-id").map(|v| v.len()), Some(32));
     assert_eq!(r.header("x-anshin-model-version").as_deref(), Some("v1"));
 }
