@@ -1,38 +1,38 @@
 //! `y = x · Wᵀ` for a quantized weight matrix repacked at load ([`PackedMatrix`]), run as a candle
 //! [`CustomOp1`] so the model composes it with other tensor ops.
 //!
-//! Each call quantizes the activation rows to int8 once, then splits the weight rows into chunks that the
-//! rayon pool computes in parallel; every chunk takes each weight row once and dots it with the activation
-//! rows four at a time (see [`super::dot`]), so a weight row is read from memory once per call however
-//! many tokens the step carries.
+//! Each call quantizes the activation rows to int8 once, then splits the weight matrix's groups of 8 rows
+//! ([`super::tile`]) into tasks for the kernel thread pool ([`super::pool`]); a task takes each group once
+//! and multiplies it with the activation rows a tile at a time (up to 8 tokens), so a weight block is read
+//! and unpacked once per tile of tokens, and the results land directly in the token-major output.
 
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape};
-use rayon::prelude::*;
 
-use super::dot::{self, Isa, MAX_ROWS, Row4, Row8};
+use super::pool;
 use super::quant::{ActRow, BLOCK, BlockSum, Packed4, Packed8, QuantizedRows};
-
-/// The quantized values of a [`PackedMatrix`].
-#[derive(Debug, Clone)]
-pub enum PackedWeights {
-    /// From Q4_0 or Q4_1, with the activation block sum that GGML pairs with it.
-    Four(Packed4, BlockSum),
-    /// From Q8_0.
-    Eight(Packed8),
-}
+use super::tile::{LANES, Tiled};
+use super::tile_simd::{self, Isa};
 
 /// A `[rows, cols]` weight matrix (rows = output features) in our kernels' layout.
 #[derive(Debug, Clone)]
 pub struct PackedMatrix {
-    rows: usize,
     cols: usize,
-    weights: PackedWeights,
+    weights: Tiled,
+    /// The activation block sum that GGML pairs with the weight type.
+    sum: BlockSum,
     isa: Isa,
 }
 
-/// Weight rows per parallel task at least: below this, scheduling costs more than the work.
-const MIN_ROWS_PER_TASK: usize = 16;
+/// Weight-row groups per parallel task at least: below this, scheduling costs more than the work.
+const MIN_GROUPS_PER_TASK: usize = 4;
+
+/// Output pointer shared by the tasks of one call; each task writes only its own columns.
+#[derive(Clone, Copy)]
+struct Dst(*mut f32);
+
+// SAFETY: tasks write disjoint elements (their own feature columns) and the caller waits for all of them.
+unsafe impl Sync for Dst {}
 
 impl PackedMatrix {
     /// Repacks a GGML tensor of Q4_0, Q4_1 or Q8_0 blocks; `None` for other types (which stay on candle).
@@ -42,93 +42,78 @@ impl PackedMatrix {
             return Ok(None);
         }
         let raw = t.data()?;
-        let weights = match t.dtype() {
-            GgmlDType::Q4_0 => PackedWeights::Four(Packed4::from_q4_0(&raw), BlockSum::Exact),
-            GgmlDType::Q4_1 => PackedWeights::Four(Packed4::from_q4_1(&raw), BlockSum::Half),
-            GgmlDType::Q8_0 => PackedWeights::Eight(Packed8::from_q8_0(&raw)),
+        let (weights, sum) = match t.dtype() {
+            GgmlDType::Q4_0 => (
+                Tiled::from_packed4(&Packed4::from_q4_0(&raw), rows),
+                BlockSum::Exact,
+            ),
+            GgmlDType::Q4_1 => (
+                Tiled::from_packed4(&Packed4::from_q4_1(&raw), rows),
+                BlockSum::Half,
+            ),
+            GgmlDType::Q8_0 => (
+                Tiled::from_packed8(&Packed8::from_q8_0(&raw), rows),
+                BlockSum::Exact,
+            ),
             _ => return Ok(None),
         };
-        Ok(Some(Self::new(rows, cols, weights, Isa::detect())))
+        Ok(Some(Self::new(cols, weights, sum, Isa::detect())))
     }
 
-    /// A matrix from already packed weights, run with `isa` (tests pick the scalar reference).
-    pub fn new(rows: usize, cols: usize, weights: PackedWeights, isa: Isa) -> Self {
+    /// A matrix from already tiled weights, run with `isa` (tests pick the scalar reference).
+    pub fn new(cols: usize, weights: Tiled, sum: BlockSum, isa: Isa) -> Self {
         Self {
-            rows,
             cols,
             weights,
+            sum,
             isa,
         }
     }
 
     /// Output features.
     pub fn rows(&self) -> usize {
-        self.rows
+        self.weights.rows
     }
 
     /// `dst[t, r] = Σ_c x[t, c] · W[r, c]` for `x` of `tokens × cols`, `dst` of `tokens × rows`.
     pub fn matmul(&self, x: &[f32], dst: &mut [f32]) {
         let tokens = x.len() / self.cols;
         assert_eq!(x.len(), tokens * self.cols);
-        assert_eq!(dst.len(), tokens * self.rows);
-        let sum = match self.weights {
-            PackedWeights::Four(_, sum) => sum,
-            PackedWeights::Eight(_) => BlockSum::Exact,
-        };
-        let q = QuantizedRows::quantize(x, self.cols, sum);
+        assert_eq!(dst.len(), tokens * self.rows());
+        let q = QuantizedRows::quantize(x, self.cols, self.sum);
         let acts: Vec<ActRow<'_>> = (0..tokens).map(|t| q.row(t)).collect();
-        let per_task = self
-            .rows
-            .div_ceil(rayon::current_num_threads() * 4)
-            .max(MIN_ROWS_PER_TASK);
-        if tokens == 1 {
-            dst.par_chunks_mut(per_task)
-                .enumerate()
-                .for_each(|(c, out)| self.rows_into(c * per_task, &acts, out));
-            return;
-        }
-        // Feature-major while computing (each task owns whole weight rows), token-major at the end.
-        let mut by_row = vec![0f32; dst.len()];
-        by_row
-            .par_chunks_mut(per_task * tokens)
-            .enumerate()
-            .for_each(|(c, out)| self.rows_into(c * per_task, &acts, out));
-        for (r, col) in by_row.chunks_exact(tokens).enumerate() {
-            for (t, &v) in col.iter().enumerate() {
-                dst[t * self.rows + r] = v;
+        let groups = self.weights.groups();
+        let per_task = groups
+            .div_ceil(pool::threads() * 4)
+            .max(MIN_GROUPS_PER_TASK);
+        let out = Dst(dst.as_mut_ptr());
+        pool::for_each(groups.div_ceil(per_task), &|task| {
+            let first = task * per_task;
+            for g in first..(first + per_task).min(groups) {
+                // SAFETY: `dst` has `tokens × rows` elements; this task alone writes columns of group `g`.
+                unsafe { self.group_into(g, &acts, out) };
             }
-        }
+        });
     }
 
-    /// Weight rows from `first` on, each against every activation row; `out` is `[rows, tokens]`.
-    fn rows_into(&self, first: usize, acts: &[ActRow<'_>], out: &mut [f32]) {
-        let tokens = acts.len();
-        for (i, out) in out.chunks_exact_mut(tokens).enumerate() {
-            let r = first + i;
-            for (group, out) in acts.chunks(MAX_ROWS).zip(out.chunks_mut(MAX_ROWS)) {
-                self.row_dot(r, group, out);
-            }
-        }
-    }
-
-    fn row_dot(&self, r: usize, acts: &[ActRow<'_>], out: &mut [f32]) {
-        let nb = self.cols / BLOCK;
-        let blocks = r * nb..(r + 1) * nb;
-        match &self.weights {
-            PackedWeights::Four(w, _) => {
-                let row = Row4 {
-                    d: &w.d[blocks.clone()],
-                    m: &w.m[blocks.clone()],
-                    qs: &w.qs[blocks.start * 16..blocks.end * 16],
-                };
-                dot::dot4(self.isa, row, acts, out)
-            }
-            PackedWeights::Eight(w) => {
-                let row = Row8 {
-                    d: &w.d[blocks.clone()],
-                    qs: &w.qs[blocks.start * BLOCK..blocks.end * BLOCK],
-                };
-                dot::dot8(self.isa, row, acts, out)
+    /// One group of weight rows against every activation row, written to columns `8g..` of `dst`.
+    ///
+    /// SAFETY: `dst` points to `acts.len() × rows` floats, and no one else writes this group's columns.
+    unsafe fn group_into(&self, g: usize, acts: &[ActRow<'_>], dst: Dst) {
+        let rows = self.rows();
+        let first = g * LANES;
+        let width = LANES.min(rows - first);
+        let mut tile = [[0f32; LANES]; super::tile::MAX_TOKENS];
+        let per_tile = self.isa.tokens_per_tile();
+        for (i, chunk) in acts.chunks(per_tile).enumerate() {
+            tile_simd::tile(self.isa, &self.weights, g, chunk, &mut tile);
+            for (j, t) in tile.iter().take(chunk.len()).enumerate() {
+                let token = i * per_tile + j;
+                // SAFETY: `token < tokens` and `first + width <= rows`, inside `dst`; see above.
+                unsafe {
+                    let at = dst.0.add(token * rows + first);
+                    std::ptr::copy_nonoverlapping(t.as_ptr(), at, width);
+                }
             }
         }
     }
@@ -154,10 +139,10 @@ impl CustomOp1 for PackedMatrix {
             );
         }
         let x = &data[start..end];
-        let mut dst = vec![0f32; x.len() / self.cols * self.rows];
+        let mut dst = vec![0f32; x.len() / self.cols * self.rows()];
         self.matmul(x, &mut dst);
         if let Some(last) = dims.last_mut() {
-            *last = self.rows;
+            *last = self.rows();
         }
         Ok((CpuStorage::F32(dst), Shape::from(dims)))
     }
@@ -175,7 +160,8 @@ mod tests {
     }
 
     /// Our op against candle's own quantized matmul on the same GGML tensor, for every supported type,
-    /// odd row counts (tails of the parallel split) and 1–9 tokens (candle itself needs an even block count; odd ones are covered against the scalar reference) (tails of the 4-row groups).
+    /// odd row counts (padded last groups, tails of the parallel split) and 1–9 tokens (tails of the token tiles;
+    /// candle itself needs an even block count, odd ones are covered against the scalar reference).
     #[test]
     fn packed_matmul_matches_candle_qmatmul() {
         let mut rng = StdRng::seed_from_u64(7);
@@ -207,14 +193,14 @@ mod tests {
                         // except for Q8_1's block sum: GGML stores f16(d·Σq), candle f16(Σq)·f16(d),
                         // rounded once more; allow that rounding times each block's offset.
                         let (t, r) = (i / rows, i % rows);
-                        let extra: f32 = match &ours.weights {
-                            PackedWeights::Four(w, BlockSum::Half) => (0..cols / BLOCK)
+                        let extra: f32 = match ours.sum {
+                            BlockSum::Half => (0..cols / BLOCK)
                                 .map(|b| {
-                                    let (wb, ab) = (r * cols / BLOCK + b, t * cols / BLOCK + b);
-                                    w.m[wb].abs() * q.s[ab].abs() / 512.0
+                                    let ab = t * cols / BLOCK + b;
+                                    ours.weights.offset(r, b).abs() * q.s[ab].abs() / 512.0
                                 })
                                 .sum(),
-                            _ => 0.0,
+                            BlockSum::Exact => 0.0,
                         };
                         let tol = 1e-4 * (1.0 + y.abs()) + extra;
                         assert!(
@@ -227,23 +213,31 @@ mod tests {
         }
     }
 
+    /// Every token count up to two tiles and a tail, odd row counts (a padded last group, uneven
+    /// tasks), for each weight type.
     #[test]
     fn detected_isa_matches_scalar_reference_on_a_whole_matrix() {
         let mut rng = StdRng::seed_from_u64(8);
-        let (rows, cols, tokens) = (67, 96, 7);
-        let w =
-            Tensor::from_vec(random(&mut rng, rows * cols), (rows, cols), &Device::Cpu).unwrap();
-        let qt = QTensor::quantize(&w, GgmlDType::Q4_1).unwrap();
-        let fast = PackedMatrix::from_qtensor(&qt)
-            .unwrap()
-            .expect("supported type");
-        let slow = PackedMatrix::new(rows, cols, fast.weights.clone(), Isa::Scalar);
-        let x = random(&mut rng, tokens * cols);
-        let (mut a, mut b) = (vec![0f32; tokens * rows], vec![0f32; tokens * rows]);
-        fast.matmul(&x, &mut a);
-        slow.matmul(&x, &mut b);
-        for (x, y) in a.iter().zip(&b) {
-            assert!((x - y).abs() <= 1e-4 * (1.0 + y.abs()), "{x} vs {y}");
+        for dtype in [GgmlDType::Q4_0, GgmlDType::Q4_1, GgmlDType::Q8_0] {
+            for (rows, cols) in [(67, 96), (203, 64)] {
+                let w = Tensor::from_vec(random(&mut rng, rows * cols), (rows, cols), &Device::Cpu)
+                    .unwrap();
+                let qt = QTensor::quantize(&w, dtype).unwrap();
+                let fast = PackedMatrix::from_qtensor(&qt)
+                    .unwrap()
+                    .expect("supported type");
+                let slow = PackedMatrix::new(cols, fast.weights.clone(), fast.sum, Isa::Scalar);
+                for tokens in 1..=17 {
+                    let x = random(&mut rng, tokens * cols);
+                    let (mut a, mut b) = (vec![0f32; tokens * rows], vec![0f32; tokens * rows]);
+                    fast.matmul(&x, &mut a);
+                    slow.matmul(&x, &mut b);
+                    for (i, (x, y)) in a.iter().zip(&b).enumerate() {
+                        let ok = (x - y).abs() <= 1e-4 * (1.0 + y.abs());
+                        assert!(ok, "{dtype:?} {rows}x{cols} t={tokens} [{i}]: {x} vs {y}");
+                    }
+                }
+            }
         }
     }
 
