@@ -20,6 +20,7 @@ pub mod file_source;
 pub mod guard;
 pub mod handler;
 pub mod health;
+pub mod huge_pages;
 pub mod keys;
 pub mod kube_source;
 pub mod kube_table;

@@ -2,6 +2,10 @@
 
 use clap::Parser;
 
+/// Huge pages for the guardrails dictionary (see [`anshin_gateway::huge_pages`]).
+#[global_allocator]
+static ALLOC: anshin_gateway::huge_pages::HugePageAlloc = anshin_gateway::huge_pages::HugePageAlloc;
+
 fn main() -> std::process::ExitCode {
     anshin_gateway::cli::main(anshin_gateway::cli::Cli::parse())
 }
