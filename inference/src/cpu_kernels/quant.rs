@@ -133,18 +133,18 @@ impl QuantizedRows {
             s: Vec::with_capacity(n),
             qs: vec![0; x.len()],
         };
+        #[cfg(target_arch = "x86_64")]
+        let simd = is_x86_feature_detected!("avx2");
         for (block, qs) in x.chunks_exact(BLOCK).zip(out.qs.chunks_exact_mut(BLOCK)) {
-            let amax = block.iter().fold(0f32, |a, v| a.max(v.abs()));
-            let d = amax / 127.0;
-            let inv = if d > 0.0 { 1.0 / d } else { 0.0 };
-            let mut q_sum = 0i32;
-            for (q, &v) in qs.iter_mut().zip(block) {
-                // Half away from zero, as GGML's reference quantizer and candle round. (GGML's AVX2
-                // quantizer rounds half to even; ties are rare and the golden tests pass either way for
-                // SmolLM2, but Gemma 3's greedy continuation sits on a near tie that flips with it.)
-                *q = (v * inv).round() as i8;
-                q_sum += *q as i32;
-            }
+            #[cfg(target_arch = "x86_64")]
+            let (d, q_sum) = if simd {
+                // SAFETY: AVX2 was detected; `block` and `qs` are `BLOCK` long.
+                unsafe { x86::quantize_block(block, qs) }
+            } else {
+                quantize_block(block, qs)
+            };
+            #[cfg(not(target_arch = "x86_64"))]
+            let (d, q_sum) = quantize_block(block, qs);
             // Stored like GGML's Q8_0/Q8_1 blocks (f16 scale and sum), so that results match
             // llama.cpp's and candle's to the last rounding rather than merely closely.
             let (d_half, total) = (f16::from_f32(d).to_f32(), q_sum as f32);
@@ -170,6 +170,72 @@ impl QuantizedRows {
             s: &self.s[r * nb..(r + 1) * nb],
             qs: &self.qs[r * nb * BLOCK..(r + 1) * nb * BLOCK],
         }
+    }
+}
+
+/// Quantizes one block of [`BLOCK`] values into `qs`; returns the scale `d` (before f16 rounding) and `Σq`.
+fn quantize_block(block: &[f32], qs: &mut [i8]) -> (f32, i32) {
+    let amax = block.iter().fold(0f32, |a, v| a.max(v.abs()));
+    let d = amax / 127.0;
+    let inv = if d > 0.0 { 1.0 / d } else { 0.0 };
+    let mut q_sum = 0i32;
+    for (q, &v) in qs.iter_mut().zip(block) {
+        // Half away from zero, as GGML's reference quantizer and candle round. (GGML's AVX2 quantizer
+        // rounds half to even; ties are rare and the golden tests pass either way for SmolLM2, but
+        // Gemma 3's greedy continuation sits on a near tie that flips with it.)
+        *q = (v * inv).round() as i8;
+        q_sum += *q as i32;
+    }
+    (d, q_sum)
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use std::arch::x86_64::*;
+
+    /// [`super::quantize_block`] with AVX2, to the same bits: the same maximum, scale and product, and
+    /// half-away-from-zero rounding from an exact truncation and fraction.
+    ///
+    /// SAFETY: the CPU has AVX2; `block` and `qs` are at least 32 long.
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn quantize_block(block: &[f32], qs: &mut [i8]) -> (f32, i32) {
+        assert!(block.len() >= 32 && qs.len() >= 32);
+        // SAFETY: 32 floats were checked above.
+        let v: [__m256; 4] =
+            std::array::from_fn(|i| unsafe { _mm256_loadu_ps(block.as_ptr().add(8 * i)) });
+        let abs = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFF_FFFF));
+        let m = _mm256_max_ps(
+            _mm256_max_ps(_mm256_and_ps(v[0], abs), _mm256_and_ps(v[1], abs)),
+            _mm256_max_ps(_mm256_and_ps(v[2], abs), _mm256_and_ps(v[3], abs)),
+        );
+        let m = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+        let m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+        let amax = _mm_cvtss_f32(_mm_max_ss(m, _mm_movehdup_ps(m)));
+        let d = amax / 127.0;
+        let inv = _mm256_set1_ps(if d > 0.0 { 1.0 / d } else { 0.0 });
+        let q: [__m256i; 4] = std::array::from_fn(|i| {
+            let x = _mm256_mul_ps(v[i], inv);
+            let t = _mm256_round_ps::<{ _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC }>(x);
+            let far = _mm256_cmp_ps::<_CMP_GE_OQ>(
+                _mm256_and_ps(_mm256_sub_ps(x, t), abs),
+                _mm256_set1_ps(0.5),
+            );
+            let sign = _mm256_or_ps(_mm256_andnot_ps(abs, x), _mm256_set1_ps(1.0));
+            _mm256_cvtps_epi32(_mm256_add_ps(t, _mm256_and_ps(far, sign)))
+        });
+        // Packing interleaves 4-value groups across lanes; the permute restores the order.
+        let packed = _mm256_packs_epi16(
+            _mm256_packs_epi32(q[0], q[1]),
+            _mm256_packs_epi32(q[2], q[3]),
+        );
+        let packed = _mm256_permutevar8x32_epi32(packed, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+        // SAFETY: 32 bytes were checked above.
+        unsafe { _mm256_storeu_si256(qs.as_mut_ptr().cast(), packed) };
+        let s = _mm256_add_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3]));
+        let s = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+        let s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0b01_00_11_10));
+        let s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0b10_11_00_01));
+        (d, _mm_cvtsi128_si32(s))
     }
 }
 
@@ -215,6 +281,34 @@ mod tests {
         }
         let sum: i32 = q.qs[..32].iter().map(|&v| v as i32).sum();
         assert!((q.s[0] - q.d[0] * sum as f32).abs() <= q.s[0].abs() / 1024.0 + 1e-6);
+    }
+
+    /// Same bits as the scalar quantizer, ties (`k + 0.5` steps) and values just short of them included.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn simd_quantizer_matches_scalar_bit_for_bit() {
+        if !is_x86_feature_detected!("avx2") {
+            return;
+        }
+        for seed in 0..200u32 {
+            let mut block: Vec<f32> = (0..32)
+                .map(|i| ((i * 37 + seed * 11) % 255) as f32 - 127.0)
+                .collect();
+            block[0] = 127.0; // scale 1: every other value is on a step, `seed` moves some to ties
+            for (i, v) in block.iter_mut().enumerate().skip(1) {
+                match (i + seed as usize) % 4 {
+                    0 => *v += 0.5,
+                    1 => *v = f32::from_bits((*v + 0.5).to_bits() - 1),
+                    2 => *v *= 0.013 * seed as f32,
+                    _ => {}
+                }
+            }
+            let (mut a, mut b) = ([0i8; 32], [0i8; 32]);
+            let slow = quantize_block(&block, &mut a);
+            // SAFETY: AVX2 was detected above.
+            let fast = unsafe { x86::quantize_block(&block, &mut b) };
+            assert_eq!((slow, a), (fast, b), "seed {seed}");
+        }
     }
 
     #[test]
