@@ -168,17 +168,24 @@ mod x86 {
                                 *a.s.get_unchecked(b),
                             )
                         };
-                        let mut acc = _mm256_setzero_si256();
+                        // Two chains of 4 when few tokens give the core little else to overlap.
+                        let mut acc = [_mm256_setzero_si256(); 2];
                         for (k, &wk) in wv.iter().enumerate() {
                             // Vector `k` holds values `4k..4k + 4` of each row.
                             // SAFETY: `4k + 4 <= 32`, within the block.
                             let x = unsafe { a.add(4 * k).cast::<i32>().read_unaligned() };
-                            acc = if FOUR {
-                                $dot4(acc, wk, _mm256_set1_epi32(x))
+                            let c = if T <= 2 { k % 2 } else { 0 };
+                            acc[c] = if FOUR {
+                                $dot4(acc[c], wk, _mm256_set1_epi32(x))
                             } else {
-                                $dot8(acc, wk, _mm256_set1_epi32(x))
+                                $dot8(acc[c], wk, _mm256_set1_epi32(x))
                             };
                         }
+                        let acc = if T <= 2 {
+                            _mm256_add_epi32(acc[0], acc[1])
+                        } else {
+                            acc[0]
+                        };
                         let scale = _mm256_mul_ps(wd, _mm256_set1_ps(ad));
                         f[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc), scale, f[t]);
                         f[t] = _mm256_fmadd_ps(wm, _mm256_set1_ps(asum), f[t]);
