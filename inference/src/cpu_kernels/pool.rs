@@ -190,7 +190,9 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl Pool {
     fn worker(&self) {
-        let mut seen = self.generation.load(Ordering::Acquire);
+        // Spawned before any job was published: generation 0 is the one seen, even if the first job
+        // was published before this thread got to run.
+        let mut seen = 0;
         loop {
             seen = self.wait_past(seen);
             let job = lock(&self.job).clone();
@@ -245,6 +247,25 @@ mod tests {
                 "n = {n}"
             );
         }
+    }
+
+    #[test]
+    fn workers_take_part_in_a_job() {
+        if threads() < 2 {
+            return;
+        }
+        let ids = Mutex::new(std::collections::HashSet::new());
+        // A few tries: a job started while another test's job runs stays on its caller.
+        for _ in 0..20 {
+            for_each(4, &|_| {
+                lock(&ids).insert(std::thread::current().id());
+                std::thread::sleep(Duration::from_millis(10));
+            });
+            if lock(&ids).len() >= 2 {
+                return;
+            }
+        }
+        panic!("only the caller ran the jobs");
     }
 
     #[test]
