@@ -1,32 +1,80 @@
 //! The key/value cache of one sequence: one growable buffer per layer, written in place.
 //!
-//! Buffers grow in blocks of [`BLOCK_TOKENS`] so that a decode step appends without copying the past.
-//! The scheduler accounts for the memory of all caches together (see `scheduler::KvBudget`).
+//! A layer's buffer is either a plain host vector of `[tokens, kv_heads * head_dim]` rows (the CPU path of
+//! [`crate::model`] writes new rows straight into it and attends over it in place) or a candle
+//! [`KvCache`] of `[kv_heads, tokens, head_dim]` tensors (the candle path, used on GPUs); the first append
+//! decides. Buffers grow in blocks of [`BLOCK_TOKENS`] so that a decode step appends without copying the
+//! past. The scheduler accounts for the memory of all caches together (see `scheduler::KvBudget`).
 
 use candle_core::{Result, Tensor};
 use candle_nn::kv_cache::KvCache;
 
+use crate::cpu_kernels::attention::KvView;
+
 /// Tokens by which a cache buffer grows when it is full.
 pub const BLOCK_TOKENS: usize = 64;
 
-/// Keys and values of every layer for one sequence; layout per layer `[kv_heads, tokens, head_dim]`.
+/// Keys and values of every layer for one sequence.
 pub struct SeqCache {
-    layers: Vec<KvCache>,
+    layers: Vec<LayerCache>,
+}
+
+enum LayerCache {
+    Empty,
+    Host(HostKv),
+    Candle(KvCache),
+}
+
+/// Keys and values as `[tokens, width]` rows, `width = kv_heads * head_dim`.
+struct HostKv {
+    width: usize,
+    k: Vec<f32>,
+    v: Vec<f32>,
+}
+
+impl HostKv {
+    fn tokens(&self) -> usize {
+        self.k.len() / self.width
+    }
+
+    fn append(&mut self, k: &[f32], v: &[f32]) {
+        let need = self.k.len() + k.len();
+        if need > self.k.capacity() {
+            let block = BLOCK_TOKENS * self.width;
+            let extra = need.div_ceil(block) * block - self.k.len();
+            self.k.reserve_exact(extra);
+            self.v.reserve_exact(extra);
+        }
+        self.k.extend_from_slice(k);
+        self.v.extend_from_slice(v);
+    }
+
+    fn view<'a>(&self, data: &'a [f32], head_dim: usize) -> KvView<'a> {
+        KvView {
+            data,
+            offset: 0,
+            head_stride: head_dim,
+            token_stride: self.width,
+            tokens: self.tokens(),
+        }
+    }
 }
 
 impl SeqCache {
     /// An empty cache for a model with `num_layers` layers.
     pub fn new(num_layers: usize) -> Self {
         Self {
-            layers: (0..num_layers)
-                .map(|_| KvCache::new(1, BLOCK_TOKENS))
-                .collect(),
+            layers: (0..num_layers).map(|_| LayerCache::Empty).collect(),
         }
     }
 
     /// Tokens already cached (the position of the next token).
     pub fn len(&self) -> usize {
-        self.layers.first().map_or(0, |l| l.current_seq_len())
+        match self.layers.first() {
+            Some(LayerCache::Host(h)) => h.tokens(),
+            Some(LayerCache::Candle(c)) => c.current_seq_len(),
+            Some(LayerCache::Empty) | None => 0,
+        }
     }
 
     /// Whether nothing is cached yet.
@@ -34,11 +82,85 @@ impl SeqCache {
         self.len() == 0
     }
 
-    /// Appends `k`, `v` (`[kv_heads, new_tokens, head_dim]`) to `layer`; returns all keys and values so far.
+    /// Appends `k`, `v` (`[kv_heads, new_tokens, head_dim]` tensors) to `layer`; returns all keys and
+    /// values so far.
     pub fn append(&mut self, layer: usize, k: &Tensor, v: &Tensor) -> Result<(Tensor, Tensor)> {
+        let slot = self.layer_mut(layer)?;
+        if let LayerCache::Empty = slot {
+            *slot = LayerCache::Candle(KvCache::new(1, BLOCK_TOKENS));
+        }
+        match slot {
+            LayerCache::Candle(cache) => cache.append(k, v),
+            _ => candle_core::bail!("layer {layer} caches host rows, not tensors"),
+        }
+    }
+
+    /// Appends `k`, `v` rows (`[new_tokens, width]`, as already computed and rounded) to `layer`'s host
+    /// buffer.
+    pub fn append_rows(&mut self, layer: usize, width: usize, k: &[f32], v: &[f32]) -> Result<()> {
+        if k.len() != v.len() || width == 0 || !k.len().is_multiple_of(width) {
+            candle_core::bail!(
+                "key/value rows of {} and {} values for width {width}",
+                k.len(),
+                v.len()
+            );
+        }
+        let slot = self.layer_mut(layer)?;
+        if let LayerCache::Empty = slot {
+            *slot = LayerCache::Host(HostKv {
+                width,
+                k: Vec::new(),
+                v: Vec::new(),
+            });
+        }
+        match slot {
+            LayerCache::Host(h) if h.width == width => {
+                h.append(k, v);
+                Ok(())
+            }
+            _ => candle_core::bail!("layer {layer} does not cache host rows of width {width}"),
+        }
+    }
+
+    /// Keys and values of `layer`'s host buffer as views with heads `head_dim` wide.
+    pub fn host_views(&self, layer: usize, head_dim: usize) -> Result<(KvView<'_>, KvView<'_>)> {
+        match self.layers.get(layer) {
+            Some(LayerCache::Host(h)) => Ok((h.view(&h.k, head_dim), h.view(&h.v, head_dim))),
+            _ => candle_core::bail!("layer {layer} has no host key/value rows"),
+        }
+    }
+
+    fn layer_mut(&mut self, layer: usize) -> Result<&mut LayerCache> {
         match self.layers.get_mut(layer) {
-            Some(cache) => cache.append(k, v),
+            Some(slot) => Ok(slot),
             None => candle_core::bail!("layer {layer} out of range for this cache"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_rows_grow_in_blocks_and_read_back_per_head() {
+        let mut c = SeqCache::new(2);
+        let (width, hd) = (4, 2);
+        let k: Vec<f32> = (0..3 * width).map(|i| i as f32).collect();
+        let v: Vec<f32> = k.iter().map(|x| -x).collect();
+        c.append_rows(0, width, &k, &v).expect("append");
+        c.append_rows(0, width, &k[..width], &v[..width])
+            .expect("append");
+        assert_eq!(c.len(), 4);
+        let (kv, vv) = c.host_views(0, hd).expect("views");
+        assert_eq!(kv.tokens, 4);
+        // Token 1, head 1 is elements 6..8 of the rows; token 3 repeats token 0.
+        assert_eq!(
+            &kv.data[kv.token_stride + kv.head_stride..][..hd],
+            &[6.0, 7.0]
+        );
+        assert_eq!(&vv.data[3 * vv.token_stride..][..hd], &[-0.0, -1.0]);
+        assert!(c.append_rows(0, 3, &k[..3], &v[..3]).is_err());
+        assert!(c.host_views(1, hd).is_err());
     }
 }

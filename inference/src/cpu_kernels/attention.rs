@@ -1,8 +1,15 @@
-//! Attention of one new query token per sequence (a decode step) over that sequence's cached keys and
-//! values, in one pass per head instead of a dozen small tensor ops per sequence and layer.
+//! Causal attention of new query tokens over their sequences' cached keys and values, read in place: one
+//! pass per query token and head instead of candle's masks, matmuls and softmax per sequence. The same
+//! kernel serves a decode step (one query per sequence, seeing the whole cache) and a prompt chunk (many
+//! queries of one sequence, each seeing the keys up to its own position).
 //!
-//! The cache is read in place through [`KvView`] (candle's cache tensors are strided views of a growing
-//! buffer), so nothing is copied. Grouped-query: query head `h` reads kv head `h / (heads / kv_heads)`.
+//! The cache is read through [`KvView`] (strided: the host cache stores `[tokens, kv_heads, head_dim]`,
+//! candle's cache tensors `[kv_heads, tokens, head_dim]`), so nothing is copied. Grouped-query: query head
+//! `h` reads kv head `h / (heads / kv_heads)`. Query tokens run in parallel on the kernel thread pool
+//! ([`super::pool`]) when there is enough work to pay for it.
+
+use std::ops::Range;
+use std::sync::Mutex;
 
 /// A `[kv_heads, tokens, head_dim]` f32 tensor as strided memory (head_dim elements contiguous).
 #[derive(Debug, Clone, Copy)]
@@ -26,29 +33,101 @@ impl KvView<'_> {
     }
 }
 
-/// `out[h] = softmax(q[h] · Kᵀ / √head_dim) · V` over tokens `first..` of the views, for every query head
-/// `h`; `q` and `out` are `[heads, head_dim]`.
-pub fn decode_attention(
+/// One query token of [`attention`]: the cache it reads and the cached tokens it sees.
+#[derive(Debug, Clone)]
+pub struct Query<'a> {
+    /// Keys of the query's sequence.
+    pub k: KvView<'a>,
+    /// Values of the query's sequence.
+    pub v: KvView<'a>,
+    /// The cached tokens this query attends to (causal, and windowed on local layers).
+    pub keys: Range<usize>,
+}
+
+/// Head-key products below which [`attention`] stays on the calling thread.
+const PARALLEL_MIN_WORK: usize = 16 * 1024;
+
+/// Blocks of query tokens per pool thread, so that the claiming of blocks evens out causal prompts (later
+/// tokens see more keys).
+const BLOCKS_PER_THREAD: usize = 4;
+
+/// `out[t] = softmax(q[t] · Kᵀ / √head_dim) · V` over `queries[t].keys`, per head, for every query token
+/// `t`; `q` and `out` are `[tokens, heads * head_dim]`. Blocks of query tokens run on [`super::pool`].
+pub fn attention(q: &[f32], queries: &[Query<'_>], dims: (usize, usize), out: &mut [f32]) {
+    assert_eq!(q.len(), out.len());
+    if queries.is_empty() {
+        return;
+    }
+    let width = q.len() / queries.len();
+    let work: usize = queries.iter().map(|x| x.keys.len()).sum::<usize>() * width / dims.1;
+    let tasks = if work >= PARALLEL_MIN_WORK {
+        queries
+            .len()
+            .min(super::pool::threads() * BLOCKS_PER_THREAD)
+    } else {
+        1
+    };
+    let per_task = queries.len().div_ceil(tasks);
+    // One lock per block of output rows: never contended, it only hands each task its rows.
+    let blocks: Vec<Mutex<&mut [f32]>> = out.chunks_mut(per_task * width).map(Mutex::new).collect();
+    super::pool::for_each(blocks.len(), &|b| {
+        let mut o = blocks[b].lock().unwrap_or_else(|e| e.into_inner());
+        let first = b * per_task;
+        let mut scores = Vec::new();
+        for (i, ot) in o.chunks_mut(width).enumerate() {
+            let (t, x) = (first + i, &queries[first + i]);
+            let qt = &q[t * width..(t + 1) * width];
+            attend(qt, x.k, x.v, dims, x.keys.clone(), &mut scores, ot);
+        }
+    });
+}
+
+/// One query token over `keys` of the views; `q` and `out` are `[heads, head_dim]`.
+pub fn attend(
+    q: &[f32],
+    k: KvView<'_>,
+    v: KvView<'_>,
+    dims: (usize, usize),
+    keys: Range<usize>,
+    scores: &mut Vec<f32>,
+    out: &mut [f32],
+) {
+    assert_eq!(q.len(), out.len());
+    assert!(k.tokens == v.tokens && keys.start < keys.end && keys.end <= k.tokens);
+    #[cfg(target_arch = "x86_64")]
+    if dims.1.is_multiple_of(8)
+        && is_x86_feature_detected!("avx2")
+        && is_x86_feature_detected!("fma")
+    {
+        // SAFETY: the CPU has AVX2 and FMA, the head width is a multiple of 8 (both checked just above),
+        // and the views hold `keys` (asserted above).
+        unsafe { super::attention_avx2::attend(q, k, v, dims, keys, scores, out) };
+        return;
+    }
+    attend_body(q, k, v, dims, keys, scores, out);
+}
+
+/// The portable body of [`attend`].
+fn attend_body(
     q: &[f32],
     k: KvView<'_>,
     v: KvView<'_>,
     (kv_heads, head_dim): (usize, usize),
-    first: usize,
+    keys: Range<usize>,
+    scores: &mut Vec<f32>,
     out: &mut [f32],
 ) {
-    assert_eq!(q.len(), out.len());
-    assert!(k.tokens == v.tokens && first < k.tokens);
     let heads = q.len() / head_dim;
     let rep = heads / kv_heads;
     let scale = 1.0 / (head_dim as f32).sqrt();
-    let mut scores = vec![0f32; k.tokens - first];
+    scores.clear();
+    scores.resize(keys.len(), 0.0);
     for h in 0..heads {
         let g = h / rep;
         let qh = &q[h * head_dim..(h + 1) * head_dim];
         let mut max = f32::NEG_INFINITY;
-        for (s, t) in scores.iter_mut().zip(first..) {
-            let kr = k.row(g, t, head_dim);
-            *s = qh.iter().zip(kr).map(|(a, b)| a * b).sum::<f32>() * scale;
+        for (s, t) in scores.iter_mut().zip(keys.clone()) {
+            *s = dot(qh, k.row(g, t, head_dim)) * scale;
             max = max.max(*s);
         }
         let mut total = 0f32;
@@ -56,14 +135,43 @@ pub fn decode_attention(
             *s = (*s - max).exp();
             total += *s;
         }
+        normalize(scores, total);
         let oh = &mut out[h * head_dim..(h + 1) * head_dim];
         oh.fill(0.0);
-        for (s, t) in scores.iter().zip(first..) {
-            let p = s / total;
-            for (o, x) in oh.iter_mut().zip(v.row(g, t, head_dim)) {
-                *o += p * x;
-            }
+        for (s, t) in scores.iter().zip(keys.clone()) {
+            axpy(oh, *s, v.row(g, t, head_dim));
         }
+    }
+}
+
+/// `p[i] = p[i] / total`.
+pub(super) fn normalize(p: &mut [f32], total: f32) {
+    let inv = 1.0 / total;
+    p.iter_mut().for_each(|x| *x *= inv);
+}
+
+/// Dot product in sixteen lanes (so the compiler can vectorize it).
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0f32; 16];
+    let (ca, cb) = (a.chunks_exact(16), b.chunks_exact(16));
+    let tail: f32 = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    for (x, y) in ca.zip(cb) {
+        for l in 0..16 {
+            acc[l] += x[l] * y[l];
+        }
+    }
+    acc.iter().sum::<f32>() + tail
+}
+
+/// `y += a · x`.
+fn axpy(y: &mut [f32], a: f32, x: &[f32]) {
+    for (o, v) in y.iter_mut().zip(x) {
+        *o += a * v;
     }
 }
 
@@ -73,20 +181,21 @@ mod tests {
     use rand::{Rng, SeedableRng, rngs::StdRng};
 
     /// Against the textbook formula on dense arrays, reading the cache through a strided view with spare
-    /// capacity (as candle's cache buffers have), with a window start.
+    /// capacity (as candle's cache buffers have), with a window start, for one and for several queries.
     #[test]
-    fn decode_attention_matches_the_dense_formula() {
+    fn attention_matches_the_dense_formula() {
+        // 24: the AVX2 kernel where the CPU has it (three of its eight-lane chunks); 6: the portable one.
+        for hd in [24, 6] {
+            attention_matches_the_dense_formula_for(hd);
+        }
+    }
+
+    fn attention_matches_the_dense_formula_for(hd: usize) {
         let mut rng = StdRng::seed_from_u64(5);
-        let (heads, kv_heads, hd, tokens, cap) = (6, 2, 8, 11, 16);
-        let q: Vec<f32> = (0..heads * hd)
-            .map(|_| rng.random_range(-1.0..1.0))
-            .collect();
-        let buf = |rng: &mut StdRng| -> Vec<f32> {
-            (0..kv_heads * cap * hd)
-                .map(|_| rng.random_range(-1.0..1.0))
-                .collect()
-        };
-        let (kb, vb) = (buf(&mut rng), buf(&mut rng));
+        let (heads, kv_heads, tokens, cap) = (6, 2, 11, 16);
+        let mut random =
+            |n: usize| -> Vec<f32> { (0..n).map(|_| rng.random_range(-1.0..1.0)).collect() };
+        let (kb, vb) = (random(kv_heads * cap * hd), random(kv_heads * cap * hd));
         let view = |data| KvView {
             data,
             offset: 0,
@@ -94,28 +203,37 @@ mod tests {
             token_stride: hd,
             tokens,
         };
-        for first in [0, 4] {
-            let mut out = vec![0f32; heads * hd];
-            decode_attention(&q, view(&kb), view(&vb), (kv_heads, hd), first, &mut out);
+        let ranges = [0..tokens, 4..tokens, 0..1, 3..7];
+        let q = random(ranges.len() * heads * hd);
+        let queries: Vec<Query<'_>> = ranges
+            .iter()
+            .map(|r| Query {
+                k: view(&kb),
+                v: view(&vb),
+                keys: r.clone(),
+            })
+            .collect();
+        let mut out = vec![0f32; q.len()];
+        attention(&q, &queries, (kv_heads, hd), &mut out);
+        for (n, keys) in ranges.iter().enumerate() {
             for h in 0..heads {
                 let g = h / (heads / kv_heads);
                 let at = |b: &[f32], t: usize, i: usize| b[g * cap * hd + t * hd + i];
-                let s: Vec<f32> = (first..tokens)
+                let qi = |i: usize| q[(n * heads + h) * hd + i];
+                let s: Vec<f32> = keys
+                    .clone()
                     .map(|t| {
-                        (0..hd).map(|i| q[h * hd + i] * at(&kb, t, i)).sum::<f32>()
-                            / (hd as f32).sqrt()
+                        (0..hd).map(|i| qi(i) * at(&kb, t, i)).sum::<f32>() / (hd as f32).sqrt()
                     })
                     .collect();
                 let z: f32 = s.iter().map(|x| x.exp()).sum();
                 for i in 0..hd {
-                    let want: f32 = (first..tokens)
-                        .map(|t| s[t - first].exp() / z * at(&vb, t, i))
+                    let want: f32 = keys
+                        .clone()
+                        .map(|t| s[t - keys.start].exp() / z * at(&vb, t, i))
                         .sum();
-                    let got = out[h * hd + i];
-                    assert!(
-                        (got - want).abs() < 1e-5,
-                        "h{h} i{i} first{first}: {got} vs {want}"
-                    );
+                    let got = out[(n * heads + h) * hd + i];
+                    assert!((got - want).abs() < 1e-5, "q{n} h{h} i{i}: {got} vs {want}");
                 }
             }
         }

@@ -6,6 +6,9 @@
 //! spinning thread pool of [`pool`]. Only CPU models use them; on CUDA the model keeps candle's QMatMul.
 
 pub mod attention;
+#[cfg(target_arch = "x86_64")]
+mod attention_avx2;
+pub mod elementwise;
 pub mod matmul;
 pub mod pool;
 pub mod quant;

@@ -1,0 +1,209 @@
+//! The AVX2 + FMA body of [`super::attention::attend`] for head widths that are a multiple of 8: scores
+//! four keys at a time (one horizontal reduction per four dot products), a vectorized exponential for the
+//! softmax, and the weighted sum of values with the output head held in registers 64 lanes at a time.
+
+#[cfg(target_arch = "x86_64")]
+use std::arch::x86_64::*;
+use std::ops::Range;
+
+use super::attention::KvView;
+
+/// [`super::attention::attend`] for `head_dim % 8 == 0`.
+///
+/// SAFETY: the CPU must support AVX2 and FMA; `head_dim` must be a multiple of 8 and the views must hold
+/// the rows of `keys` (the caller checks both).
+#[target_feature(enable = "avx2,fma")]
+pub(super) unsafe fn attend(
+    q: &[f32],
+    k: KvView<'_>,
+    v: KvView<'_>,
+    (kv_heads, head_dim): (usize, usize),
+    keys: Range<usize>,
+    scores: &mut Vec<f32>,
+    out: &mut [f32],
+) {
+    let heads = q.len() / head_dim;
+    let rep = heads / kv_heads;
+    let scale = 1.0 / (head_dim as f32).sqrt();
+    scores.clear();
+    scores.resize(keys.len(), 0.0);
+    for h in 0..heads {
+        let g = h / rep;
+        let qh = &q[h * head_dim..(h + 1) * head_dim];
+        // SAFETY: as this function's contract; `scores` has one slot per key.
+        unsafe {
+            score(qh, k, g, keys.clone(), scale, scores);
+            let total = exp_in_place(scores);
+            super::attention::normalize(scores, total);
+            weighted_sum(
+                scores,
+                v,
+                g,
+                keys.start,
+                &mut out[h * head_dim..][..head_dim],
+            );
+        }
+    }
+}
+
+/// `scores[i] = q · k[keys.start + i] · scale` for kv head `g`.
+#[target_feature(enable = "avx2,fma")]
+unsafe fn score(
+    q: &[f32],
+    k: KvView<'_>,
+    g: usize,
+    keys: Range<usize>,
+    scale: f32,
+    scores: &mut [f32],
+) {
+    let hd = q.len();
+    let row = |t: usize| k.data[k.offset + g * k.head_stride + t * k.token_stride..][..hd].as_ptr();
+    let qp = q.as_ptr();
+    let mut blocks = scores.chunks_exact_mut(4);
+    let mut t = keys.start;
+    for out in &mut blocks {
+        let r = [row(t), row(t + 1), row(t + 2), row(t + 3)];
+        let mut acc = [_mm256_setzero_ps(); 4];
+        for c in (0..hd).step_by(8) {
+            // SAFETY: `c + 8 <= hd` and every row (and `q`) holds `hd` floats.
+            unsafe {
+                let qv = _mm256_loadu_ps(qp.add(c));
+                for j in 0..4 {
+                    acc[j] = _mm256_fmadd_ps(qv, _mm256_loadu_ps(r[j].add(c)), acc[j]);
+                }
+            }
+        }
+        let s01 = _mm256_hadd_ps(acc[0], acc[1]);
+        let s23 = _mm256_hadd_ps(acc[2], acc[3]);
+        let s = _mm256_hadd_ps(s01, s23);
+        let sum = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
+        // SAFETY: `out` has four floats.
+        unsafe { _mm_storeu_ps(out.as_mut_ptr(), _mm_mul_ps(sum, _mm_set1_ps(scale))) };
+        t += 4;
+    }
+    for s in blocks.into_remainder() {
+        let kr = row(t);
+        let mut acc = _mm256_setzero_ps();
+        for c in (0..hd).step_by(8) {
+            // SAFETY: as above.
+            unsafe {
+                acc = _mm256_fmadd_ps(_mm256_loadu_ps(qp.add(c)), _mm256_loadu_ps(kr.add(c)), acc)
+            };
+        }
+        *s = hsum(acc) * scale;
+        t += 1;
+    }
+}
+
+/// `s[i] = exp(s[i] - max(s))`; returns their sum.
+#[target_feature(enable = "avx2,fma")]
+unsafe fn exp_in_place(s: &mut [f32]) -> f32 {
+    let max = s.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let m = _mm256_set1_ps(max);
+    let mut total = _mm256_setzero_ps();
+    let mut chunks = s.chunks_exact_mut(8);
+    for c in &mut chunks {
+        // SAFETY: `c` has eight floats.
+        unsafe {
+            let e = exp(_mm256_sub_ps(_mm256_loadu_ps(c.as_ptr()), m));
+            _mm256_storeu_ps(c.as_mut_ptr(), e);
+            total = _mm256_add_ps(total, e);
+        }
+    }
+    let mut sum = hsum(total);
+    for x in chunks.into_remainder() {
+        *x = (*x - max).exp();
+        sum += *x;
+    }
+    sum
+}
+
+/// `out = Σ_i p[i] · v[first + i]` for kv head `g`, 64 output lanes at a time.
+#[target_feature(enable = "avx2,fma")]
+unsafe fn weighted_sum(p: &[f32], v: KvView<'_>, g: usize, first: usize, out: &mut [f32]) {
+    let hd = out.len();
+    let base = v.offset + g * v.head_stride + first * v.token_stride;
+    let rows = &v.data[base..base + (p.len() - 1) * v.token_stride + hd];
+    for lo in (0..hd).step_by(64) {
+        let lanes = (hd - lo).min(64) / 8;
+        let mut acc = [_mm256_setzero_ps(); 8];
+        for (i, &w) in p.iter().enumerate() {
+            let w = _mm256_set1_ps(w);
+            let r = rows[i * v.token_stride + lo..].as_ptr();
+            for (j, a) in acc.iter_mut().take(lanes).enumerate() {
+                // SAFETY: `lo + 8j + 8 <= hd`, inside row `i` of `rows`.
+                unsafe { *a = _mm256_fmadd_ps(w, _mm256_loadu_ps(r.add(8 * j)), *a) };
+            }
+        }
+        for (j, a) in acc.iter().take(lanes).enumerate() {
+            // SAFETY: `lo + 8j + 8 <= hd = out.len()`.
+            unsafe { _mm256_storeu_ps(out[lo + 8 * j..].as_mut_ptr(), *a) };
+        }
+    }
+}
+
+#[target_feature(enable = "avx2,fma")]
+fn hsum(v: __m256) -> f32 {
+    let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    let s = _mm_hadd_ps(s, s);
+    _mm_cvtss_f32(_mm_hadd_ps(s, s))
+}
+
+/// `e^x` for `x <= 0` (softmax arguments), to about 2 ulp: `2^n · p(r)` with `x = n ln2 + r`,
+/// `|r| <= ln2 / 2`, and a degree-6 polynomial (Cephes' `expf`); arguments below -87.3 (near the smallest normal result) give 0.
+#[target_feature(enable = "avx2,fma")]
+fn exp(x: __m256) -> __m256 {
+    let tiny = _mm256_cmp_ps(x, _mm256_set1_ps(-87.3), _CMP_LT_OQ);
+    let x = _mm256_max_ps(x, _mm256_set1_ps(-87.3));
+    let n = _mm256_round_ps(
+        _mm256_mul_ps(x, _mm256_set1_ps(std::f32::consts::LOG2_E)),
+        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC,
+    );
+    let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693_359_4), x);
+    let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.121_944_4e-4), r);
+    let mut p = _mm256_set1_ps(1.987_569_1e-4);
+    for c in [
+        1.398_199_9e-3,
+        8.333_452e-3,
+        4.166_579_6e-2,
+        1.666_666_5e-1,
+        5.0e-1,
+    ] {
+        p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(c));
+    }
+    let r2 = _mm256_mul_ps(r, r);
+    let p = _mm256_add_ps(_mm256_fmadd_ps(p, r2, r), _mm256_set1_ps(1.0));
+    let pow2 = _mm256_slli_epi32(
+        _mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)),
+        23,
+    );
+    let e = _mm256_mul_ps(p, _mm256_castsi256_ps(pow2));
+    _mm256_andnot_ps(tiny, e)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exp_is_close_to_std_over_the_softmax_range() {
+        if !(is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")) {
+            return;
+        }
+        let xs: Vec<f32> = (0..4000)
+            .map(|i| -(i as f32) * 0.025)
+            .chain([-100.0, -1e30])
+            .collect();
+        let mut s = xs.clone();
+        s.insert(0, 0.0); // The maximum, so `exp_in_place` subtracts nothing.
+        // SAFETY: the features were checked above.
+        unsafe { exp_in_place(&mut s) };
+        for (x, got) in xs.iter().zip(&s[1..]) {
+            let want = x.exp();
+            assert!(
+                (got - want).abs() <= 4.0 * f32::EPSILON * want + 2e-38,
+                "exp({x}): {got} vs {want}"
+            );
+        }
+    }
+}
