@@ -1,12 +1,15 @@
 //! Gateway overhead benchmark (not a test; prints one JSON object). The same echo backend is called
 //! directly, through nginx (Debian package) as a plain reverse proxy, and through the gateway with
 //! guardrails off and on; each proxy is pinned to core 1 (`taskset -c 1`), the benchmark process (load
-//! generator and echo backend, one client with pooled keep-alive connections for every path) to core 0. Phase 1: a fixed request rate, latency p50/p99 and the added latency
-//! against direct. Phase 2: closed-loop max throughput. The prompt carries a patient's name, address
-//! and My Number, so "guardrails on" does real detection, redaction and restoration.
+//! generator and echo backend, one client with pooled keep-alive connections for every path) to core 0.
+//! Phase 1: a fixed request rate, latency p50/p99 and the added latency against direct; the paths take
+//! turns in one-second slices (direct, nginx, off, on, direct, …), so that whatever else the machine
+//! runs meanwhile falls on all of them alike. Phase 2: closed-loop max throughput. The prompt carries a
+//! patient's name, address and My Number, so "guardrails on" does real detection, redaction and
+//! restoration.
 //!
-//! `cargo bench -p anshin-gateway --bench overhead` (env: BENCH_RATE req/s, default 200; BENCH_SECS per
-//! phase, default 5; BENCH_CONCURRENCY for phase 2, default 32; BENCH_GATEWAY_BIN another gateway binary).
+//! `cargo bench -p anshin-gateway --bench overhead` (env: BENCH_RATE req/s, default 200; BENCH_SECS seconds per
+//! path and phase, default 5; BENCH_CONCURRENCY for phase 2, default 32; BENCH_GATEWAY_BIN another gateway binary).
 
 #[allow(dead_code)]
 #[path = "../tests/common/backend.rs"]
@@ -192,6 +195,34 @@ fn pct(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
 
+/// One path's fixed-rate measurements, gathered over one-second slices.
+#[derive(Clone, Default)]
+struct Phase {
+    lat: Vec<f64>,
+    errors: u64,
+    cpu_ns: u64,
+}
+
+impl Phase {
+    /// One second at `rate` against `addr`, adding latencies, errors and the proxy's CPU time.
+    async fn slice(
+        &mut self,
+        client: &HttpClient,
+        addr: SocketAddr,
+        body: Bytes,
+        rate: u64,
+        pid: Option<u32>,
+    ) {
+        let cpu0 = pid.map(cpu_ns);
+        let (lat, errors) = fixed_rate(client, addr, body, rate, 1).await;
+        if let Some((p, c0)) = pid.zip(cpu0) {
+            self.cpu_ns += cpu_ns(p).saturating_sub(c0);
+        }
+        self.lat.extend(lat);
+        self.errors += errors;
+    }
+}
+
 /// Fixed-rate phase: latencies in microseconds (sorted) and errors.
 async fn fixed_rate(
     client: &HttpClient,
@@ -293,18 +324,24 @@ async fn run() -> Value {
         ("gateway_guardrails_off", gw, "med-off", Some(gw_pid)),
         ("gateway_guardrails_on", gw, "med-on", Some(gw_pid)),
     ];
-    let mut out = serde_json::Map::new();
-    let mut direct = (0.0, 0.0);
-    for (name, addr, model, pid) in targets {
+    for (_, addr, model, _) in targets {
         for _ in 0..50 {
             let _ = one(&client, addr, body(model)).await;
         }
-        let cpu0 = pid.map(cpu_ns);
-        let (lat, errors) = fixed_rate(&client, addr, body(model), rate, secs).await;
-        let cpu_us = pid
-            .zip(cpu0)
-            .map(|(p, c0)| ((cpu_ns(p) - c0) as f64 / 1e3 / lat.len().max(1) as f64).round());
-        let (p50, p99) = (pct(&lat, 0.5), pct(&lat, 0.99));
+    }
+    let mut phases = vec![Phase::default(); targets.len()];
+    for _ in 0..secs {
+        for ((_, addr, model, pid), phase) in targets.iter().zip(&mut phases) {
+            phase.slice(&client, *addr, body(model), rate, *pid).await;
+        }
+    }
+    let mut out = serde_json::Map::new();
+    let mut direct = (0.0, 0.0);
+    for ((name, addr, model, pid), mut phase) in targets.into_iter().zip(phases) {
+        phase.lat.sort_by(|a, b| a.total_cmp(b));
+        let lat = &phase.lat;
+        let cpu_us = pid.map(|_| (phase.cpu_ns as f64 / 1e3 / lat.len().max(1) as f64).round());
+        let (p50, p99) = (pct(lat, 0.5), pct(lat, 0.99));
         if name == "direct" {
             direct = (p50, p99);
         }
@@ -312,9 +349,9 @@ async fn run() -> Value {
         // The echo backend records every body; keep that from growing across paths.
         backend.received.lock().expect("lock").clear();
         out.insert(name.into(), json!({"p50_us": p50.round(), "p99_us": p99.round(), "added_p50_us": (p50 - direct.0).round(),
-            "added_p99_us": (p99 - direct.1).round(), "errors": errors, "requests": lat.len(), "max_rps": rps.round(), "proxy_cpu_us_per_request": cpu_us}));
+            "added_p99_us": (p99 - direct.1).round(), "errors": phase.errors, "requests": lat.len(), "max_rps": rps.round(), "proxy_cpu_us_per_request": cpu_us}));
     }
     json!({"benchmark": "anshin-gateway overhead", "rate_rps": rate, "seconds_per_phase": secs, "concurrency": conc,
            "proxy_cores": 1, "prompt_chars": PROMPT.chars().count(), "results": out,
-           "note": "each proxy pinned to core 1 (taskset); load generator and echo backend pinned to core 0 in this process; 2-core machine shared with other jobs"})
+           "note": "paths interleaved in 1 s slices; each proxy pinned to core 1 (taskset); load generator and echo backend pinned to core 0 in this process; 2-core machine shared with other jobs"})
 }
