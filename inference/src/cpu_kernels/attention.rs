@@ -44,55 +44,67 @@ pub struct Query<'a> {
     pub keys: Range<usize>,
 }
 
-/// Head-key products below which [`attention`] stays on the calling thread.
-const PARALLEL_MIN_WORK: usize = 16 * 1024;
+/// Head-key products below which [`attention`] stays on the calling thread (a few microseconds of work;
+/// the pool's workers are spinning between the projections of a step, so handing out work is cheap).
+const PARALLEL_MIN_WORK: usize = 2048;
 
-/// Blocks of query tokens per pool thread, so that the claiming of blocks evens out causal prompts (later
-/// tokens see more keys).
-const BLOCKS_PER_THREAD: usize = 4;
+/// Tasks per pool thread, so that the claiming of tasks evens out causal prompts (later tokens see more
+/// keys).
+const TASKS_PER_THREAD: usize = 4;
 
 /// `out[t] = softmax(q[t] · Kᵀ / √head_dim) · V` over `queries[t].keys`, per head, for every query token
-/// `t`; `q` and `out` are `[tokens, heads * head_dim]`. Blocks of query tokens run on [`super::pool`].
+/// `t`; `q` and `out` are `[tokens, heads * head_dim]`. The (token, head) pairs are split into contiguous
+/// runs that the tasks of [`super::pool`] take, so even one decode token spreads its heads over threads.
 pub fn attention(q: &[f32], queries: &[Query<'_>], dims: (usize, usize), out: &mut [f32]) {
     assert_eq!(q.len(), out.len());
     if queries.is_empty() {
         return;
     }
+    let hd = dims.1;
     let width = q.len() / queries.len();
-    let work: usize = queries.iter().map(|x| x.keys.len()).sum::<usize>() * width / dims.1;
+    let heads = width / hd;
+    let units = queries.len() * heads;
+    let work: usize = queries.iter().map(|x| x.keys.len()).sum::<usize>() * heads;
     let tasks = if work >= PARALLEL_MIN_WORK {
-        queries
-            .len()
-            .min(super::pool::threads() * BLOCKS_PER_THREAD)
+        units.min(super::pool::threads() * TASKS_PER_THREAD)
     } else {
         1
     };
-    let per_task = queries.len().div_ceil(tasks);
-    // One lock per block of output rows: never contended, it only hands each task its rows.
-    let blocks: Vec<Mutex<&mut [f32]>> = out.chunks_mut(per_task * width).map(Mutex::new).collect();
+    let per_task = units.div_ceil(tasks);
+    // One lock per task's output heads: never contended, it only hands each task its part of `out`.
+    let blocks: Vec<Mutex<&mut [f32]>> = out.chunks_mut(per_task * hd).map(Mutex::new).collect();
     super::pool::for_each(blocks.len(), &|b| {
         let mut o = blocks[b].lock().unwrap_or_else(|e| e.into_inner());
-        let first = b * per_task;
+        let (first, last) = (b * per_task, ((b + 1) * per_task).min(units));
         let mut scores = Vec::new();
-        for (i, ot) in o.chunks_mut(width).enumerate() {
-            let (t, x) = (first + i, &queries[first + i]);
+        let mut u = first;
+        while u < last {
+            let (t, h) = (u / heads, u % heads);
+            let hs = h..heads.min(h + last - u);
+            let x = &queries[t];
+            let ot = &mut o[(u - first) * hd..(u - first + hs.len()) * hd];
             let qt = &q[t * width..(t + 1) * width];
-            attend(qt, x.k, x.v, dims, x.keys.clone(), &mut scores, ot);
+            u += hs.len();
+            attend(qt, x.k, x.v, dims, x.keys.clone(), hs, &mut scores, ot);
         }
     });
 }
 
-/// One query token over `keys` of the views; `q` and `out` are `[heads, head_dim]`.
+/// One query token over `keys` of the views, for query heads `heads`: `q` is the token's
+/// `[all heads, head_dim]` row, `out` the `[heads.len(), head_dim]` results.
+#[allow(clippy::too_many_arguments)]
 pub fn attend(
     q: &[f32],
     k: KvView<'_>,
     v: KvView<'_>,
     dims: (usize, usize),
     keys: Range<usize>,
+    heads: Range<usize>,
     scores: &mut Vec<f32>,
     out: &mut [f32],
 ) {
-    assert_eq!(q.len(), out.len());
+    assert_eq!(heads.len() * dims.1, out.len());
+    assert!(heads.end * dims.1 <= q.len());
     assert!(k.tokens == v.tokens && keys.start < keys.end && keys.end <= k.tokens);
     #[cfg(target_arch = "x86_64")]
     if dims.1.is_multiple_of(8)
@@ -101,28 +113,29 @@ pub fn attend(
     {
         // SAFETY: the CPU has AVX2 and FMA, the head width is a multiple of 8 (both checked just above),
         // and the views hold `keys` (asserted above).
-        unsafe { super::attention_avx2::attend(q, k, v, dims, keys, scores, out) };
+        unsafe { super::attention_avx2::attend(q, k, v, dims, keys, heads, scores, out) };
         return;
     }
-    attend_body(q, k, v, dims, keys, scores, out);
+    attend_body(q, k, v, dims, keys, heads, scores, out);
 }
 
 /// The portable body of [`attend`].
+#[allow(clippy::too_many_arguments)]
 fn attend_body(
     q: &[f32],
     k: KvView<'_>,
     v: KvView<'_>,
     (kv_heads, head_dim): (usize, usize),
     keys: Range<usize>,
+    heads: Range<usize>,
     scores: &mut Vec<f32>,
     out: &mut [f32],
 ) {
-    let heads = q.len() / head_dim;
-    let rep = heads / kv_heads;
+    let rep = q.len() / head_dim / kv_heads;
     let scale = 1.0 / (head_dim as f32).sqrt();
     scores.clear();
     scores.resize(keys.len(), 0.0);
-    for h in 0..heads {
+    for (i, h) in heads.enumerate() {
         let g = h / rep;
         let qh = &q[h * head_dim..(h + 1) * head_dim];
         let mut max = f32::NEG_INFINITY;
@@ -136,7 +149,7 @@ fn attend_body(
             total += *s;
         }
         normalize(scores, total);
-        let oh = &mut out[h * head_dim..(h + 1) * head_dim];
+        let oh = &mut out[i * head_dim..(i + 1) * head_dim];
         oh.fill(0.0);
         for (s, t) in scores.iter().zip(keys.clone()) {
             axpy(oh, *s, v.row(g, t, head_dim));

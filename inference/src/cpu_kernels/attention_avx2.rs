@@ -12,6 +12,7 @@ use super::attention::KvView;
 ///
 /// SAFETY: the CPU must support AVX2 and FMA; `head_dim` must be a multiple of 8 and the views must hold
 /// the rows of `keys` (the caller checks both).
+#[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx2,fma")]
 pub(super) unsafe fn attend(
     q: &[f32],
@@ -19,15 +20,15 @@ pub(super) unsafe fn attend(
     v: KvView<'_>,
     (kv_heads, head_dim): (usize, usize),
     keys: Range<usize>,
+    heads: Range<usize>,
     scores: &mut Vec<f32>,
     out: &mut [f32],
 ) {
-    let heads = q.len() / head_dim;
-    let rep = heads / kv_heads;
+    let rep = q.len() / head_dim / kv_heads;
     let scale = 1.0 / (head_dim as f32).sqrt();
     scores.clear();
     scores.resize(keys.len(), 0.0);
-    for h in 0..heads {
+    for (i, h) in heads.enumerate() {
         let g = h / rep;
         let qh = &q[h * head_dim..(h + 1) * head_dim];
         // SAFETY: as this function's contract; `scores` has one slot per key.
@@ -40,7 +41,7 @@ pub(super) unsafe fn attend(
                 v,
                 g,
                 keys.start,
-                &mut out[h * head_dim..][..head_dim],
+                &mut out[i * head_dim..][..head_dim],
             );
         }
     }

@@ -152,7 +152,7 @@ impl Llama {
             let dims = (c.num_kv_heads, c.head_dim);
             with_kv_view(&kall, |kv| {
                 with_kv_view(&vall, |vv| {
-                    attention::attend(qi, kv, vv, dims, keys, &mut Vec::new(), o)
+                    attention::attend(qi, kv, vv, dims, keys, 0..c.num_heads, &mut Vec::new(), o)
                 })
             })??;
         }
