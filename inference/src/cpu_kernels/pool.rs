@@ -255,8 +255,10 @@ mod tests {
             return;
         }
         let ids = Mutex::new(std::collections::HashSet::new());
-        // A few tries: a job started while another test's job runs stays on its caller.
-        for _ in 0..20 {
+        // Tries for a while: a job started while another test's job runs stays on its caller, and on a
+        // loaded machine the worker may not get a core at once.
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(20) {
             for_each(4, &|_| {
                 lock(&ids).insert(std::thread::current().id());
                 std::thread::sleep(Duration::from_millis(10));
