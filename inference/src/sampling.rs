@@ -66,7 +66,8 @@ pub fn greedy(logits: &[f32]) -> u32 {
     best as u32
 }
 
-/// `(token, probability)` after temperature, top-k and top-p, sorted by probability and renormalised.
+/// `(token, probability)` after temperature, top-k and top-p, renormalised; sorted by probability when
+/// top-p cut the set (with `top_p >= 1` every token stays, in no particular order).
 pub fn candidates(logits: &[f32], p: &SamplingParams) -> Vec<(u32, f32)> {
     let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     let mut probs: Vec<(u32, f32)> = logits
@@ -74,23 +75,48 @@ pub fn candidates(logits: &[f32], p: &SamplingParams) -> Vec<(u32, f32)> {
         .enumerate()
         .map(|(i, &l)| (i as u32, ((l - max) / p.temperature).exp()))
         .collect();
-    probs.sort_by(|a, b| b.1.total_cmp(&a.1));
-    if p.top_k > 0 {
+    if p.top_k > 0 && p.top_k < probs.len() {
+        // The k largest, in no order yet: a selection, not a sort of the whole vocabulary.
+        probs.select_nth_unstable_by(p.top_k - 1, by_weight_desc);
         probs.truncate(p.top_k);
     }
     let total: f32 = probs.iter().map(|x| x.1).sum();
-    let mut kept = Vec::with_capacity(probs.len());
-    let mut mass = 0.0;
-    for (id, w) in probs {
-        let pr = w / total;
-        kept.push((id, pr));
-        mass += pr;
-        if mass >= p.top_p {
-            break;
-        }
+    let nucleus = nucleus_len(&mut probs, total, p.top_p);
+    probs.truncate(nucleus);
+    let kept_total: f32 = probs.iter().map(|x| x.1).sum();
+    probs.iter().map(|&(id, w)| (id, w / kept_total)).collect()
+}
+
+fn by_weight_desc(a: &(u32, f32), b: &(u32, f32)) -> std::cmp::Ordering {
+    b.1.total_cmp(&a.1)
+}
+
+/// Sorts the head of `probs` (descending) far enough to hold the smallest set whose share of `total`
+/// reaches `top_p`, and returns that set's length. Sorting a whole 50k-token vocabulary for every token
+/// of every sequence costs milliseconds; the nucleus is usually a few dozen tokens, so the head is found
+/// by selection, growing fourfold until it holds enough mass.
+fn nucleus_len(probs: &mut [(u32, f32)], total: f32, top_p: f32) -> usize {
+    if top_p >= 1.0 || probs.is_empty() {
+        return probs.len();
     }
-    let kept_total: f32 = kept.iter().map(|x| x.1).sum();
-    kept.iter().map(|&(id, pr)| (id, pr / kept_total)).collect()
+    let mut head = 64.min(probs.len());
+    loop {
+        if head < probs.len() {
+            probs.select_nth_unstable_by(head - 1, by_weight_desc);
+        }
+        probs[..head].sort_unstable_by(by_weight_desc);
+        let mut mass = 0.0;
+        for (i, &(_, w)) in probs[..head].iter().enumerate() {
+            mass += w / total;
+            if mass >= top_p {
+                return i + 1;
+            }
+        }
+        if head == probs.len() {
+            return head;
+        }
+        head = (head * 4).min(probs.len());
+    }
 }
 
 fn pick(probs: &[(u32, f32)], r: f32) -> u32 {
@@ -136,6 +162,56 @@ mod tests {
         let c = candidates(&LOGITS, &p);
         assert_eq!(c.iter().map(|x| x.0).collect::<Vec<_>>(), vec![1, 4]);
         assert!((c.iter().map(|x| x.1).sum::<f32>() - 1.0).abs() < 1e-5);
+    }
+
+    /// The selection-based nucleus equals the one a full sort gives, on a vocabulary-sized row.
+    #[test]
+    fn nucleus_matches_a_full_sort_on_a_large_vocabulary() {
+        let logits: Vec<f32> = (0..50_000u32)
+            .map(|i| ((i.wrapping_mul(2_654_435_761) >> 8) % 10_000) as f32 / 700.0)
+            .collect();
+        for (top_k, top_p) in [(0, 0.9), (0, 0.999), (40, 0.95), (1000, 1.0), (0, 0.0)] {
+            let p = SamplingParams {
+                temperature: 0.8,
+                top_k,
+                top_p,
+                ..Default::default()
+            };
+            let fast = candidates(&logits, &p);
+            let mut all: Vec<(u32, f32)> = logits
+                .iter()
+                .enumerate()
+                .map(|(i, &l)| (i as u32, l))
+                .collect();
+            all.sort_by(|a, b| b.1.total_cmp(&a.1));
+            // Reference: the whole row sorted, cut to top-k, then to the smallest prefix reaching top-p.
+            all.truncate(if top_k > 0 { top_k } else { all.len() });
+            let w: Vec<f32> = all.iter().map(|x| ((x.1 - all[0].1) / 0.8).exp()).collect();
+            let total: f32 = w.iter().sum();
+            let mut mass = 0.0;
+            let expected_len = if top_p >= 1.0 {
+                all.len()
+            } else {
+                1 + w
+                    .iter()
+                    .position(|x| {
+                        mass += x / total;
+                        mass >= top_p
+                    })
+                    .unwrap_or(all.len() - 1)
+            };
+            // f32 sums in another order move the boundary a little (more so near top_p = 1).
+            assert!(
+                fast.len().abs_diff(expected_len) <= 1 + expected_len / 100,
+                "top_k {top_k} top_p {top_p}: {} vs {expected_len}",
+                fast.len()
+            );
+            let mut got: Vec<f32> = fast.iter().map(|&(id, _)| logits[id as usize]).collect();
+            got.sort_by(|a, b| b.total_cmp(a));
+            let want: Vec<f32> = all[..fast.len()].iter().map(|x| x.1).collect();
+            assert_eq!(got, want, "the kept tokens are the most likely ones");
+            assert!((fast.iter().map(|x| x.1).sum::<f32>() - 1.0).abs() < 1e-3);
+        }
     }
 
     #[test]
