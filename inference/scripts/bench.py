@@ -125,7 +125,15 @@ def concurrent(base, streams, max_tokens, extra):
     # Count what arrived (text chunks ≈ tokens), not what was asked: a server may stop early at EOS.
     tokens = sum(len(r[2]) for r in results)
     pct = lambda p: ttfts[min(len(ttfts) - 1, int(round(p * (len(ttfts) - 1))))]
+    # The decode phase, measured as the single-stream decode figure is (chunks after the first, from the
+    # first chunk on): from the earliest first chunk to the latest last one, so a late stream's prefill
+    # still counts against it.
+    firsts = [start + r[2][0] for r in results if r[2]]
+    lasts = [start + r[2][-1] for r in results if r[2]]
+    after_first = sum(max(len(r[2]) - 1, 0) for r in results)
+    phase = (max(lasts) - min(firsts)) if firsts else 0.0
     return {"streams": streams, "tokens_received": tokens, "aggregate_decode_tok_s": round(tokens / wall, 1),
+            "decode_phase_tok_s": round(after_first / phase, 1) if phase > 0 else None,
             "ttft_p50_s": round(pct(0.5), 3), "ttft_p99_s": round(pct(0.99), 3), "wall_s": round(wall, 2)}
 
 
@@ -182,15 +190,18 @@ def main():
     for ours_n, peer_n in zip(ours_conc, llama_conc):
         conc.append({"streams": ours_n["streams"], "anshin": ours_n, "llama_cpp": peer_n,
                      "aggregate_ratio": round(ours_n["aggregate_decode_tok_s"] / peer_n["aggregate_decode_tok_s"], 2)})
-    own16 = round(ours_conc[-1]["aggregate_decode_tok_s"] / od, 2)
+    # Our single-stream decode figure leaves out its time to first token, so the like-for-like 16-stream
+    # figure is the decode phase; the wall-clock aggregate (16 prompts' prefill included) is printed too.
+    own16 = round((ours_conc[-1]["decode_phase_tok_s"] or 0.0) / od, 2)
+    own16_wall = round(ours_conc[-1]["aggregate_decode_tok_s"] / od, 2)
     out["single_stream"] = single
     out["concurrent_http"] = {"peer": peer, "results": conc}
-    out["anshin_16_vs_own_single"] = own16
+    out["anshin_16_vs_own_single"] = {"decode_phase": own16, "wall_clock_incl_prefill": own16_wall}
     out["targets_met"] = {
         "prefill_ge_0.8x_llama_cpp": single["prefill_ratio"] >= 0.8,
         "decode_ge_0.8x_llama_cpp": single["decode_ratio"] >= 0.8,
         **{f"aggregate_{c['streams']}_streams_ge_llama_cpp": c["aggregate_ratio"] >= 1.0 for c in conc},
-        "aggregate_16_streams_ge_3x_own_single": own16 >= 3.0,
+        "decode_phase_16_streams_ge_3x_own_single": own16 >= 3.0,
     }
     out["machine"]["loadavg_after"] = os.getloadavg()
     print(json.dumps(out, indent=1))
