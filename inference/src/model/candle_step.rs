@@ -1,12 +1,10 @@
 //! The forward step as candle tensor ops: the path on GPUs, and the reference the CPU path
-//! ([`super::host_step`]) is tested against. Decode steps on the CPU still attend with
-//! [`attention::attend`] over candle's cache tensors in place.
+//! ([`super::host_step`]) is tested against (so it uses none of the CPU kernels that path runs).
 
 use candle_core::{DType, Device, Result, Tensor};
 
 use super::{Layer, Llama, Rope, SeqStep, flatten};
 use crate::config::Arch;
-use crate::cpu_kernels::attention::{self, KvView};
 
 impl Llama {
     /// [`Llama::forward`] as candle tensor ops.
@@ -102,10 +100,6 @@ impl Llama {
         } else {
             None
         };
-        if self.device.is_cpu() && spans.iter().all(|&(_, len)| len == 1) {
-            let out = self.decode_attention(li, &q, &k, &v, batch, spans, window)?;
-            return layer.o.forward(&out);
-        }
         let mut outs = Vec::with_capacity(batch.len());
         for (seq, &(off, len)) in batch.iter_mut().zip(spans) {
             let qi = q.narrow(1, off, len)?;
@@ -122,41 +116,6 @@ impl Llama {
         }
         let out = Tensor::cat(&outs, 0)?.unsqueeze(0)?;
         layer.o.forward(&out)
-    }
-
-    /// A decode step on the CPU (one new token per sequence): appends each sequence's key and value to its
-    /// cache, then attends with [`cpu_kernels::attention`] reading the cache in place; returns
-    /// `[1, sequences, heads * hd]`. Same result as [`Self::attend`] with far fewer tensor ops.
-    #[allow(clippy::too_many_arguments)]
-    fn decode_attention(
-        &self,
-        li: usize,
-        q: &Tensor,
-        k: &Tensor,
-        v: &Tensor,
-        batch: &mut [SeqStep<'_>],
-        spans: &[(usize, usize)],
-        window: Option<usize>,
-    ) -> Result<Tensor> {
-        let c = &self.cfg;
-        let width = c.num_heads * c.head_dim;
-        let q = q.transpose(0, 1)?.flatten_all()?.to_vec1::<f32>()?; // [tokens, heads, hd]
-        let mut out = vec![0f32; spans.len() * width];
-        for ((seq, &(off, _)), o) in batch.iter_mut().zip(spans).zip(out.chunks_exact_mut(width)) {
-            let ki = k.narrow(1, off, 1)?.contiguous()?;
-            let vi = v.narrow(1, off, 1)?.contiguous()?;
-            let (kall, vall) = seq.cache.append(li, &ki, &vi)?;
-            let total = kall.dims()[1];
-            let keys = window.map_or(0, |w| total.saturating_sub(w))..total;
-            let qi = &q[off * width..(off + 1) * width];
-            let dims = (c.num_kv_heads, c.head_dim);
-            with_kv_view(&kall, |kv| {
-                with_kv_view(&vall, |vv| {
-                    attention::attend(qi, kv, vv, dims, keys, 0..c.num_heads, &mut Vec::new(), o)
-                })
-            })??;
-        }
-        Tensor::from_vec(out, (1, spans.len(), width), &self.device)
     }
 
     fn rope(&self, x: &Tensor, r: &Rope) -> Result<Tensor> {
@@ -205,27 +164,6 @@ pub(super) fn attend(
     out.reshape((num_heads, t, hd))?
         .transpose(0, 1)?
         .reshape((t, num_heads * hd))
-}
-
-/// Runs `f` on a CPU `[kv_heads, tokens, head_dim]` f32 tensor's memory, in place.
-fn with_kv_view<R>(t: &Tensor, f: impl FnOnce(KvView<'_>) -> R) -> Result<R> {
-    let (storage, layout) = t.storage_and_layout();
-    let candle_core::Storage::Cpu(cpu) = &*storage else {
-        candle_core::bail!("decode attention runs on CPU tensors only");
-    };
-    let (stride, dims) = (layout.stride(), layout.dims());
-    if dims.len() != 3 || stride[2] != 1 {
-        candle_core::bail!(
-            "decode attention needs [kv_heads, tokens, head_dim] with contiguous rows"
-        );
-    }
-    Ok(f(KvView {
-        data: cpu.as_slice::<f32>()?,
-        offset: layout.start_offset(),
-        head_stride: stride[0],
-        token_stride: stride[1],
-        tokens: dims[1],
-    }))
 }
 
 fn f16_precision(t: &Tensor) -> Result<Tensor> {
