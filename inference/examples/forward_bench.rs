@@ -3,12 +3,12 @@
 //! comparison with llama.cpp is `inference/scripts/bench.sh`.
 //!
 //! `cargo run --release -p anshin-inference --example forward_bench -- MODEL.gguf [PROMPT_TOKENS] [DECODE] [STREAMS]`
+//! (on the GPU when built with `--features cuda`; `ANSHIN_DEVICE=cpu` keeps it on the CPU).
 
 use std::time::Instant;
 
 use anshin_inference::kv_cache::SeqCache;
 use anshin_inference::model::{Llama, SeqStep};
-use candle_core::Device;
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
@@ -17,7 +17,8 @@ fn main() -> anyhow::Result<()> {
         .ok_or_else(|| anyhow::anyhow!("usage: forward_bench MODEL [P] [D] [S]"))?;
     let arg = |i: usize, d: usize| args.get(i).and_then(|a| a.parse().ok()).unwrap_or(d);
     let (prompt_len, decode, streams) = (arg(2, 256), arg(3, 64), arg(4, 16));
-    let m = anshin_inference::loader::load(path.as_ref(), None, &Device::Cpu)?.model;
+    let device = anshin_inference::device::from_env()?;
+    let m = anshin_inference::loader::load(path.as_ref(), None, &device)?.model;
     let layers = m.config().num_layers;
     let prompt: Vec<u32> = (0..prompt_len as u32).map(|i| 100 + i % 1000).collect();
 
@@ -44,7 +45,8 @@ fn main() -> anyhow::Result<()> {
     }
     let batched = (decode * streams) as f64 / t.elapsed().as_secs_f64();
     println!(
-        "{{\"threads\": {}, \"prefill_tok_s\": {prefill:.1}, \"decode_tok_s\": {single:.1}, \"streams\": {streams}, \"batched_decode_tok_s\": {batched:.1}}}",
+        "{{\"device\": \"{}\", \"threads\": {}, \"prefill_tok_s\": {prefill:.1}, \"decode_tok_s\": {single:.1}, \"streams\": {streams}, \"batched_decode_tok_s\": {batched:.1}}}",
+        if device.is_cpu() { "cpu" } else { "cuda" },
         rayon::current_num_threads()
     );
     Ok(())

