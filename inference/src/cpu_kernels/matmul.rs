@@ -77,23 +77,7 @@ impl PackedMatrix {
 
     /// `dst[t, r] = Σ_c x[t, c] · W[r, c]` for `x` of `tokens × cols`, `dst` of `tokens × rows`.
     pub fn matmul(&self, x: &[f32], dst: &mut [f32]) {
-        let tokens = x.len() / self.cols;
-        assert_eq!(x.len(), tokens * self.cols);
-        assert_eq!(dst.len(), tokens * self.rows());
-        let q = QuantizedRows::quantize(x, self.cols, self.sum);
-        let acts: Vec<ActRow<'_>> = (0..tokens).map(|t| q.row(t)).collect();
-        let groups = self.weights.groups();
-        let per_task = groups
-            .div_ceil(pool::threads() * 4)
-            .max(MIN_GROUPS_PER_TASK);
-        let out = Dst(dst.as_mut_ptr());
-        pool::for_each(groups.div_ceil(per_task), &|task| {
-            let first = task * per_task;
-            for g in first..(first + per_task).min(groups) {
-                // SAFETY: `dst` has `tokens × rows` elements; this task alone writes columns of group `g`.
-                unsafe { self.group_into(g, &acts, out) };
-            }
-        });
+        matmul_many(&[self], x, &mut [dst]);
     }
 
     /// One group of weight rows against every activation row, written to columns `8g..` of `dst`.
@@ -117,6 +101,58 @@ impl PackedMatrix {
             }
         }
     }
+}
+
+/// `dsts[i] = x · W_iᵀ` for several matrices over the same input (a layer's q, k and v; gate and up):
+/// the activations are quantized once per block-sum kind, and the row groups of all the matrices are
+/// shared out in one pool call, so the threads meet once instead of once per matrix.
+pub fn matmul_many(mats: &[&PackedMatrix], x: &[f32], dsts: &mut [&mut [f32]]) {
+    assert_eq!(mats.len(), dsts.len());
+    let Some(cols) = mats.first().map(|m| m.cols) else {
+        return;
+    };
+    let tokens = x.len() / cols;
+    assert_eq!(x.len(), tokens * cols);
+    for (m, d) in mats.iter().zip(dsts.iter()) {
+        assert!(m.cols == cols && d.len() == tokens * m.rows());
+    }
+    // One quantization per distinct block sum; `which[i]` is matrix i's.
+    let mut quantized: Vec<(BlockSum, QuantizedRows)> = Vec::new();
+    let mut which = Vec::with_capacity(mats.len());
+    for m in mats {
+        match quantized.iter().position(|(sum, _)| *sum == m.sum) {
+            Some(i) => which.push(i),
+            None => {
+                which.push(quantized.len());
+                quantized.push((m.sum, QuantizedRows::quantize(x, cols, m.sum)));
+            }
+        }
+    }
+    let acts: Vec<Vec<ActRow<'_>>> = which
+        .iter()
+        .map(|&i| (0..tokens).map(|t| quantized[i].1.row(t)).collect())
+        .collect();
+    let total: usize = mats.iter().map(|m| m.weights.groups()).sum();
+    let per_task = total.div_ceil(pool::threads() * 4).max(MIN_GROUPS_PER_TASK);
+    let tasks: Vec<(usize, std::ops::Range<usize>)> = mats
+        .iter()
+        .enumerate()
+        .flat_map(|(i, m)| {
+            let groups = m.weights.groups();
+            (0..groups)
+                .step_by(per_task)
+                .map(move |g| (i, g..(g + per_task).min(groups)))
+        })
+        .collect();
+    let outs: Vec<Dst> = dsts.iter_mut().map(|d| Dst(d.as_mut_ptr())).collect();
+    pool::for_each(tasks.len(), &|task| {
+        let (i, groups) = &tasks[task];
+        for g in groups.clone() {
+            // SAFETY: `dsts[i]` has `tokens × rows` elements (asserted above); this task alone writes
+            // the columns of group `g` of matrix `i`.
+            unsafe { mats[*i].group_into(g, &acts[*i], outs[*i]) };
+        }
+    });
 }
 
 impl CustomOp1 for PackedMatrix {
@@ -237,6 +273,42 @@ mod tests {
                         assert!(ok, "{dtype:?} {rows}x{cols} t={tokens} [{i}]: {x} vs {y}");
                     }
                 }
+            }
+        }
+    }
+
+    /// Several matrices in one call — of both block-sum kinds, with odd row counts — give exactly what
+    /// each gives alone (the same quantized activations and kernels, only the tasks are shared).
+    #[test]
+    fn matmul_many_equals_one_matmul_per_matrix() {
+        let mut rng = StdRng::seed_from_u64(9);
+        let cols = 96;
+        let mats: Vec<PackedMatrix> = [
+            (GgmlDType::Q4_1, 67),
+            (GgmlDType::Q8_0, 24),
+            (GgmlDType::Q4_1, 9),
+        ]
+        .into_iter()
+        .map(|(dtype, rows)| {
+            let w = Tensor::from_vec(random(&mut rng, rows * cols), (rows, cols), &Device::Cpu)
+                .unwrap();
+            let qt = QTensor::quantize(&w, dtype).unwrap();
+            PackedMatrix::from_qtensor(&qt)
+                .unwrap()
+                .expect("supported type")
+        })
+        .collect();
+        let refs: Vec<&PackedMatrix> = mats.iter().collect();
+        for tokens in [1, 7, 16] {
+            let x = random(&mut rng, tokens * cols);
+            let mut together: Vec<Vec<f32>> =
+                mats.iter().map(|m| vec![0f32; tokens * m.rows()]).collect();
+            let mut dsts: Vec<&mut [f32]> = together.iter_mut().map(|d| d.as_mut_slice()).collect();
+            matmul_many(&refs, &x, &mut dsts);
+            for (m, got) in mats.iter().zip(&together) {
+                let mut alone = vec![0f32; tokens * m.rows()];
+                m.matmul(&x, &mut alone);
+                assert_eq!(got, &alone, "{} rows, {tokens} tokens", m.rows());
             }
         }
     }

@@ -12,6 +12,7 @@ use super::{Layer, Llama, Rope, SeqStep, flatten};
 use crate::config::Arch;
 use crate::cpu_kernels::attention::{self, Query};
 use crate::cpu_kernels::elementwise as ew;
+use crate::cpu_kernels::matmul::{PackedMatrix, matmul_many};
 use crate::projection::Projection;
 
 /// The norm weights and RoPE tables of a model as host vectors.
@@ -142,8 +143,12 @@ pub(super) fn forward(m: &Llama, p: &HostParams, batch: &mut [SeqStep<'_>]) -> R
         }
         ew::add_in_place(&mut x, &s.out);
         ew::rms_norm(&x, &norms.ffn, eps, &mut s.h);
-        project(&layer.gate, &s.h, n, &mut s.gate)?;
-        project(&layer.up, &s.h, n, &mut s.up)?;
+        project_many(
+            &[&layer.gate, &layer.up],
+            &s.h,
+            n,
+            &mut [&mut s.gate, &mut s.up],
+        )?;
         match c.arch {
             Arch::Llama => ew::silu_mul(&mut s.gate, &s.up),
             Arch::Gemma3 => ew::gelu_mul(&mut s.gate, &s.up),
@@ -179,9 +184,12 @@ fn attention(
     let (c, layer) = (&m.cfg, &m.layers[li]);
     let (n, hd) = (positions.len(), c.head_dim);
     let (qw, kvw) = (c.num_heads * hd, c.num_kv_heads * hd);
-    project(&layer.q, &s.h, n, &mut s.q)?;
-    project(&layer.k, &s.h, n, &mut s.k)?;
-    project(&layer.v, &s.h, n, &mut s.v)?;
+    project_many(
+        &[&layer.q, &layer.k, &layer.v],
+        &s.h,
+        n,
+        &mut [&mut s.q, &mut s.k, &mut s.v],
+    )?;
     let local = c.is_local_layer(li);
     let table = if local { &p.local } else { &p.global };
     let eps = c.rms_norm_eps as f32;
@@ -239,6 +247,39 @@ fn project(w: &Projection, x: &[f32], tokens: usize, out: &mut Vec<f32>) -> Resu
             out.extend_from_slice(&y);
         }
     }
+    Ok(())
+}
+
+/// [`project`] for several projections of the same input: one quantization of `x` and one parallel
+/// section for all of them when our kernels run them all, else one after another.
+fn project_many(
+    ws: &[&Projection],
+    x: &[f32],
+    tokens: usize,
+    outs: &mut [&mut Vec<f32>],
+) -> Result<()> {
+    let packed: Vec<&PackedMatrix> = ws
+        .iter()
+        .filter_map(|w| match w {
+            Projection::Packed(pm) => Some(pm.as_ref()),
+            Projection::Candle(_) => None,
+        })
+        .collect();
+    if packed.len() < ws.len() {
+        for (w, out) in ws.iter().zip(outs.iter_mut()) {
+            project(w, x, tokens, out)?;
+        }
+        return Ok(());
+    }
+    let mut dsts: Vec<&mut [f32]> = outs
+        .iter_mut()
+        .zip(&packed)
+        .map(|(out, pm)| {
+            out.resize(tokens * pm.rows(), 0.0);
+            out.as_mut_slice()
+        })
+        .collect();
+    matmul_many(&packed, x, &mut dsts);
     Ok(())
 }
 
