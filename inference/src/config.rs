@@ -272,9 +272,10 @@ impl LlamaConfig {
         Ok(self)
     }
 
-    /// Bytes of KV cache one token occupies (keys and values, all layers, f32).
-    pub fn kv_bytes_per_token(&self) -> usize {
-        2 * self.num_layers * self.num_kv_heads * self.head_dim * std::mem::size_of::<f32>()
+    /// Bytes of KV cache one token occupies (keys and values, all layers) with `element_bytes` per value:
+    /// 2 for the CPU path's f16 cache, 4 for candle's f32 cache tensors (GPU).
+    pub fn kv_bytes_per_token(&self, element_bytes: usize) -> usize {
+        2 * self.num_layers * self.num_kv_heads * self.head_dim * element_bytes
     }
 
     /// Inverse frequencies of the rotary embedding for base `theta`, after scaling.

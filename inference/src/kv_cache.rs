@@ -1,13 +1,16 @@
 //! The key/value cache of one sequence: one growable buffer per layer, written in place.
 //!
-//! A layer's buffer is either a plain host vector of `[tokens, kv_heads * head_dim]` rows (the CPU path of
-//! [`crate::model`] writes new rows straight into it and attends over it in place) or a candle
+//! A layer's buffer is either a plain host vector of `[tokens, kv_heads * head_dim]` f16 rows (the CPU path
+//! of [`crate::model`] rounds keys and values to f16, as llama.cpp's default cache does, writes them
+//! straight into it and attends over it in place; f16 halves the memory attention reads per step) or a candle
 //! [`KvCache`] of `[kv_heads, tokens, head_dim]` tensors (the candle path, used on GPUs); the first append
 //! decides. Buffers grow in blocks of [`BLOCK_TOKENS`] so that a decode step appends without copying the
 //! past. The scheduler accounts for the memory of all caches together (see `scheduler::KvBudget`).
 
 use candle_core::{Result, Tensor};
 use candle_nn::kv_cache::KvCache;
+use half::f16;
+use half::slice::HalfFloatSliceExt;
 
 use crate::cpu_kernels::attention::KvView;
 
@@ -25,11 +28,11 @@ enum LayerCache {
     Candle(KvCache),
 }
 
-/// Keys and values as `[tokens, width]` rows, `width = kv_heads * head_dim`.
+/// Keys and values as `[tokens, width]` f16 rows, `width = kv_heads * head_dim`.
 struct HostKv {
     width: usize,
-    k: Vec<f32>,
-    v: Vec<f32>,
+    k: Vec<f16>,
+    v: Vec<f16>,
 }
 
 impl HostKv {
@@ -45,11 +48,14 @@ impl HostKv {
             self.k.reserve_exact(extra);
             self.v.reserve_exact(extra);
         }
-        self.k.extend_from_slice(k);
-        self.v.extend_from_slice(v);
+        for (buf, rows) in [(&mut self.k, k), (&mut self.v, v)] {
+            let at = buf.len();
+            buf.resize(at + rows.len(), f16::ZERO);
+            buf[at..].convert_from_f32_slice(rows);
+        }
     }
 
-    fn view<'a>(&self, data: &'a [f32], head_dim: usize) -> KvView<'a> {
+    fn view<'a>(&self, data: &'a [f16], head_dim: usize) -> KvView<'a> {
         KvView {
             data,
             offset: 0,
@@ -95,8 +101,8 @@ impl SeqCache {
         }
     }
 
-    /// Appends `k`, `v` rows (`[new_tokens, width]`, as already computed and rounded) to `layer`'s host
-    /// buffer.
+    /// Appends `k`, `v` rows (`[new_tokens, width]`, already rounded to f16 precision, so storing them
+    /// as f16 loses nothing) to `layer`'s host buffer.
     pub fn append_rows(&mut self, layer: usize, width: usize, k: &[f32], v: &[f32]) -> Result<()> {
         if k.len() != v.len() || width == 0 || !k.len().is_multiple_of(width) {
             candle_core::bail!(
@@ -147,6 +153,7 @@ mod tests {
         let mut c = SeqCache::new(2);
         let (width, hd) = (4, 2);
         let k: Vec<f32> = (0..3 * width).map(|i| i as f32).collect();
+        let f = |x: &[f16]| -> Vec<f32> { x.iter().map(|h| h.to_f32()).collect() };
         let v: Vec<f32> = k.iter().map(|x| -x).collect();
         c.append_rows(0, width, &k, &v).expect("append");
         c.append_rows(0, width, &k[..width], &v[..width])
@@ -156,10 +163,10 @@ mod tests {
         assert_eq!(kv.tokens, 4);
         // Token 1, head 1 is elements 6..8 of the rows; token 3 repeats token 0.
         assert_eq!(
-            &kv.data[kv.token_stride + kv.head_stride..][..hd],
-            &[6.0, 7.0]
+            f(&kv.data[kv.token_stride + kv.head_stride..][..hd]),
+            [6.0, 7.0]
         );
-        assert_eq!(&vv.data[3 * vv.token_stride..][..hd], &[-0.0, -1.0]);
+        assert_eq!(f(&vv.data[3 * vv.token_stride..][..hd]), [-0.0, -1.0]);
         assert!(c.append_rows(0, 3, &k[..3], &v[..3]).is_err());
         assert!(c.host_views(1, hd).is_err());
     }

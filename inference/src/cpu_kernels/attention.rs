@@ -3,19 +3,21 @@
 //! kernel serves a decode step (one query per sequence, seeing the whole cache) and a prompt chunk (many
 //! queries of one sequence, each seeing the keys up to its own position).
 //!
-//! The cache is read through [`KvView`] (strided: the host cache stores `[tokens, kv_heads, head_dim]`,
-//! candle's cache tensors `[kv_heads, tokens, head_dim]`), so nothing is copied. Grouped-query: query head
+//! The cache is read through [`KvView`] (strided f16: the host cache stores `[tokens, kv_heads,
+//! head_dim]`), so nothing is copied; keys and values are widened to f32 as they are read. Grouped-query: query head
 //! `h` reads kv head `h / (heads / kv_heads)`. Query tokens run in parallel on the kernel thread pool
 //! ([`super::pool`]) when there is enough work to pay for it.
 
 use std::ops::Range;
 use std::sync::Mutex;
 
-/// A `[kv_heads, tokens, head_dim]` f32 tensor as strided memory (head_dim elements contiguous).
+use half::f16;
+
+/// A `[kv_heads, tokens, head_dim]` f16 tensor as strided memory (head_dim elements contiguous).
 #[derive(Debug, Clone, Copy)]
 pub struct KvView<'a> {
     /// The underlying buffer.
-    pub data: &'a [f32],
+    pub data: &'a [f16],
     /// Index of element `[0, 0, 0]`.
     pub offset: usize,
     /// Elements between kv heads.
@@ -27,7 +29,7 @@ pub struct KvView<'a> {
 }
 
 impl KvView<'_> {
-    fn row(&self, head: usize, token: usize, head_dim: usize) -> &[f32] {
+    fn row(&self, head: usize, token: usize, head_dim: usize) -> &[f16] {
         let start = self.offset + head * self.head_stride + token * self.token_stride;
         &self.data[start..start + head_dim]
     }
@@ -110,8 +112,9 @@ pub fn attend(
     if dims.1.is_multiple_of(8)
         && is_x86_feature_detected!("avx2")
         && is_x86_feature_detected!("fma")
+        && is_x86_feature_detected!("f16c")
     {
-        // SAFETY: the CPU has AVX2 and FMA, the head width is a multiple of 8 (both checked just above),
+        // SAFETY: the CPU has AVX2, FMA and F16C, the head width is a multiple of 8 (both checked just above),
         // and the views hold `keys` (asserted above).
         unsafe { super::attention_avx2::attend(q, k, v, dims, keys, heads, scores, out) };
         return;
@@ -164,27 +167,27 @@ pub(super) fn normalize(p: &mut [f32], total: f32) {
 }
 
 /// Dot product in sixteen lanes (so the compiler can vectorize it).
-fn dot(a: &[f32], b: &[f32]) -> f32 {
+fn dot(a: &[f32], b: &[f16]) -> f32 {
     let mut acc = [0f32; 16];
     let (ca, cb) = (a.chunks_exact(16), b.chunks_exact(16));
     let tail: f32 = ca
         .remainder()
         .iter()
         .zip(cb.remainder())
-        .map(|(x, y)| x * y)
+        .map(|(x, y)| x * y.to_f32())
         .sum();
     for (x, y) in ca.zip(cb) {
         for l in 0..16 {
-            acc[l] += x[l] * y[l];
+            acc[l] += x[l] * y[l].to_f32();
         }
     }
     acc.iter().sum::<f32>() + tail
 }
 
 /// `y += a · x`.
-fn axpy(y: &mut [f32], a: f32, x: &[f32]) {
+fn axpy(y: &mut [f32], a: f32, x: &[f16]) {
     for (o, v) in y.iter_mut().zip(x) {
-        *o += a * v;
+        *o += a * v.to_f32();
     }
 }
 
@@ -208,7 +211,11 @@ mod tests {
         let (heads, kv_heads, tokens, cap) = (6, 2, 11, 16);
         let mut random =
             |n: usize| -> Vec<f32> { (0..n).map(|_| rng.random_range(-1.0..1.0)).collect() };
-        let (kb, vb) = (random(kv_heads * cap * hd), random(kv_heads * cap * hd));
+        let half = |x: Vec<f32>| -> Vec<f16> { x.into_iter().map(f16::from_f32).collect() };
+        let (kb, vb) = (
+            half(random(kv_heads * cap * hd)),
+            half(random(kv_heads * cap * hd)),
+        );
         let view = |data| KvView {
             data,
             offset: 0,
@@ -231,7 +238,7 @@ mod tests {
         for (n, keys) in ranges.iter().enumerate() {
             for h in 0..heads {
                 let g = h / (heads / kv_heads);
-                let at = |b: &[f32], t: usize, i: usize| b[g * cap * hd + t * hd + i];
+                let at = |b: &[f16], t: usize, i: usize| b[g * cap * hd + t * hd + i].to_f32();
                 let qi = |i: usize| q[(n * heads + h) * hd + i];
                 let s: Vec<f32> = keys
                     .clone()

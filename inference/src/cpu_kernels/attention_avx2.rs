@@ -1,19 +1,30 @@
-//! The AVX2 + FMA body of [`super::attention::attend`] for head widths that are a multiple of 8: scores
-//! four keys at a time (one horizontal reduction per four dot products), a vectorized exponential for the
+//! The AVX2 + FMA (+ F16C, to widen the f16 cache) body of [`super::attention::attend`] for head widths
+//! that are a multiple of 8: scores four keys at a time (one horizontal reduction per four dot products), a vectorized exponential for the
 //! softmax, and the weighted sum of values with the output head held in registers 64 lanes at a time.
 
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;
 use std::ops::Range;
 
+use half::f16;
+
 use super::attention::KvView;
+
+/// Eight f16 values from `p` as f32 lanes.
+///
+/// SAFETY: `p` points to at least 8 readable f16 values.
+#[target_feature(enable = "avx2,f16c")]
+unsafe fn load8(p: *const f16) -> __m256 {
+    // SAFETY: as this function's contract.
+    unsafe { _mm256_cvtph_ps(_mm_loadu_si128(p.cast())) }
+}
 
 /// [`super::attention::attend`] for `head_dim % 8 == 0`.
 ///
-/// SAFETY: the CPU must support AVX2 and FMA; `head_dim` must be a multiple of 8 and the views must hold
+/// SAFETY: the CPU must support AVX2, FMA and F16C; `head_dim` must be a multiple of 8 and the views must hold
 /// the rows of `keys` (the caller checks both).
 #[allow(clippy::too_many_arguments)]
-#[target_feature(enable = "avx2,fma")]
+#[target_feature(enable = "avx2,fma,f16c")]
 pub(super) unsafe fn attend(
     q: &[f32],
     k: KvView<'_>,
@@ -48,7 +59,7 @@ pub(super) unsafe fn attend(
 }
 
 /// `scores[i] = q · k[keys.start + i] · scale` for kv head `g`.
-#[target_feature(enable = "avx2,fma")]
+#[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn score(
     q: &[f32],
     k: KvView<'_>,
@@ -70,7 +81,7 @@ unsafe fn score(
             unsafe {
                 let qv = _mm256_loadu_ps(qp.add(c));
                 for j in 0..4 {
-                    acc[j] = _mm256_fmadd_ps(qv, _mm256_loadu_ps(r[j].add(c)), acc[j]);
+                    acc[j] = _mm256_fmadd_ps(qv, load8(r[j].add(c)), acc[j]);
                 }
             }
         }
@@ -87,9 +98,7 @@ unsafe fn score(
         let mut acc = _mm256_setzero_ps();
         for c in (0..hd).step_by(8) {
             // SAFETY: as above.
-            unsafe {
-                acc = _mm256_fmadd_ps(_mm256_loadu_ps(qp.add(c)), _mm256_loadu_ps(kr.add(c)), acc)
-            };
+            unsafe { acc = _mm256_fmadd_ps(_mm256_loadu_ps(qp.add(c)), load8(kr.add(c)), acc) };
         }
         *s = hsum(acc) * scale;
         t += 1;
@@ -97,7 +106,7 @@ unsafe fn score(
 }
 
 /// `s[i] = exp(s[i] - max(s))`; returns their sum.
-#[target_feature(enable = "avx2,fma")]
+#[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn exp_in_place(s: &mut [f32]) -> f32 {
     let max = s.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     let m = _mm256_set1_ps(max);
@@ -120,7 +129,7 @@ unsafe fn exp_in_place(s: &mut [f32]) -> f32 {
 }
 
 /// `out = Σ_i p[i] · v[first + i]` for kv head `g`, 64 output lanes at a time.
-#[target_feature(enable = "avx2,fma")]
+#[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn weighted_sum(p: &[f32], v: KvView<'_>, g: usize, first: usize, out: &mut [f32]) {
     let hd = out.len();
     let base = v.offset + g * v.head_stride + first * v.token_stride;
@@ -133,7 +142,7 @@ unsafe fn weighted_sum(p: &[f32], v: KvView<'_>, g: usize, first: usize, out: &m
             let r = rows[i * v.token_stride + lo..].as_ptr();
             for (j, a) in acc.iter_mut().take(lanes).enumerate() {
                 // SAFETY: `lo + 8j + 8 <= hd`, inside row `i` of `rows`.
-                unsafe { *a = _mm256_fmadd_ps(w, _mm256_loadu_ps(r.add(8 * j)), *a) };
+                unsafe { *a = _mm256_fmadd_ps(w, load8(r.add(8 * j)), *a) };
             }
         }
         for (j, a) in acc.iter().take(lanes).enumerate() {
@@ -143,7 +152,7 @@ unsafe fn weighted_sum(p: &[f32], v: KvView<'_>, g: usize, first: usize, out: &m
     }
 }
 
-#[target_feature(enable = "avx2,fma")]
+#[target_feature(enable = "avx2,fma,f16c")]
 fn hsum(v: __m256) -> f32 {
     let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
     let s = _mm_hadd_ps(s, s);
@@ -152,7 +161,7 @@ fn hsum(v: __m256) -> f32 {
 
 /// `e^x` for `x <= 0` (softmax arguments), to about 2 ulp: `2^n · p(r)` with `x = n ln2 + r`,
 /// `|r| <= ln2 / 2`, and a degree-6 polynomial (Cephes' `expf`); arguments below -87.3 (near the smallest normal result) give 0.
-#[target_feature(enable = "avx2,fma")]
+#[target_feature(enable = "avx2,fma,f16c")]
 fn exp(x: __m256) -> __m256 {
     let tiny = _mm256_cmp_ps(x, _mm256_set1_ps(-87.3), _CMP_LT_OQ);
     let x = _mm256_max_ps(x, _mm256_set1_ps(-87.3));
@@ -188,7 +197,10 @@ mod tests {
 
     #[test]
     fn exp_is_close_to_std_over_the_softmax_range() {
-        if !(is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")) {
+        if !(is_x86_feature_detected!("avx2")
+            && is_x86_feature_detected!("fma")
+            && is_x86_feature_detected!("f16c"))
+        {
             return;
         }
         let xs: Vec<f32> = (0..4000)

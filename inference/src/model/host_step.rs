@@ -301,7 +301,10 @@ mod tests {
         let mut rng = StdRng::seed_from_u64(11);
         let mut random =
             |n: usize| -> Vec<f32> { (0..n).map(|_| rng.random_range(-2.0..2.0)).collect() };
-        let (k, v, q) = (random(total * kvw), random(total * kvw), random(t * qw));
+        let (mut k, mut v, q) = (random(total * kvw), random(total * kvw), random(t * qw));
+        // The host cache stores f16: give both sides the same f16-precision keys and values.
+        ew::round_to_f16(&mut k);
+        ew::round_to_f16(&mut v);
         let mut cache = SeqCache::new(1);
         cache
             .append_rows(0, kvw, &k[..past * kvw], &v[..past * kvw])
