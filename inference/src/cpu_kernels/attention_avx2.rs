@@ -9,6 +9,7 @@ use std::ops::Range;
 use half::f16;
 
 use super::attention::KvView;
+use super::exp_avx2::exp;
 
 /// Eight f16 values from `p` as f32 lanes.
 ///
@@ -107,7 +108,7 @@ unsafe fn score(
 
 /// `s[i] = exp(s[i] - max(s))`; returns their sum.
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn exp_in_place(s: &mut [f32]) -> f32 {
+pub(super) unsafe fn exp_in_place(s: &mut [f32]) -> f32 {
     let max = s.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     let m = _mm256_set1_ps(max);
     let mut total = _mm256_setzero_ps();
@@ -157,66 +158,4 @@ fn hsum(v: __m256) -> f32 {
     let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
     let s = _mm_hadd_ps(s, s);
     _mm_cvtss_f32(_mm_hadd_ps(s, s))
-}
-
-/// `e^x` for `x <= 0` (softmax arguments), to about 2 ulp: `2^n · p(r)` with `x = n ln2 + r`,
-/// `|r| <= ln2 / 2`, and a degree-6 polynomial (Cephes' `expf`); arguments below -87.3 (near the smallest normal result) give 0.
-#[target_feature(enable = "avx2,fma,f16c")]
-fn exp(x: __m256) -> __m256 {
-    let tiny = _mm256_cmp_ps(x, _mm256_set1_ps(-87.3), _CMP_LT_OQ);
-    let x = _mm256_max_ps(x, _mm256_set1_ps(-87.3));
-    let n = _mm256_round_ps(
-        _mm256_mul_ps(x, _mm256_set1_ps(std::f32::consts::LOG2_E)),
-        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC,
-    );
-    let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693_359_4), x);
-    let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.121_944_4e-4), r);
-    let mut p = _mm256_set1_ps(1.987_569_1e-4);
-    for c in [
-        1.398_199_9e-3,
-        8.333_452e-3,
-        4.166_579_6e-2,
-        1.666_666_5e-1,
-        5.0e-1,
-    ] {
-        p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(c));
-    }
-    let r2 = _mm256_mul_ps(r, r);
-    let p = _mm256_add_ps(_mm256_fmadd_ps(p, r2, r), _mm256_set1_ps(1.0));
-    let pow2 = _mm256_slli_epi32(
-        _mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)),
-        23,
-    );
-    let e = _mm256_mul_ps(p, _mm256_castsi256_ps(pow2));
-    _mm256_andnot_ps(tiny, e)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn exp_is_close_to_std_over_the_softmax_range() {
-        if !(is_x86_feature_detected!("avx2")
-            && is_x86_feature_detected!("fma")
-            && is_x86_feature_detected!("f16c"))
-        {
-            return;
-        }
-        let xs: Vec<f32> = (0..4000)
-            .map(|i| -(i as f32) * 0.025)
-            .chain([-100.0, -1e30])
-            .collect();
-        let mut s = xs.clone();
-        s.insert(0, 0.0); // The maximum, so `exp_in_place` subtracts nothing.
-        // SAFETY: the features were checked above.
-        unsafe { exp_in_place(&mut s) };
-        for (x, got) in xs.iter().zip(&s[1..]) {
-            let want = x.exp();
-            assert!(
-                (got - want).abs() <= 4.0 * f32::EPSILON * want + 2e-38,
-                "exp({x}): {got} vs {want}"
-            );
-        }
-    }
 }

@@ -70,6 +70,17 @@ pub fn rope(row: &mut [f32], cos: &[f32], sin: &[f32], interleaved: bool) {
 
 /// `gate[i] = silu(gate[i]) * up[i]` (SwiGLU), as candle's `silu(gate) * up`.
 pub fn silu_mul(gate: &mut [f32], up: &[f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+        // SAFETY: the CPU has AVX2 and FMA (checked just above).
+        unsafe { super::exp_avx2::silu_mul(gate, up) };
+        return;
+    }
+    silu_mul_scalar(gate, up);
+}
+
+/// The portable body of [`silu_mul`].
+pub(super) fn silu_mul_scalar(gate: &mut [f32], up: &[f32]) {
     for (g, u) in gate.iter_mut().zip(up) {
         *g = *g / (1.0 + (-*g).exp()) * u;
     }

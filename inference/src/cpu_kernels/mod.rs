@@ -9,6 +9,8 @@ pub mod attention;
 #[cfg(target_arch = "x86_64")]
 mod attention_avx2;
 pub mod elementwise;
+#[cfg(target_arch = "x86_64")]
+mod exp_avx2;
 pub mod matmul;
 pub mod pool;
 pub mod quant;
