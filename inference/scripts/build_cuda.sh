@@ -31,7 +31,7 @@ if [ ! -x "$cuda/bin/nvcc" ] || [ ! -f "$cuda/lib/stubs/libcuda.so" ]; then
   for l in libcublas libcublasLt libcudart libnvrtc; do ln -sf "$l.so.13" "$cuda/lib/$l.so"; done
   ln -sf libcurand.so.10 "$cuda/lib/libcurand.so"
   # Stub driver library: every driver-API function cudarc declares, as an empty symbol, soname libcuda.so.1.
-  cudarc=$(cargo metadata --format-version 1 --manifest-path "$ANSHIN_ROOT/Cargo.toml" \
+  cudarc=$(cargo metadata --format-version 1 --features anshin-inference/cuda --manifest-path "$ANSHIN_ROOT/Cargo.toml" \
     | python3 -c 'import json,sys; print(next(p["manifest_path"] for p in json.load(sys.stdin)["packages"] if p["name"]=="cudarc"))')
   sys_rs="$(dirname "$cudarc")/src/driver/sys/mod.rs"
   mkdir -p "$cuda/lib/stubs"
