@@ -43,10 +43,15 @@ impl PackedMatrix {
         }
         let raw = t.data()?;
         let (weights, sum) = match t.dtype() {
-            GgmlDType::Q4_0 => (
-                Tiled::from_packed4(&Packed4::from_q4_0(&raw), rows),
-                BlockSum::Exact,
-            ),
+            GgmlDType::Q4_0 => {
+                let p = Packed4::from_q4_0(&raw);
+                // The tiles store Q4_0's offset `m = -8·d` as f16: a block scale above 65504 / 8 would
+                // overflow it, so such a tensor stays on candle (which never forms that product).
+                if p.m.iter().any(|m| m.abs() > f32::from(half::f16::MAX)) {
+                    return Ok(None);
+                }
+                (Tiled::from_packed4(&p, rows), BlockSum::Exact)
+            }
             GgmlDType::Q4_1 => (
                 Tiled::from_packed4(&Packed4::from_q4_1(&raw), rows),
                 BlockSum::Half,
@@ -311,6 +316,23 @@ mod tests {
                 assert_eq!(got, &alone, "{} rows, {tokens} tokens", m.rows());
             }
         }
+    }
+
+    /// Values near 10^5 give Q4_0 block scales near 12 500: `-8·d` is past f16's 65 504.
+    #[test]
+    fn q4_0_with_scales_past_f16_range_stays_on_candle() {
+        let big: Vec<f32> = (0..64)
+            .map(|i| if i % 2 == 0 { 1.0e5 } else { -1.0e5 })
+            .collect();
+        let qt = QTensor::quantize(
+            &Tensor::from_vec(big, (1, 64), &Device::Cpu).unwrap(),
+            GgmlDType::Q4_0,
+        )
+        .unwrap();
+        assert!(PackedMatrix::from_qtensor(&qt).unwrap().is_none());
+        let small = Tensor::from_vec(vec![0.5f32; 64], (1, 64), &Device::Cpu).unwrap();
+        let qt = QTensor::quantize(&small, GgmlDType::Q4_0).unwrap();
+        assert!(PackedMatrix::from_qtensor(&qt).unwrap().is_some());
     }
 
     #[test]

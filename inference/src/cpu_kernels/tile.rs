@@ -72,7 +72,8 @@ impl Tiled {
             for b in 0..blocks {
                 let (src, (g, lane)) = (r * blocks + b, (r / LANES, r % LANES));
                 let at = t.scale_index(g, b, lane);
-                // Exact: both came from f16 (Q4_0's `m = -8·d` too, short of overflow past 65504).
+                // Exact: both came from f16 (Q4_0's `m = -8·d` too; `PackedMatrix::from_qtensor` leaves tensors
+                // whose `m` would overflow f16 on candle).
                 t.d[at] = f16::from_f32(p.d[src]);
                 t.m[at] = f16::from_f32(p.m[src]);
                 let base = (g * blocks + b) * Bits::Four.group_block_bytes();
