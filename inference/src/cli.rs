@@ -198,9 +198,8 @@ pub fn start_engine(args: &ServeArgs, metrics: Metrics) -> anyhow::Result<Engine
         .max_context
         .unwrap_or(cfg.max_position_embeddings)
         .min(cfg.max_position_embeddings);
-    // The CPU path caches f16 rows, candle's cache tensors (GPU) are f32.
-    let element_bytes = if device.is_cpu() { 2 } else { 4 };
-    let kv_budget_tokens = args.kv_cache_mib * (1 << 20) / cfg.kv_bytes_per_token(element_bytes);
+    let value_bytes = crate::kv_cache::bytes_per_value(&device);
+    let kv_budget_tokens = args.kv_cache_mib * (1 << 20) / cfg.kv_bytes_per_token(value_bytes);
     tracing::info!(
         layers = cfg.num_layers,
         hidden = cfg.hidden_size,

@@ -273,7 +273,7 @@ impl LlamaConfig {
     }
 
     /// Bytes of KV cache one token occupies (keys and values, all layers) with `element_bytes` per value:
-    /// 2 for the CPU path's f16 cache, 4 for candle's f32 cache tensors (GPU).
+    /// [`crate::kv_cache::bytes_per_value`] gives it for a device.
     pub fn kv_bytes_per_token(&self, element_bytes: usize) -> usize {
         2 * self.num_layers * self.num_kv_heads * self.head_dim * element_bytes
     }

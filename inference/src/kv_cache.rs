@@ -17,6 +17,16 @@ use crate::cpu_kernels::attention::KvView;
 /// Tokens by which a cache buffer grows when it is full.
 pub const BLOCK_TOKENS: usize = 64;
 
+/// Bytes one cached key or value element takes for a model on `device`: f16 host rows on the CPU, f32
+/// candle tensors elsewhere (for the KV budget, see [`crate::config::LlamaConfig::kv_bytes_per_token`]).
+pub fn bytes_per_value(device: &candle_core::Device) -> usize {
+    if device.is_cpu() {
+        std::mem::size_of::<f16>()
+    } else {
+        std::mem::size_of::<f32>()
+    }
+}
+
 /// Keys and values of every layer for one sequence.
 pub struct SeqCache {
     layers: Vec<LayerCache>,

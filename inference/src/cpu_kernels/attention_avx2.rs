@@ -108,7 +108,7 @@ unsafe fn score(
 
 /// `s[i] = exp(s[i] - max(s))`; returns their sum.
 #[target_feature(enable = "avx2,fma,f16c")]
-pub(super) unsafe fn exp_in_place(s: &mut [f32]) -> f32 {
+unsafe fn exp_in_place(s: &mut [f32]) -> f32 {
     let max = s.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     let m = _mm256_set1_ps(max);
     let mut total = _mm256_setzero_ps();
@@ -158,4 +158,34 @@ fn hsum(v: __m256) -> f32 {
     let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
     let s = _mm_hadd_ps(s, s);
     _mm_cvtss_f32(_mm_hadd_ps(s, s))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exp_is_close_to_std_over_the_softmax_range() {
+        if !(is_x86_feature_detected!("avx2")
+            && is_x86_feature_detected!("fma")
+            && is_x86_feature_detected!("f16c"))
+        {
+            return;
+        }
+        let xs: Vec<f32> = (0..4000)
+            .map(|i| -(i as f32) * 0.025)
+            .chain([-100.0, -1e30])
+            .collect();
+        let mut s = xs.clone();
+        s.insert(0, 0.0); // The maximum, so `exp_in_place` subtracts nothing.
+        // SAFETY: the features were checked above.
+        unsafe { exp_in_place(&mut s) };
+        for (x, got) in xs.iter().zip(&s[1..]) {
+            let want = x.exp();
+            assert!(
+                (got - want).abs() <= 4.0 * f32::EPSILON * want + 2e-38,
+                "exp({x}): {got} vs {want}"
+            );
+        }
+    }
 }
