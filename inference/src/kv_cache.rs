@@ -50,14 +50,18 @@ impl HostKv {
         self.k.len() / self.width
     }
 
-    fn append(&mut self, k: &[f32], v: &[f32]) {
-        let need = self.k.len() + k.len();
+    fn reserve(&mut self, values: usize) {
+        let need = self.k.len() + values;
         if need > self.k.capacity() {
             let block = BLOCK_TOKENS * self.width;
             let extra = need.div_ceil(block) * block - self.k.len();
             self.k.reserve_exact(extra);
             self.v.reserve_exact(extra);
         }
+    }
+
+    fn append(&mut self, k: &[f32], v: &[f32]) {
+        self.reserve(k.len());
         for (buf, rows) in [(&mut self.k, k), (&mut self.v, v)] {
             let at = buf.len();
             buf.resize(at + rows.len(), f16::ZERO);
@@ -138,6 +142,55 @@ impl SeqCache {
         }
     }
 
+    /// Whether this cache holds host rows (or nothing yet), the kind [`Self::copy_prefix_from`] copies.
+    pub fn holds_host_rows(&self) -> bool {
+        self.layers
+            .iter()
+            .all(|l| matches!(l, LayerCache::Empty | LayerCache::Host(_)))
+    }
+
+    /// Extends this cache to `upto` tokens with `donor`'s rows `self.len()..upto` in every layer, for a
+    /// sequence whose first `upto` tokens are the donor's (see [`crate::prefix`]). Returns false, changing
+    /// nothing, when the donor has fewer tokens, either cache holds candle tensors, or the layers differ.
+    pub fn copy_prefix_from(&mut self, donor: &SeqCache, upto: usize) -> bool {
+        let from = self.len();
+        let fits = self.layers.len() == donor.layers.len()
+            && upto > from
+            && self
+                .layers
+                .iter()
+                .zip(&donor.layers)
+                .all(|pair| match pair {
+                    (LayerCache::Empty, LayerCache::Host(d)) => from == 0 && d.tokens() >= upto,
+                    (LayerCache::Host(h), LayerCache::Host(d)) => {
+                        h.width == d.width && h.tokens() == from && d.tokens() >= upto
+                    }
+                    _ => false,
+                });
+        if !fits {
+            return false;
+        }
+        for (mine, theirs) in self.layers.iter_mut().zip(&donor.layers) {
+            let LayerCache::Host(d) = theirs else {
+                continue; // unreachable: checked above
+            };
+            if let LayerCache::Empty = mine {
+                *mine = LayerCache::Host(HostKv {
+                    width: d.width,
+                    k: Vec::new(),
+                    v: Vec::new(),
+                });
+            }
+            if let LayerCache::Host(h) = mine {
+                let (a, b) = (from * d.width, upto * d.width);
+                h.reserve(b - a);
+                h.k.extend_from_slice(&d.k[a..b]);
+                h.v.extend_from_slice(&d.v[a..b]);
+            }
+        }
+        true
+    }
+
     /// Keys and values of `layer`'s host buffer as views with heads `head_dim` wide.
     pub fn host_views(&self, layer: usize, head_dim: usize) -> Result<(KvView<'_>, KvView<'_>)> {
         match self.layers.get(layer) {
@@ -179,5 +232,41 @@ mod tests {
         assert_eq!(f(&vv.data[3 * vv.token_stride..][..hd]), [-0.0, -1.0]);
         assert!(c.append_rows(0, 3, &k[..3], &v[..3]).is_err());
         assert!(c.host_views(1, hd).is_err());
+    }
+
+    fn rows(tokens: usize, width: usize, seed: f32) -> Vec<f32> {
+        (0..tokens * width).map(|i| seed + i as f32).collect()
+    }
+
+    #[test]
+    fn a_prefix_copy_equals_appending_the_same_rows() {
+        let (width, hd, layers) = (4, 2, 2);
+        let mut donor = SeqCache::new(layers);
+        let mut computed = SeqCache::new(layers);
+        for l in 0..layers {
+            let (k, v) = (rows(5, width, l as f32), rows(5, width, -(l as f32)));
+            donor.append_rows(l, width, &k, &v).expect("append");
+            let n = 3 * width;
+            computed
+                .append_rows(l, width, &k[..n], &v[..n])
+                .expect("append");
+        }
+        // In two steps (0..2, then 2..3), as a sequence following a donor mid-prefill does.
+        let mut copied = SeqCache::new(layers);
+        assert!(copied.holds_host_rows());
+        assert!(copied.copy_prefix_from(&donor, 2));
+        assert!(copied.copy_prefix_from(&donor, 3));
+        assert_eq!(copied.len(), 3);
+        for l in 0..layers {
+            let (a, b) = (copied.host_views(l, hd), computed.host_views(l, hd));
+            let ((ak, av), (bk, bv)) = (a.expect("views"), b.expect("views"));
+            assert_eq!((ak.data, av.data), (bk.data, bv.data), "layer {l}");
+        }
+        // More than the donor has, or a start that is not this cache's length, changes nothing.
+        assert!(!copied.copy_prefix_from(&donor, 6));
+        assert!(!copied.copy_prefix_from(&donor, 3));
+        let mut other_model = SeqCache::new(layers + 1);
+        assert!(!other_model.copy_prefix_from(&donor, 2));
+        assert!(other_model.is_empty());
     }
 }

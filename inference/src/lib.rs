@@ -17,6 +17,7 @@ pub mod loader;
 pub mod manifest;
 pub mod metrics;
 pub mod model;
+pub mod prefix;
 pub mod projection;
 pub mod sampling;
 pub mod scheduler;

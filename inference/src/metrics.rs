@@ -30,6 +30,9 @@ pub struct Metrics {
     pub in_flight: IntGauge,
     /// Prompt tokens processed.
     pub prompt_tokens: IntCounter,
+    /// Prompt tokens whose keys and values were copied from a running sequence with the same prefix
+    /// instead of computed (a part of `prompt_tokens`).
+    pub prefix_shared_tokens: IntCounter,
     /// Tokens generated.
     pub generated_tokens: IntCounter,
     /// Time from acceptance to the first generated token.
@@ -71,6 +74,10 @@ impl Metrics {
             prompt_tokens: c(
                 "anshin_inference_prompt_tokens_total",
                 "Prompt tokens processed",
+            ),
+            prefix_shared_tokens: c(
+                "anshin_inference_prefix_shared_tokens_total",
+                "Prompt tokens whose keys and values were copied from a running sequence",
             ),
             generated_tokens: c(
                 "anshin_inference_generated_tokens_total",
@@ -116,6 +123,7 @@ impl Metrics {
             Box::new(self.running.clone()),
             Box::new(self.in_flight.clone()),
             Box::new(self.prompt_tokens.clone()),
+            Box::new(self.prefix_shared_tokens.clone()),
             Box::new(self.generated_tokens.clone()),
             Box::new(self.ttft.clone()),
             Box::new(self.tpot.clone()),

@@ -125,6 +125,12 @@ impl Llama {
         &self.cfg
     }
 
+    /// Whether [`Self::forward`] keeps keys and values as host rows (the CPU path), which sequences can
+    /// share (see [`crate::prefix`]).
+    pub fn caches_host_rows(&self) -> bool {
+        self.host.is_some()
+    }
+
     /// Runs one step for every sequence in `batch`; returns logits `[batch, vocab]` of each sequence's
     /// last new token. Each cache grows by its sequence's token count.
     pub fn forward(&self, batch: &mut [SeqStep<'_>]) -> Result<Tensor> {

@@ -4,7 +4,9 @@
 //! Each step: take new requests off the channel, admit waiting ones while the batch and the KV budget
 //! allow, run one forward pass over all running sequences together (prompt chunks of new ones, one token
 //! of the others), sample, stream text, and retire finished or cancelled sequences. A request whose
-//! receiver was dropped (the client went away) is cancelled at the next step.
+//! receiver was dropped (the client went away) is cancelled at the next step. Before each step, prompts
+//! that begin like a running sequence's take its cached keys and values for the common part
+//! ([`crate::prefix`]), and one whose prefix another computes in this step sits the step out.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -15,6 +17,7 @@ use tokio::sync::mpsc;
 
 use crate::metrics::Metrics;
 use crate::model::{Llama, SeqStep};
+use crate::prefix;
 use crate::sampling::SamplingParams;
 use crate::sequence::{Sequence, StepOutcome};
 use crate::tokenizer::TextTokenizer;
@@ -286,23 +289,38 @@ impl Actor {
             return;
         }
         let chunk = self.cfg.prefill_chunk;
+        let held = self.share_prefixes(chunk);
         let mut batch: Vec<SeqStep<'_>> = self
             .running
             .iter_mut()
-            .map(|s| s.next_step(chunk))
+            .zip(&held)
+            .filter(|(_, held)| !**held)
+            .map(|(s, _)| s.next_step(chunk))
             .collect();
         let logits = self
             .model
             .forward(&mut batch)
             .and_then(|l| l.to_vec2::<f32>());
         drop(batch);
-        let rows = match logits {
-            Ok(rows) => rows,
+        let mut rows = match logits {
+            Ok(rows) => rows.into_iter(),
             Err(e) => return self.fail_all(&e.to_string()),
         };
         let mut keep = Vec::with_capacity(self.running.len());
-        for (mut seq, row) in std::mem::take(&mut self.running).into_iter().zip(rows) {
-            match seq.after_step(&row, &self.tokenizer, &self.metrics) {
+        for (mut seq, held) in std::mem::take(&mut self.running).into_iter().zip(held) {
+            let outcome = match (held, seq.is_cancelled()) {
+                (true, false) => StepOutcome::Continue,
+                (true, true) => StepOutcome::Finished("cancelled"),
+                // One row per fed sequence, in order (`forward` returns as many rows as it was given).
+                (false, _) => match rows.next() {
+                    Some(row) => seq.after_step(&row, &self.tokenizer, &self.metrics),
+                    None => {
+                        seq.fail("the model returned fewer logits rows than sequences");
+                        StepOutcome::Finished("error")
+                    }
+                },
+            };
+            match outcome {
                 StepOutcome::Continue => keep.push(seq),
                 StepOutcome::Finished(status) => {
                     self.reserved -= seq.reserved_tokens();
@@ -311,6 +329,22 @@ impl Actor {
             }
         }
         self.running = keep;
+    }
+
+    /// Applies [`prefix::plan`]: copies shared prefixes between running sequences; returns, per sequence,
+    /// whether it sits out this step.
+    fn share_prefixes(&mut self, chunk: usize) -> Vec<bool> {
+        let host = self.model.caches_host_rows();
+        let standings: Vec<_> = self.running.iter().map(|s| s.standing(host)).collect();
+        let actions = prefix::plan(&standings, chunk);
+        for (i, action) in actions.iter().enumerate() {
+            if let Some((from, upto)) = action.copy {
+                let (seq, donor) = pair_mut(&mut self.running, i, from);
+                let copied = seq.copy_prefix(donor, upto);
+                self.metrics.prefix_shared_tokens.inc_by(copied as u64);
+            }
+        }
+        actions.iter().map(|a| a.hold).collect()
     }
 
     fn fail_all(&mut self, err: &str) {
@@ -331,5 +365,17 @@ impl Actor {
         self.metrics
             .queue_depth
             .set(self.waiting_count.load(Ordering::SeqCst) as i64);
+    }
+}
+
+/// `(&mut v[i], &v[j])` for `i != j`.
+fn pair_mut<T>(v: &mut [T], i: usize, j: usize) -> (&mut T, &T) {
+    assert_ne!(i, j, "a sequence is not its own donor");
+    if i < j {
+        let (head, tail) = v.split_at_mut(j);
+        (&mut head[i], &tail[0])
+    } else {
+        let (head, tail) = v.split_at_mut(i);
+        (&mut tail[0], &head[j])
     }
 }

@@ -9,6 +9,7 @@ use tokio::sync::mpsc;
 use crate::kv_cache::SeqCache;
 use crate::metrics::Metrics;
 use crate::model::SeqStep;
+use crate::prefix::{Standing, common_prefix};
 use crate::sampling::Sampler;
 use crate::scheduler::{Completion, FinishReason, GenEvent, GenerateRequest};
 use crate::stop::TextStream;
@@ -150,6 +151,36 @@ impl Sequence {
     /// Tells the client the engine failed.
     pub fn fail(&self, err: &str) {
         let _ = self.events.send(GenEvent::Failed(err.to_owned()));
+    }
+
+    /// Where this sequence stands, for [`crate::prefix::plan`]; `host` says whether the model caches host
+    /// rows.
+    pub fn standing(&self, host: bool) -> Standing<'_> {
+        Standing {
+            prompt: &self.req.prompt,
+            fed: self.fed,
+            cached: self.cache.len(),
+            shareable: host && self.cache.holds_host_rows(),
+        }
+    }
+
+    /// Takes `donor`'s cached rows up to prompt position `upto` as this sequence's own (their prompts
+    /// agree up to there); returns the number of tokens copied, 0 when the caches could not share.
+    pub fn copy_prefix(&mut self, donor: &Sequence, upto: usize) -> usize {
+        let from = self.fed;
+        let fits = from == self.cache.len()
+            && upto < self.req.prompt.len()
+            && common_prefix(&self.req.prompt, &donor.req.prompt) >= upto;
+        if !fits || !self.cache.copy_prefix_from(&donor.cache, upto) {
+            return 0;
+        }
+        self.fed = upto;
+        upto - from
+    }
+
+    /// Whether the client has gone away.
+    pub fn is_cancelled(&self) -> bool {
+        self.events.is_closed()
     }
 
     /// KV reservation in tokens.

@@ -1,6 +1,7 @@
 //! Continuous batching through the scheduler actor: concurrency never changes greedy tokens, late joiners
 //! and early leavers do not disturb others, the queue is bounded, the KV budget holds requests back (or
-//! refuses one that could never fit), and dropped receivers cancel.
+//! refuses one that could never fit), dropped receivers cancel, and requests with a common prefix share its
+//! keys and values without changing their tokens.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -8,6 +9,7 @@ use std::time::{Duration, Instant};
 use anshin_inference::fixture;
 use anshin_inference::loader;
 use anshin_inference::metrics::Metrics;
+use anshin_inference::prefix;
 use anshin_inference::sampling::SamplingParams;
 use anshin_inference::scheduler::{
     self, GenEvent, GenerateRequest, SchedulerConfig, SchedulerHandle, SubmitError,
@@ -101,6 +103,62 @@ fn concurrent_requests_get_the_same_greedy_tokens_as_sequential_ones() {
     let together: Vec<Vec<u32>> = rxs.into_iter().map(tokens).collect();
     assert_eq!(alone, together);
     wait_metric(&metrics, "anshin_inference_requests_total{status=\"ok\"} 8");
+}
+
+/// A note that several requests share, several prefill chunks (8 tokens here) long.
+const NOTE: &str = "患者は65歳男性。3日前からの発熱と湿性咳嗽。高血圧と2型糖尿病でアムロジピンとメトホルミンを内服中。";
+
+#[test]
+fn requests_sharing_a_prefix_copy_it_and_get_the_same_greedy_tokens() {
+    let (h, tok, metrics, _dir) = start(8, 16);
+    let prompts: Vec<String> = ["診断は?", "次に行う検査は?", "治療方針は?", "注意点は?"]
+        .iter()
+        .map(|q| format!("{NOTE}{q}"))
+        .collect();
+    let alone: Vec<Vec<u32>> = prompts
+        .iter()
+        .map(|p| tokens(h.submit(request(&tok, p, 12)).expect("submit")))
+        .collect();
+    // One at a time there is no running donor.
+    assert!(
+        metrics
+            .render()
+            .contains("anshin_inference_prefix_shared_tokens_total 0\n")
+    );
+    let rxs: Vec<_> = prompts
+        .iter()
+        .map(|p| h.submit(request(&tok, p, 12)).expect("submit"))
+        .collect();
+    let together: Vec<Vec<u32>> = rxs.into_iter().map(tokens).collect();
+    assert_eq!(alone, together);
+    // Every later request takes its common prefix with the first (all but its last token), except a
+    // tail shorter than a prefill chunk (8 tokens here), which it computes rather than wait a step for.
+    let ids: Vec<Vec<u32>> = prompts
+        .iter()
+        .map(|p| tok.encode(p).expect("encode"))
+        .collect();
+    let expected: usize = ids[1..]
+        .iter()
+        .map(|p| prefix::common_prefix(p, &ids[0]).min(p.len() - 1) - 7)
+        .sum();
+    assert!(
+        expected >= 3 * prefix::MIN_SHARED_TOKENS,
+        "the note is long enough"
+    );
+    let shared = metric_value(&metrics, "anshin_inference_prefix_shared_tokens_total");
+    assert!(
+        shared >= expected as f64,
+        "{shared} tokens shared, expected at least {expected}"
+    );
+}
+
+fn metric_value(metrics: &Metrics, name: &str) -> f64 {
+    let text = metrics.render();
+    let line = text
+        .lines()
+        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+        .unwrap_or_else(|| panic!("no metric {name}"));
+    line[name.len()..].trim().parse().expect("a number")
 }
 
 #[test]
