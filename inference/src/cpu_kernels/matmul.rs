@@ -4,14 +4,16 @@
 //! Each call quantizes the activation rows to int8 once, then splits the weight matrix's groups of 8 rows
 //! ([`super::tile`]) into tasks for the kernel thread pool ([`super::pool`]); a task takes each group once
 //! and multiplies it with the activation rows a tile at a time (up to 8 tokens), so a weight block is read
-//! and unpacked once per tile of tokens, and the results land directly in the token-major output.
+//! and unpacked once per tile of tokens, and the results land directly in the token-major output. With
+//! AVX-512, 4-bit matrices take two neighbouring groups per kernel call ([`super::tile_pair`]).
 
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape};
 
 use super::pool;
 use super::quant::{ActRow, BLOCK, BlockSum, Packed4, Packed8, QuantizedRows};
-use super::tile::{LANES, Tiled};
+use super::tile::{Bits, LANES, MAX_TOKENS, Tiled};
+use super::tile_pair;
 use super::tile_simd::{self, Isa};
 
 /// A `[rows, cols]` weight matrix (rows = output features) in our kernels' layout.
@@ -26,6 +28,13 @@ pub struct PackedMatrix {
 
 /// Weight-row groups per parallel task at least: below this, scheduling costs more than the work.
 const MIN_GROUPS_PER_TASK: usize = 4;
+
+/// Activation rows from which 4-bit matrices run two row groups at a time ([`tile_pair`]). One token
+/// (single-stream decoding) reads weights from memory faster one group at a time: with pairs the whole
+/// model decoded one stream ≈ 15 % slower (`forward_bench`), as did the 8-bit output matrix at 1 and 4
+/// tokens (`matmul_bench`), so 8-bit matrices never pair. From 2 tokens on the kernel is bound by its
+/// instructions, and pairs halve them.
+const PAIR_MIN_TOKENS: usize = 2;
 
 /// Output pointer shared by the tasks of one call; each task writes only its own columns.
 #[derive(Clone, Copy)]
@@ -85,24 +94,49 @@ impl PackedMatrix {
         matmul_many(&[self], x, &mut [dst]);
     }
 
-    /// One group of weight rows against every activation row, written to columns `8g..` of `dst`.
+    /// Groups `groups` of weight rows against every activation row, written to their columns of `dst`:
+    /// two neighbouring groups at a time on 512-bit vectors where the CPU has them ([`tile_pair`]).
     ///
-    /// SAFETY: `dst` points to `acts.len() × rows` floats, and no one else writes this group's columns.
-    unsafe fn group_into(&self, g: usize, acts: &[ActRow<'_>], dst: Dst) {
-        let rows = self.rows();
-        let first = g * LANES;
-        let width = LANES.min(rows - first);
-        let mut tile = [[0f32; LANES]; super::tile::MAX_TOKENS];
+    /// SAFETY: `dst` points to `acts.len() × rows` floats, and no one else writes these groups' columns.
+    unsafe fn groups_into(&self, groups: std::ops::Range<usize>, acts: &[ActRow<'_>], dst: Dst) {
+        let pairs = self.isa == Isa::Avx512Vnni
+            && self.weights.bits == Bits::Four
+            && acts.len() >= PAIR_MIN_TOKENS
+            && tile_pair::supported();
+        let mut lo = [[0f32; LANES]; MAX_TOKENS];
+        let mut hi = [[0f32; LANES]; MAX_TOKENS];
         let per_tile = self.isa.tokens_per_tile();
-        for (i, chunk) in acts.chunks(per_tile).enumerate() {
-            tile_simd::tile(self.isa, &self.weights, g, chunk, &mut tile);
-            for (j, t) in tile.iter().take(chunk.len()).enumerate() {
-                let token = i * per_tile + j;
-                // SAFETY: `token < tokens` and `first + width <= rows`, inside `dst`; see above.
-                unsafe {
-                    let at = dst.0.add(token * rows + first);
-                    std::ptr::copy_nonoverlapping(t.as_ptr(), at, width);
+        let mut g = groups.start;
+        while g < groups.end {
+            let two = pairs && g + 1 < groups.end;
+            for (i, chunk) in acts.chunks(per_tile).enumerate() {
+                if two {
+                    tile_pair::tile_pair(&self.weights, g, chunk, &mut lo, &mut hi);
+                } else {
+                    tile_simd::tile(self.isa, &self.weights, g, chunk, &mut lo);
                 }
+                let tiles = [(g, &lo), (g + 1, &hi)];
+                for (group, tile) in tiles.into_iter().take(if two { 2 } else { 1 }) {
+                    // SAFETY: as this function's, for `group` in `groups`.
+                    unsafe { self.store(group, i * per_tile, &tile[..chunk.len()], dst) };
+                }
+            }
+            g += if two { 2 } else { 1 };
+        }
+    }
+
+    /// Writes the tiles of `group` for tokens `first_token..` into `dst`.
+    ///
+    /// SAFETY: as [`Self::groups_into`]'s, and `first_token + tiles.len() <= tokens`.
+    unsafe fn store(&self, group: usize, first_token: usize, tiles: &[[f32; LANES]], dst: Dst) {
+        let rows = self.rows();
+        let first = group * LANES;
+        let width = LANES.min(rows - first);
+        for (j, t) in tiles.iter().enumerate() {
+            // SAFETY: the token is below `tokens` and `first + width <= rows`, inside `dst`.
+            unsafe {
+                let at = dst.0.add((first_token + j) * rows + first);
+                std::ptr::copy_nonoverlapping(t.as_ptr(), at, width);
             }
         }
     }
@@ -138,7 +172,11 @@ pub fn matmul_many(mats: &[&PackedMatrix], x: &[f32], dsts: &mut [&mut [f32]]) {
         .map(|&i| (0..tokens).map(|t| quantized[i].1.row(t)).collect())
         .collect();
     let total: usize = mats.iter().map(|m| m.weights.groups()).sum();
-    let per_task = total.div_ceil(pool::threads() * 4).max(MIN_GROUPS_PER_TASK);
+    // Even, so that the 512-bit kernel's pairs of groups never straddle two tasks.
+    let per_task = total
+        .div_ceil(pool::threads() * 4)
+        .max(MIN_GROUPS_PER_TASK)
+        .next_multiple_of(2);
     let tasks: Vec<(usize, std::ops::Range<usize>)> = mats
         .iter()
         .enumerate()
@@ -152,11 +190,9 @@ pub fn matmul_many(mats: &[&PackedMatrix], x: &[f32], dsts: &mut [&mut [f32]]) {
     let outs: Vec<Dst> = dsts.iter_mut().map(|d| Dst(d.as_mut_ptr())).collect();
     pool::for_each(tasks.len(), &|task| {
         let (i, groups) = &tasks[task];
-        for g in groups.clone() {
-            // SAFETY: `dsts[i]` has `tokens × rows` elements (asserted above); this task alone writes
-            // the columns of group `g` of matrix `i`.
-            unsafe { mats[*i].group_into(g, &acts[*i], outs[*i]) };
-        }
+        // SAFETY: `dsts[i]` has `tokens × rows` elements (asserted above); this task alone writes the
+        // columns of these groups of matrix `i`.
+        unsafe { mats[*i].groups_into(groups.clone(), &acts[*i], outs[*i]) };
     });
 }
 

@@ -15,4 +15,5 @@ pub mod matmul;
 pub mod pool;
 pub mod quant;
 pub mod tile;
+pub mod tile_pair;
 pub mod tile_simd;

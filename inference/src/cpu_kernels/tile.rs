@@ -200,6 +200,34 @@ pub fn tile_scalar(w: &Tiled, g: usize, acts: &[ActRow<'_>], out: &mut [[f32; LA
     }
 }
 
+/// A [`Tiled`] matrix of random Q4_1 (`Bits::Four`) or Q8_0 (`Bits::Eight`) blocks, for kernel tests.
+#[cfg(test)]
+pub(crate) fn random_tiled(
+    rng: &mut rand::rngs::StdRng,
+    bits: Bits,
+    rows: usize,
+    blocks: usize,
+) -> Tiled {
+    use super::quant::{Packed4, Packed8};
+    use rand::Rng;
+    let mut raw = Vec::new();
+    for _ in 0..rows * blocks {
+        raw.extend(f16::from_f32(rng.random_range(0.001..0.05)).to_le_bytes());
+        match bits {
+            Bits::Four => {
+                raw.extend(f16::from_f32(rng.random_range(-0.4..0.0)).to_le_bytes());
+                raw.extend((0..16).map(|_| rng.random::<u8>()));
+            }
+            // The extremes included: the AVX2 8-bit dot must not saturate.
+            Bits::Eight => raw.extend((0..32).map(|_| rng.random_range(-127i8..=127) as u8)),
+        }
+    }
+    match bits {
+        Bits::Four => Tiled::from_packed4(&Packed4::from_q4_1(&raw), rows),
+        Bits::Eight => Tiled::from_packed8(&Packed8::from_q8_0(&raw), rows),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -210,29 +210,10 @@ mod x86 {
 
 #[cfg(test)]
 mod tests {
-    use super::super::quant::{BlockSum, Packed4, Packed8, QuantizedRows};
+    use super::super::quant::{BlockSum, QuantizedRows};
+    use super::super::tile::random_tiled;
     use super::*;
-    use half::f16;
     use rand::{Rng, SeedableRng, rngs::StdRng};
-
-    fn random_tiled(rng: &mut StdRng, bits: Bits, rows: usize, blocks: usize) -> Tiled {
-        let mut raw = Vec::new();
-        for _ in 0..rows * blocks {
-            raw.extend(f16::from_f32(rng.random_range(0.001..0.05)).to_le_bytes());
-            match bits {
-                Bits::Four => {
-                    raw.extend(f16::from_f32(rng.random_range(-0.4..0.0)).to_le_bytes());
-                    raw.extend((0..16).map(|_| rng.random::<u8>()));
-                }
-                // The extremes included: the AVX2 8-bit dot must not saturate.
-                Bits::Eight => raw.extend((0..32).map(|_| rng.random_range(-127i8..=127) as u8)),
-            }
-        }
-        match bits {
-            Bits::Four => Tiled::from_packed4(&Packed4::from_q4_1(&raw), rows),
-            Bits::Eight => Tiled::from_packed8(&Packed8::from_q8_0(&raw), rows),
-        }
-    }
 
     /// The dot of the first row against the dequantized weights, within the activation rounding.
     #[test]
