@@ -1,15 +1,16 @@
-//! Causal attention of new query tokens over their sequences' cached keys and values, read in place: one
-//! pass per query token and head instead of candle's masks, matmuls and softmax per sequence. The same
-//! kernel serves a decode step (one query per sequence, seeing the whole cache) and a prompt chunk (many
-//! queries of one sequence, each seeing the keys up to its own position).
+//! Causal attention of new query tokens over their sequences' cached keys and values, read in place,
+//! instead of candle's masks, matmuls and softmax per sequence. The same kernel serves a decode step (one
+//! query per sequence, seeing the whole cache) and a prompt chunk (many queries of one sequence, each
+//! seeing the keys up to its own position).
 //!
 //! The cache is read through [`KvView`] (strided f16: the host cache stores `[tokens, kv_heads,
-//! head_dim]`), so nothing is copied; keys and values are widened to f32 as they are read. Grouped-query: query head
-//! `h` reads kv head `h / (heads / kv_heads)`. Query tokens run in parallel on the kernel thread pool
-//! ([`super::pool`]) when there is enough work to pay for it.
+//! head_dim]`), so nothing is copied; keys and values are widened to f32 as they are read. Grouped-query:
+//! query head `h` reads kv head `h / (heads / kv_heads)`. The work is cut into items of a few query tokens
+//! × the query heads of one kv head, which read each cache row once between them ([`attention`]), and the
+//! items run in parallel on the kernel thread pool ([`super::pool`]) when there is enough work to pay for
+//! it.
 
 use std::ops::Range;
-use std::sync::Mutex;
 
 use half::f16;
 
@@ -54,108 +55,273 @@ const PARALLEL_MIN_WORK: usize = 2048;
 /// keys).
 const TASKS_PER_THREAD: usize = 4;
 
+/// Query tokens of one sequence that one task takes together, with all the query heads of one kv head.
+const QUERY_BLOCK: usize = 4;
+
+/// Keys per block of a task's loops: every query vector of the task goes through a block before the next
+/// block is read, so a key or value row comes from memory once per task and from L1 for the others
+/// (64 rows of a 64-wide f16 head are 8 KiB).
+const KEY_BLOCK: usize = 64;
+
+/// The unit of work of one task: query tokens `tokens` (of one sequence: they read the same cache) and
+/// query heads `heads` (of one kv head).
+#[derive(Debug, Clone, PartialEq)]
+struct Item {
+    tokens: Range<usize>,
+    heads: Range<usize>,
+}
+
 /// `out[t] = softmax(q[t] · Kᵀ / √head_dim) · V` over `queries[t].keys`, per head, for every query token
-/// `t`; `q` and `out` are `[tokens, heads * head_dim]`. The (token, head) pairs are split into contiguous
-/// runs that the tasks of [`super::pool`] take, so even one decode token spreads its heads over threads.
+/// `t`; `q` and `out` are `[tokens, heads * head_dim]`.
+///
+/// Grouped-query heads and neighbouring tokens of one sequence read the same keys and values, so a task
+/// takes up to [`QUERY_BLOCK`] tokens × the query heads of one kv head and runs them over the cache a
+/// [`KEY_BLOCK`] at a time: the rows come from memory once for all of them. Each query vector's scores,
+/// softmax and weighted sum are the same operations in the same order as for a query alone, so the result
+/// does not depend on the grouping (bit for bit; test). When that gives too few tasks for the pool (one
+/// decode token), every (token, head) is a task of its own.
 pub fn attention(q: &[f32], queries: &[Query<'_>], dims: (usize, usize), out: &mut [f32]) {
+    let tasks_wanted = super::pool::threads() * TASKS_PER_THREAD;
+    let items = plan(queries, q.len(), dims, (QUERY_BLOCK, tasks_wanted));
+    run(q, queries, dims, &items, out);
+}
+
+/// Splits the query vectors into [`Item`]s: blocks of up to `block` tokens that share a cache × the
+/// heads of each kv head, or single (token, head) items when that gives fewer than `wanted`.
+fn plan(
+    queries: &[Query<'_>],
+    q_len: usize,
+    (kv_heads, head_dim): (usize, usize),
+    (block, wanted): (usize, usize),
+) -> Vec<Item> {
+    if queries.is_empty() {
+        return Vec::new();
+    }
+    let heads = q_len / queries.len() / head_dim;
+    let rep = heads / kv_heads;
+    let mut blocks = Vec::new();
+    let mut t = 0;
+    while t < queries.len() {
+        let mut end = t + 1;
+        while end < queries.len() && end - t < block && same_cache(&queries[t], &queries[end]) {
+            end += 1;
+        }
+        blocks.push(t..end);
+        t = end;
+    }
+    if blocks.len() * kv_heads >= wanted {
+        let per_group = |b: Range<usize>| {
+            (0..kv_heads).map(move |g| Item {
+                tokens: b.clone(),
+                heads: g * rep..(g + 1) * rep,
+            })
+        };
+        return blocks.into_iter().flat_map(per_group).collect();
+    }
+    let single = |t: usize| {
+        (0..heads).map(move |h| Item {
+            tokens: t..t + 1,
+            heads: h..h + 1,
+        })
+    };
+    (0..queries.len()).flat_map(single).collect()
+}
+
+fn same_cache(a: &Query<'_>, b: &Query<'_>) -> bool {
+    let view = |x: &KvView<'_>| (x.data.as_ptr(), x.offset, x.head_stride, x.token_stride);
+    view(&a.k) == view(&b.k) && view(&a.v) == view(&b.v)
+}
+
+/// Output pointer shared by the tasks of one call; each task writes only its own tokens' heads.
+#[derive(Clone, Copy)]
+struct Out(*mut f32);
+
+// SAFETY: tasks write disjoint elements (their items' (token, head) rows) and the caller waits for all.
+unsafe impl Sync for Out {}
+
+fn run(q: &[f32], queries: &[Query<'_>], dims: (usize, usize), items: &[Item], out: &mut [f32]) {
     assert_eq!(q.len(), out.len());
     if queries.is_empty() {
         return;
     }
-    let hd = dims.1;
     let width = q.len() / queries.len();
-    let heads = width / hd;
-    let units = queries.len() * heads;
-    let work: usize = queries.iter().map(|x| x.keys.len()).sum::<usize>() * heads;
-    let tasks = if work >= PARALLEL_MIN_WORK {
-        units.min(super::pool::threads() * TASKS_PER_THREAD)
-    } else {
-        1
-    };
-    let per_task = units.div_ceil(tasks);
-    // One lock per task's output heads: never contended, it only hands each task its part of `out`.
-    let blocks: Vec<Mutex<&mut [f32]>> = out.chunks_mut(per_task * hd).map(Mutex::new).collect();
-    super::pool::for_each(blocks.len(), &|b| {
-        let mut o = blocks[b].lock().unwrap_or_else(|e| e.into_inner());
-        let (first, last) = (b * per_task, ((b + 1) * per_task).min(units));
-        let mut scores = Vec::new();
-        let mut u = first;
-        while u < last {
-            let (t, h) = (u / heads, u % heads);
-            let hs = h..heads.min(h + last - u);
-            let x = &queries[t];
-            let ot = &mut o[(u - first) * hd..(u - first + hs.len()) * hd];
-            let qt = &q[t * width..(t + 1) * width];
-            u += hs.len();
-            attend(qt, x.k, x.v, dims, x.keys.clone(), hs, &mut scores, ot);
-        }
-    });
-}
-
-/// One query token over `keys` of the views, for query heads `heads`: `q` is the token's
-/// `[all heads, head_dim]` row, `out` the `[heads.len(), head_dim]` results.
-#[allow(clippy::too_many_arguments)]
-pub fn attend(
-    q: &[f32],
-    k: KvView<'_>,
-    v: KvView<'_>,
-    dims: (usize, usize),
-    keys: Range<usize>,
-    heads: Range<usize>,
-    scores: &mut Vec<f32>,
-    out: &mut [f32],
-) {
-    assert_eq!(heads.len() * dims.1, out.len());
-    assert!(heads.end * dims.1 <= q.len());
-    assert!(k.tokens == v.tokens && keys.start < keys.end && keys.end <= k.tokens);
-    #[cfg(target_arch = "x86_64")]
-    if dims.1.is_multiple_of(8)
-        && is_x86_feature_detected!("avx2")
-        && is_x86_feature_detected!("fma")
-        && is_x86_feature_detected!("f16c")
-    {
-        // SAFETY: the CPU has AVX2, FMA and F16C, the head width is a multiple of 8 (both checked just above),
-        // and the views hold `keys` (asserted above).
-        unsafe { super::attention_avx2::attend(q, k, v, dims, keys, heads, scores, out) };
-        return;
+    for x in queries {
+        assert!(x.k.tokens == x.v.tokens && x.keys.start < x.keys.end && x.keys.end <= x.k.tokens);
     }
-    attend_body(q, k, v, dims, keys, heads, scores, out);
+    for item in items {
+        assert!(item.tokens.end <= queries.len() && item.heads.end * dims.1 <= width);
+    }
+    let heads = width / dims.1;
+    let work: usize = queries.iter().map(|x| x.keys.len()).sum::<usize>() * heads;
+    let dst = Out(out.as_mut_ptr());
+    let task = |i: usize| {
+        let mut scores = Vec::new();
+        // SAFETY: items cover disjoint (token, head) rows of `out` (by construction in `plan`; each
+        // item's rows are inside `out`, asserted above), and `out` outlives the call.
+        unsafe { run_item(q, queries, dims, &items[i], &mut scores, dst) };
+    };
+    if work >= PARALLEL_MIN_WORK {
+        super::pool::for_each(items.len(), &task);
+    } else {
+        (0..items.len()).for_each(task);
+    }
 }
 
-/// The portable body of [`attend`].
-#[allow(clippy::too_many_arguments)]
-fn attend_body(
+/// One item: scores of every query vector a key block at a time, softmax per vector, then the weighted
+/// sums a value block at a time.
+///
+/// SAFETY: `out` points to `[queries.len(), width]` floats of which no one else writes this item's rows.
+unsafe fn run_item(
     q: &[f32],
-    k: KvView<'_>,
-    v: KvView<'_>,
-    (kv_heads, head_dim): (usize, usize),
-    keys: Range<usize>,
-    heads: Range<usize>,
+    queries: &[Query<'_>],
+    (kv_heads, hd): (usize, usize),
+    item: &Item,
     scores: &mut Vec<f32>,
-    out: &mut [f32],
+    out: Out,
 ) {
-    let rep = q.len() / head_dim / kv_heads;
-    let scale = 1.0 / (head_dim as f32).sqrt();
+    let width = q.len() / queries.len();
+    let rep = width / hd / kv_heads;
+    let g = item.heads.start / rep;
+    let k = Kernels::pick(hd);
+    let scale = 1.0 / (hd as f32).sqrt();
+    let vectors: Vec<(usize, usize)> = item
+        .tokens
+        .clone()
+        .flat_map(|t| item.heads.clone().map(move |h| (t, h)))
+        .collect();
+    let longest = item
+        .tokens
+        .clone()
+        .map(|t| queries[t].keys.len())
+        .max()
+        .unwrap_or(0);
     scores.clear();
-    scores.resize(keys.len(), 0.0);
-    for (i, h) in heads.enumerate() {
-        let g = h / rep;
-        let qh = &q[h * head_dim..(h + 1) * head_dim];
-        let mut max = f32::NEG_INFINITY;
-        for (s, t) in scores.iter_mut().zip(keys.clone()) {
-            *s = dot(qh, k.row(g, t, head_dim)) * scale;
-            max = max.max(*s);
+    scores.resize(vectors.len() * longest, 0.0);
+    let blocks = longest.div_ceil(KEY_BLOCK);
+    // `(vector index, keys of this block, their offset in the vector's scores)`.
+    let block_of = |j: usize| {
+        vectors.iter().enumerate().filter_map(move |(m, &(t, _))| {
+            let r = &queries[t].keys;
+            let lo = r.start + j * KEY_BLOCK;
+            (lo < r.end).then(|| {
+                (
+                    m,
+                    lo..(lo + KEY_BLOCK).min(r.end),
+                    m * longest + j * KEY_BLOCK,
+                )
+            })
+        })
+    };
+    for j in 0..blocks {
+        for (m, keys, at) in block_of(j) {
+            let (t, h) = vectors[m];
+            let qh = &q[t * width + h * hd..][..hd];
+            let s = &mut scores[at..at + keys.len()];
+            k.score(qh, queries[t].k, g, keys, scale, s);
         }
-        let mut total = 0f32;
-        for s in scores.iter_mut() {
-            *s = (*s - max).exp();
-            total += *s;
+    }
+    for (m, &(t, _)) in vectors.iter().enumerate() {
+        k.softmax(&mut scores[m * longest..][..queries[t].keys.len()]);
+    }
+    let row = |m: usize| {
+        let (t, h) = vectors[m];
+        // SAFETY: row (t, h) of `out` is this item's alone (see above); nothing else borrows it here.
+        unsafe { std::slice::from_raw_parts_mut(out.0.add(t * width + h * hd), hd) }
+    };
+    for m in 0..vectors.len() {
+        row(m).fill(0.0);
+    }
+    for j in 0..blocks {
+        for (m, keys, at) in block_of(j) {
+            let t = vectors[m].0;
+            k.accumulate(
+                &scores[at..at + keys.len()],
+                queries[t].v,
+                g,
+                keys.start,
+                row(m),
+            );
         }
-        normalize(scores, total);
-        let oh = &mut out[i * head_dim..(i + 1) * head_dim];
-        oh.fill(0.0);
-        for (s, t) in scores.iter().zip(keys.clone()) {
-            axpy(oh, *s, v.row(g, t, head_dim));
+    }
+}
+
+/// The three loops of attention, vectorized where the CPU allows (AVX2 + FMA + F16C and a head width
+/// that is a multiple of 8), portable otherwise.
+#[derive(Clone, Copy)]
+enum Kernels {
+    Portable,
+    #[cfg(target_arch = "x86_64")]
+    Avx2,
+}
+
+impl Kernels {
+    fn pick(head_dim: usize) -> Self {
+        #[cfg(target_arch = "x86_64")]
+        if head_dim.is_multiple_of(8)
+            && is_x86_feature_detected!("avx2")
+            && is_x86_feature_detected!("fma")
+            && is_x86_feature_detected!("f16c")
+        {
+            return Self::Avx2;
+        }
+        let _ = head_dim;
+        Self::Portable
+    }
+
+    /// `s[i] = q · k[keys.start + i] · scale` for kv head `g`.
+    fn score(
+        self,
+        q: &[f32],
+        k: KvView<'_>,
+        g: usize,
+        keys: Range<usize>,
+        scale: f32,
+        s: &mut [f32],
+    ) {
+        assert!(keys.end <= k.tokens && s.len() == keys.len());
+        match self {
+            // SAFETY: `pick` checked the features and the head width; the view holds `keys`.
+            #[cfg(target_arch = "x86_64")]
+            Self::Avx2 => unsafe { super::attention_avx2::score(q, k, g, keys, scale, s) },
+            Self::Portable => {
+                for (x, t) in s.iter_mut().zip(keys) {
+                    *x = dot(q, k.row(g, t, q.len())) * scale;
+                }
+            }
+        }
+    }
+
+    /// `s = softmax(s)`.
+    fn softmax(self, s: &mut [f32]) {
+        let total = match self {
+            // SAFETY: `pick` checked the features.
+            #[cfg(target_arch = "x86_64")]
+            Self::Avx2 => unsafe { super::attention_avx2::exp_in_place(s) },
+            Self::Portable => {
+                let max = s.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                let mut total = 0f32;
+                for x in s.iter_mut() {
+                    *x = (*x - max).exp();
+                    total += *x;
+                }
+                total
+            }
+        };
+        normalize(s, total);
+    }
+
+    /// `out += Σ_i p[i] · v[first + i]` for kv head `g`.
+    fn accumulate(self, p: &[f32], v: KvView<'_>, g: usize, first: usize, out: &mut [f32]) {
+        assert!(!p.is_empty() && first + p.len() <= v.tokens);
+        match self {
+            // SAFETY: `pick` checked the features and the head width; the view holds the rows.
+            #[cfg(target_arch = "x86_64")]
+            Self::Avx2 => unsafe { super::attention_avx2::accumulate(p, v, g, first, out) },
+            Self::Portable => {
+                for (i, &w) in p.iter().enumerate() {
+                    axpy(out, w, v.row(g, first + i, out.len()));
+                }
+            }
         }
     }
 }
@@ -195,6 +361,85 @@ fn axpy(y: &mut [f32], a: f32, x: &[f16]) {
 mod tests {
     use super::*;
     use rand::{Rng, SeedableRng, rngs::StdRng};
+
+    fn view(data: &[f16], tokens: usize, hd: usize, cap: usize) -> KvView<'_> {
+        KvView {
+            data,
+            offset: 0,
+            head_stride: cap * hd,
+            token_stride: hd,
+            tokens,
+        }
+    }
+
+    #[test]
+    fn items_group_tokens_of_one_cache_and_heads_of_one_kv_head() {
+        let (a, b) = (vec![f16::ZERO; 64], vec![f16::ZERO; 64]);
+        let q = |data, end| Query {
+            k: view(data, 8, 2, 8),
+            v: view(data, 8, 2, 8),
+            keys: 0..end,
+        };
+        // Five prompt tokens of one sequence, then one decode token of another; 6 heads over 2 kv heads.
+        let queries: Vec<_> = (1..=5).map(|e| q(&a, e)).chain([q(&b, 8)]).collect();
+        let items = plan(&queries, 6 * 6 * 2, (2, 2), (4, 0));
+        let item = |t: Range<usize>, h: Range<usize>| Item {
+            tokens: t,
+            heads: h,
+        };
+        let want = [
+            item(0..4, 0..3),
+            item(0..4, 3..6),
+            item(4..5, 0..3),
+            item(4..5, 3..6),
+            item(5..6, 0..3),
+            item(5..6, 3..6),
+        ];
+        assert_eq!(items, want);
+        // Fewer items than the pool wants: one per token and head.
+        let items = plan(&queries, 6 * 6 * 2, (2, 2), (4, 7));
+        assert_eq!(items.len(), 36);
+        assert_eq!(items[7], item(1..2, 1..2));
+    }
+
+    /// The grouping into items changes the order of memory reads, never a result.
+    #[test]
+    fn grouped_items_give_the_same_bits_as_one_item_per_query_vector() {
+        for hd in [64, 6] {
+            let mut rng = StdRng::seed_from_u64(11);
+            let (heads, kv_heads, tokens, cap) = (6, 2, 150, 160);
+            let mut random = |n: usize| -> Vec<f16> {
+                (0..n)
+                    .map(|_| f16::from_f32(rng.random_range(-1.0..1.0)))
+                    .collect()
+            };
+            let (kb, vb) = (random(kv_heads * cap * hd), random(kv_heads * cap * hd));
+            let q: Vec<f32> = random(7 * heads * hd).iter().map(|x| x.to_f32()).collect();
+            // A causal prompt chunk of 6 tokens, one of them windowed, and a decode token of another view.
+            let other = view(&kb[hd..], 100, hd, cap);
+            let mut queries: Vec<Query<'_>> = (tokens - 5..=tokens)
+                .map(|end| Query {
+                    k: view(&kb, tokens, hd, cap),
+                    v: view(&vb, tokens, hd, cap),
+                    keys: if end == tokens - 2 { 70..end } else { 0..end },
+                })
+                .collect();
+            queries.push(Query {
+                k: other,
+                v: other,
+                keys: 0..100,
+            });
+            let dims = (kv_heads, hd);
+            let (mut grouped, mut alone) = (vec![0f32; q.len()], vec![0f32; q.len()]);
+            let g = plan(&queries, q.len(), dims, (QUERY_BLOCK, 0));
+            let a = plan(&queries, q.len(), dims, (1, usize::MAX));
+            assert!(g.len() < a.len());
+            run(&q, &queries, dims, &g, &mut grouped);
+            run(&q, &queries, dims, &a, &mut alone);
+            let bits = |v: &[f32]| -> Vec<u32> { v.iter().map(|x| x.to_bits()).collect() };
+            assert_eq!(bits(&grouped), bits(&alone), "head width {hd}");
+        }
+    }
 
     /// Against the textbook formula on dense arrays, reading the cache through a strided view with spare
     /// capacity (as candle's cache buffers have), with a window start, for one and for several queries.

@@ -1,6 +1,7 @@
-//! The AVX2 + FMA (+ F16C, to widen the f16 cache) body of [`super::attention::attend`] for head widths
-//! that are a multiple of 8: scores four keys at a time (one horizontal reduction per four dot products), a vectorized exponential for the
-//! softmax, and the weighted sum of values with the output head held in registers 64 lanes at a time.
+//! The AVX2 + FMA (+ F16C, to widen the f16 cache) loops of [`super::attention::attention`] for head
+//! widths that are a multiple of 8: scores four keys at a time (one horizontal reduction per four dot
+//! products), a vectorized exponential for the softmax, and the weighted sum of values with the output
+//! head held in registers 64 lanes at a time.
 
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;
@@ -20,48 +21,12 @@ unsafe fn load8(p: *const f16) -> __m256 {
     unsafe { _mm256_cvtph_ps(_mm_loadu_si128(p.cast())) }
 }
 
-/// [`super::attention::attend`] for `head_dim % 8 == 0`.
-///
-/// SAFETY: the CPU must support AVX2, FMA and F16C; `head_dim` must be a multiple of 8 and the views must hold
-/// the rows of `keys` (the caller checks both).
-#[allow(clippy::too_many_arguments)]
-#[target_feature(enable = "avx2,fma,f16c")]
-pub(super) unsafe fn attend(
-    q: &[f32],
-    k: KvView<'_>,
-    v: KvView<'_>,
-    (kv_heads, head_dim): (usize, usize),
-    keys: Range<usize>,
-    heads: Range<usize>,
-    scores: &mut Vec<f32>,
-    out: &mut [f32],
-) {
-    let rep = q.len() / head_dim / kv_heads;
-    let scale = 1.0 / (head_dim as f32).sqrt();
-    scores.clear();
-    scores.resize(keys.len(), 0.0);
-    for (i, h) in heads.enumerate() {
-        let g = h / rep;
-        let qh = &q[h * head_dim..(h + 1) * head_dim];
-        // SAFETY: as this function's contract; `scores` has one slot per key.
-        unsafe {
-            score(qh, k, g, keys.clone(), scale, scores);
-            let total = exp_in_place(scores);
-            super::attention::normalize(scores, total);
-            weighted_sum(
-                scores,
-                v,
-                g,
-                keys.start,
-                &mut out[i * head_dim..][..head_dim],
-            );
-        }
-    }
-}
-
 /// `scores[i] = q · k[keys.start + i] · scale` for kv head `g`.
+///
+/// SAFETY: the CPU has AVX2, FMA and F16C; `q.len()` is a multiple of 8, the view holds the rows of
+/// `keys` and `scores` has one slot per key.
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn score(
+pub(super) unsafe fn score(
     q: &[f32],
     k: KvView<'_>,
     g: usize,
@@ -107,8 +72,10 @@ unsafe fn score(
 }
 
 /// `s[i] = exp(s[i] - max(s))`; returns their sum.
+///
+/// SAFETY: the CPU has AVX2, FMA and F16C.
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn exp_in_place(s: &mut [f32]) -> f32 {
+pub(super) unsafe fn exp_in_place(s: &mut [f32]) -> f32 {
     let max = s.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     let m = _mm256_set1_ps(max);
     let mut total = _mm256_setzero_ps();
@@ -129,15 +96,23 @@ unsafe fn exp_in_place(s: &mut [f32]) -> f32 {
     sum
 }
 
-/// `out = Σ_i p[i] · v[first + i]` for kv head `g`, 64 output lanes at a time.
+/// `out += Σ_i p[i] · v[first + i]` for kv head `g`, 64 output lanes at a time (held in registers
+/// across the keys, so a caller that runs the keys in blocks gets the same sums as one call).
+///
+/// SAFETY: the CPU has AVX2, FMA and F16C; `out.len()` is a multiple of 8 and the view holds rows
+/// `first..first + p.len()`.
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn weighted_sum(p: &[f32], v: KvView<'_>, g: usize, first: usize, out: &mut [f32]) {
+pub(super) unsafe fn accumulate(p: &[f32], v: KvView<'_>, g: usize, first: usize, out: &mut [f32]) {
     let hd = out.len();
     let base = v.offset + g * v.head_stride + first * v.token_stride;
     let rows = &v.data[base..base + (p.len() - 1) * v.token_stride + hd];
     for lo in (0..hd).step_by(64) {
         let lanes = (hd - lo).min(64) / 8;
         let mut acc = [_mm256_setzero_ps(); 8];
+        for (j, a) in acc.iter_mut().take(lanes).enumerate() {
+            // SAFETY: `lo + 8j + 8 <= hd = out.len()`.
+            *a = unsafe { _mm256_loadu_ps(out[lo + 8 * j..].as_ptr()) };
+        }
         for (i, &w) in p.iter().enumerate() {
             let w = _mm256_set1_ps(w);
             let r = rows[i * v.token_stride + lo..].as_ptr();
