@@ -36,38 +36,61 @@ pub(super) unsafe fn score(
 ) {
     let hd = q.len();
     let row = |t: usize| k.data[k.offset + g * k.head_stride + t * k.token_stride..][..hd].as_ptr();
-    let qp = q.as_ptr();
-    let mut blocks = scores.chunks_exact_mut(4);
     let mut t = keys.start;
-    for out in &mut blocks {
-        let r = [row(t), row(t + 1), row(t + 2), row(t + 3)];
-        let mut acc = [_mm256_setzero_ps(); 4];
-        for c in (0..hd).step_by(8) {
-            // SAFETY: `c + 8 <= hd` and every row (and `q`) holds `hd` floats.
-            unsafe {
-                let qv = _mm256_loadu_ps(qp.add(c));
-                for j in 0..4 {
-                    acc[j] = _mm256_fmadd_ps(qv, load8(r[j].add(c)), acc[j]);
-                }
-            }
-        }
-        let s01 = _mm256_hadd_ps(acc[0], acc[1]);
-        let s23 = _mm256_hadd_ps(acc[2], acc[3]);
-        let s = _mm256_hadd_ps(s01, s23);
-        let sum = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
-        // SAFETY: `out` has four floats.
-        unsafe { _mm_storeu_ps(out.as_mut_ptr(), _mm_mul_ps(sum, _mm_set1_ps(scale))) };
+    // Eight keys at a time: eight independent FMA chains keep both FMA pipes busy (four leave them
+    // waiting on the chains' latency). Each group of four is reduced as a block of four always was, so
+    // the scores do not depend on where the blocks of eight fall.
+    let mut eights = scores.chunks_exact_mut(8);
+    for out in &mut eights {
+        let r: [*const f16; 8] = std::array::from_fn(|j| row(t + j));
+        // SAFETY: every row (and `q`) holds `hd` values; `out` has eight floats.
+        unsafe { dots::<8>(q, r, scale, out) };
+        t += 8;
+    }
+    let mut fours = eights.into_remainder().chunks_exact_mut(4);
+    for out in &mut fours {
+        let r: [*const f16; 4] = std::array::from_fn(|j| row(t + j));
+        // SAFETY: as above, with four floats.
+        unsafe { dots::<4>(q, r, scale, out) };
         t += 4;
     }
-    for s in blocks.into_remainder() {
+    let qp = q.as_ptr();
+    for s in fours.into_remainder() {
         let kr = row(t);
         let mut acc = _mm256_setzero_ps();
         for c in (0..hd).step_by(8) {
-            // SAFETY: as above.
+            // SAFETY: `c + 8 <= hd` and the row (and `q`) holds `hd` values.
             unsafe { acc = _mm256_fmadd_ps(_mm256_loadu_ps(qp.add(c)), load8(kr.add(c)), acc) };
         }
         *s = hsum(acc) * scale;
         t += 1;
+    }
+}
+
+/// `out[j] = q · row j · scale` for `N` (4 or 8) key rows, each group of four reduced together.
+///
+/// SAFETY: the CPU has AVX2, FMA and F16C; every row and `q` hold `q.len()` values (a multiple of 8);
+/// `out` has `N` floats.
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn dots<const N: usize>(q: &[f32], r: [*const f16; N], scale: f32, out: &mut [f32]) {
+    let qp = q.as_ptr();
+    let mut acc = [_mm256_setzero_ps(); N];
+    for c in (0..q.len()).step_by(8) {
+        // SAFETY: `c + 8 <= q.len()`, inside `q` and every row.
+        unsafe {
+            let qv = _mm256_loadu_ps(qp.add(c));
+            for j in 0..N {
+                acc[j] = _mm256_fmadd_ps(qv, load8(r[j].add(c)), acc[j]);
+            }
+        }
+    }
+    for (a, o) in acc.chunks_exact(4).zip(out.chunks_exact_mut(4)) {
+        let s01 = _mm256_hadd_ps(a[0], a[1]);
+        let s23 = _mm256_hadd_ps(a[2], a[3]);
+        let s = _mm256_hadd_ps(s01, s23);
+        let sum = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
+        // SAFETY: `o` has four floats.
+        unsafe { _mm_storeu_ps(o.as_mut_ptr(), _mm_mul_ps(sum, _mm_set1_ps(scale))) };
     }
 }
 
@@ -107,24 +130,55 @@ pub(super) unsafe fn accumulate(p: &[f32], v: KvView<'_>, g: usize, first: usize
     let base = v.offset + g * v.head_stride + first * v.token_stride;
     let rows = &v.data[base..base + (p.len() - 1) * v.token_stride + hd];
     for lo in (0..hd).step_by(64) {
-        let lanes = (hd - lo).min(64) / 8;
-        let mut acc = [_mm256_setzero_ps(); 8];
-        for (j, a) in acc.iter_mut().take(lanes).enumerate() {
-            // SAFETY: `lo + 8j + 8 <= hd = out.len()`.
-            *a = unsafe { _mm256_loadu_ps(out[lo + 8 * j..].as_ptr()) };
-        }
-        for (i, &w) in p.iter().enumerate() {
-            let w = _mm256_set1_ps(w);
-            let r = rows[i * v.token_stride + lo..].as_ptr();
-            for (j, a) in acc.iter_mut().take(lanes).enumerate() {
-                // SAFETY: `lo + 8j + 8 <= hd`, inside row `i` of `rows`.
-                unsafe { *a = _mm256_fmadd_ps(w, load8(r.add(8 * j)), *a) };
+        let (o, r, stride) = (&mut out[lo..], &rows[lo..], v.token_stride);
+        // SAFETY: `o` holds the lanes' floats and `r` their values in each of `p.len()` rows `stride`
+        // apart (`rows` was cut to the last row's end above); the CPU features are this function's.
+        unsafe {
+            match (hd - lo).min(64) / 8 {
+                8 => accumulate_lanes::<8>(p, r, stride, o),
+                7 => accumulate_lanes::<7>(p, r, stride, o),
+                6 => accumulate_lanes::<6>(p, r, stride, o),
+                5 => accumulate_lanes::<5>(p, r, stride, o),
+                4 => accumulate_lanes::<4>(p, r, stride, o),
+                3 => accumulate_lanes::<3>(p, r, stride, o),
+                2 => accumulate_lanes::<2>(p, r, stride, o),
+                _ => accumulate_lanes::<1>(p, r, stride, o),
             }
         }
-        for (j, a) in acc.iter().take(lanes).enumerate() {
-            // SAFETY: `lo + 8j + 8 <= hd = out.len()`.
-            unsafe { _mm256_storeu_ps(out[lo + 8 * j..].as_mut_ptr(), *a) };
+    }
+}
+
+/// `out[..8L] += Σ_i p[i] · rows[i · stride..][..8L]` with the `L` output vectors in registers (a fixed
+/// count, so the loop over them unrolls instead of testing the count per key).
+///
+/// SAFETY: the CPU has AVX2, FMA and F16C; `out` has `8L` floats; `rows` holds `8L` values from each
+/// `i · stride`, `i < p.len()`.
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn accumulate_lanes<const L: usize>(
+    p: &[f32],
+    rows: &[f16],
+    stride: usize,
+    out: &mut [f32],
+) {
+    debug_assert!(out.len() >= 8 * L && rows.len() >= (p.len() - 1) * stride + 8 * L);
+    let (op, rp) = (out.as_mut_ptr(), rows.as_ptr());
+    let mut acc = [_mm256_setzero_ps(); L];
+    for (j, a) in acc.iter_mut().enumerate() {
+        // SAFETY: `8j + 8 <= 8L <= out.len()`.
+        *a = unsafe { _mm256_loadu_ps(op.add(8 * j)) };
+    }
+    for (i, &w) in p.iter().enumerate() {
+        let w = _mm256_set1_ps(w);
+        // SAFETY: row `i < p.len()` is inside `rows`, with `8L` values.
+        let r = unsafe { rp.add(i * stride) };
+        for (j, a) in acc.iter_mut().enumerate() {
+            // SAFETY: as above, `8j + 8 <= 8L`.
+            unsafe { *a = _mm256_fmadd_ps(w, load8(r.add(8 * j)), *a) };
         }
+    }
+    for (j, a) in acc.iter().enumerate() {
+        // SAFETY: as for the loads.
+        unsafe { _mm256_storeu_ps(op.add(8 * j), *a) };
     }
 }
 
