@@ -145,8 +145,8 @@ mod tests {
         // `b` copies the 64 and waits for the rest.
         let seqs = [standing(&a, 64, 64), standing(&b, 0, 0)];
         let copy_and_hold = Action {
-            copy: Some((0, 64)),
             hold: true,
+            ..copy(0, 64)
         };
         assert_eq!(plan(&seqs, 64), [FEED, copy_and_hold]);
         // With a donor that has stopped prefilling there is nothing to wait for.
@@ -180,8 +180,8 @@ mod tests {
         // ...and copies once the shared part reaches the minimum, then keeps waiting for the rest.
         seqs[0] = standing(&a, 16, 16);
         let copy_and_hold = Action {
-            copy: Some((0, 16)),
             hold: true,
+            ..copy(0, 16)
         };
         assert_eq!(plan(&seqs, 8)[1], copy_and_hold);
     }
@@ -226,8 +226,8 @@ mod tests {
         // `b` copies what `a` has, and waits again while `a` computes the next 128 shared tokens.
         seqs[0] = standing(&a, 128, 128);
         let copy_and_hold = Action {
-            copy: Some((0, 128)),
             hold: true,
+            ..copy(0, 128)
         };
         assert_eq!(plan(&seqs, 128)[1], copy_and_hold);
         seqs[0] = standing(&a, 256, 256);

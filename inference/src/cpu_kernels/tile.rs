@@ -228,6 +228,27 @@ pub(crate) fn random_tiled(
     }
 }
 
+/// `tokens` rows of random activations over `blocks` blocks, quantized with the block sum that `bits`
+/// weights pair with (8-bit weights need exact sums: their offset cancels `128·Σq`), for kernel tests.
+#[cfg(test)]
+pub(crate) fn random_acts(
+    rng: &mut rand::rngs::StdRng,
+    bits: Bits,
+    blocks: usize,
+    tokens: usize,
+) -> super::quant::QuantizedRows {
+    use super::quant::{BlockSum, QuantizedRows};
+    use rand::Rng;
+    let x: Vec<f32> = (0..tokens * blocks * BLOCK)
+        .map(|_| rng.random_range(-2.0..2.0))
+        .collect();
+    let sum = match bits {
+        Bits::Four => BlockSum::Half,
+        Bits::Eight => BlockSum::Exact,
+    };
+    QuantizedRows::quantize(&x, blocks * BLOCK, sum)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

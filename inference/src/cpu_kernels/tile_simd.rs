@@ -211,7 +211,7 @@ mod x86 {
 #[cfg(test)]
 mod tests {
     use super::super::quant::{BlockSum, QuantizedRows};
-    use super::super::tile::random_tiled;
+    use super::super::tile::{random_acts, random_tiled};
     use super::*;
     use rand::{Rng, SeedableRng, rngs::StdRng};
 
@@ -253,15 +253,7 @@ mod tests {
             for blocks in [1, 2, 7, 18] {
                 let w = random_tiled(&mut rng, bits, 13, blocks);
                 for tokens in 1..=MAX_TOKENS {
-                    let x: Vec<f32> = (0..tokens * blocks * BLOCK)
-                        .map(|_| rng.random_range(-2.0..2.0))
-                        .collect();
-                    // 8-bit weights need exact block sums (their offset cancels `128·Σq`).
-                    let sum = match bits {
-                        Bits::Four => BlockSum::Half,
-                        Bits::Eight => BlockSum::Exact,
-                    };
-                    let q = QuantizedRows::quantize(&x, blocks * BLOCK, sum);
+                    let q = random_acts(&mut rng, bits, blocks, tokens);
                     let a: Vec<_> = (0..tokens).map(|t| q.row(t)).collect();
                     for g in 0..w.groups() {
                         let mut fast = vec![[0f32; LANES]; tokens];
