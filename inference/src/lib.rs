@@ -10,6 +10,7 @@ pub mod chat_template;
 pub mod cli;
 pub mod config;
 pub mod cpu_kernels;
+pub mod detok;
 pub mod device;
 pub mod fixture;
 pub mod kv_cache;

@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use tokio::sync::mpsc;
 
+use crate::detok::Detokenizer;
 use crate::kv_cache::SeqCache;
 use crate::metrics::Metrics;
 use crate::model::SeqStep;
@@ -32,6 +33,7 @@ pub struct Sequence {
     fed: usize,
     generated: Vec<u32>,
     sampler: Sampler,
+    detok: Detokenizer,
     text: TextStream,
     last_token_at: Option<Instant>,
     reserved: usize,
@@ -56,6 +58,7 @@ impl Sequence {
             fed: 0,
             generated: Vec::new(),
             sampler,
+            detok: Detokenizer::new(),
             text,
             last_token_at: None,
             reserved,
@@ -100,14 +103,11 @@ impl Sequence {
         if !self.req.ignore_eos && tok.stop_ids.contains(&token) {
             return self.finish(FinishReason::Stop, true, tok);
         }
-        let text = match tok.decode(&self.generated) {
-            Ok(t) => t,
-            Err(e) => {
-                self.fail(&e.to_string());
-                return StepOutcome::Finished("error");
-            }
-        };
-        let update = self.text.update(&text);
+        if let Err(e) = self.detok.update(tok, &self.generated) {
+            self.fail(&e.to_string());
+            return StepOutcome::Finished("error");
+        }
+        let update = self.text.update(self.detok.text());
         if !update.delta.is_empty() && self.events.send(GenEvent::Delta(update.delta)).is_err() {
             return StepOutcome::Finished("cancelled");
         }

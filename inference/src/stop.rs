@@ -26,7 +26,8 @@ impl TextStream {
         }
     }
 
-    /// Given the full decoded output so far, what to send now.
+    /// Given the full decoded output so far (each call's text extends the previous one's), what to send
+    /// now.
     pub fn update(&mut self, text: &str) -> TextUpdate {
         if let Some(cut) = self.first_stop(text) {
             let delta = text
@@ -61,11 +62,18 @@ impl TextStream {
         rest
     }
 
+    /// Where the first stop string starts. Only the text from `emitted` on is searched: a stop that
+    /// began earlier would have been held back (its start is a suffix of the text and a prefix of the
+    /// stop), so a step costs the new text, not the whole output.
     fn first_stop(&self, text: &str) -> Option<usize> {
+        let from = self.emitted.min(text.len());
+        let tail = text.get(from..).unwrap_or(text);
+        let base = if tail.len() == text.len() { 0 } else { from };
         self.stops
             .iter()
-            .filter_map(|s| text.find(s.as_str()))
+            .filter_map(|s| tail.find(s.as_str()))
             .min()
+            .map(|i| base + i)
     }
 
     /// Length of the longest suffix of `text` that is a proper prefix of a stop string.

@@ -1,6 +1,9 @@
 //! Gemma-3-270M (Q4_K_M GGUF + tokenizer.json, optional, fetched by scripts/setup.d/30-inference.sh):
-//! one smoke test that it continues a Japanese prompt in Japanese. It is the one test allowed not to run when its model is
-//! absent (253 MB); it then says so on stderr.
+//! one smoke test that it continues a Japanese prompt in Japanese, and incremental detokenization with its
+//! SentencePiece-style tokenizer. They are the tests allowed not to run when the model is absent (253 MB);
+//! they then say so on stderr.
+
+mod common;
 
 use std::path::PathBuf;
 
@@ -69,4 +72,18 @@ fn gemma3_continues_in_japanese_when_present() {
         japanese * 2 >= non_digits && japanese >= 10,
         "not Japanese: {text:?}"
     );
+}
+
+#[test]
+fn incremental_detokenization_equals_whole_decoding_with_gemma3_when_present() {
+    let dir = gemma_dir();
+    if !dir.join("tokenizer.json").is_file() || !dir.join("gemma-3-270m-q4_k_m.gguf").is_file() {
+        eprintln!(
+            "NOT RUN: Gemma 3 detokenization — {} is incomplete",
+            dir.display()
+        );
+        return;
+    }
+    let m = loader::load(&dir, None, &Device::Cpu).expect("Gemma 3 loads");
+    common::assert_incremental_text_matches_whole(&m.tokenizer, common::DETOK_TEXT);
 }

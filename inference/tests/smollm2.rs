@@ -3,6 +3,8 @@
 //! They run on [`anshin_inference::device::from_env`]'s device: the CPU, or the GPU in a `--features cuda`
 //! build (`ANSHIN_DEVICE=cpu|cuda` to choose) — the same golden comparison pins both paths.
 
+mod common;
+
 use std::path::PathBuf;
 
 use anshin_inference::chat_template::ChatMessage;
@@ -245,4 +247,9 @@ fn cpu_path_matches_candle_tensor_ops() {
         }
     }
     assert!(worst < 4.0, "largest logit difference {worst}");
+}
+
+#[test]
+fn incremental_detokenization_equals_whole_decoding_with_smollm2() {
+    common::assert_incremental_text_matches_whole(&load_smollm2().tokenizer, common::DETOK_TEXT);
 }

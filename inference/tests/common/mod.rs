@@ -1,5 +1,5 @@
 //! Helpers shared by the integration tests: the tiny fixture model, a minimal HTTP/1.1 client over
-//! loopback, and an in-process server.
+//! loopback, an in-process server, and the incremental-detokenization check.
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -108,3 +108,34 @@ pub fn wait_for(addr: SocketAddr, path: &str, status: u16, timeout: Duration) ->
     }
     false
 }
+
+/// Feeds `text`'s tokens and then 200 random ones (which may form broken characters) to a
+/// [`anshin_inference::detok::Detokenizer`] one at a time: after each, its text must be the whole
+/// output's decoding up to the last complete character.
+pub fn assert_incremental_text_matches_whole(
+    tok: &anshin_inference::tokenizer::TextTokenizer,
+    text: &str,
+) {
+    use rand::{Rng, SeedableRng, rngs::StdRng};
+    let mut ids = tok.encode(text).expect("encode");
+    let mut rng = StdRng::seed_from_u64(3);
+    let vocab = tok.vocab_size() as u32;
+    ids.extend((0..200).map(|_| rng.random_range(0..vocab)));
+    let mut d = anshin_inference::detok::Detokenizer::new();
+    for n in 1..=ids.len() {
+        d.update(tok, &ids[..n]).expect("decode");
+        let whole = tok.decode(&ids[..n]).expect("decode");
+        assert!(
+            whole.starts_with(d.text()),
+            "after {n} tokens: {:?} is not a prefix of {whole:?}",
+            d.text()
+        );
+        if !whole.ends_with('\u{FFFD}') {
+            assert_eq!(d.text(), whole, "after {n} tokens");
+        }
+    }
+}
+
+/// Clinical Japanese with ASCII, for detokenization checks.
+pub const DETOK_TEXT: &str =
+    "患者は65歳男性。 発熱と咳嗽があり、セフトリアキソンを開始した。Take one tablet daily.";
