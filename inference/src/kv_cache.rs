@@ -46,6 +46,14 @@ struct HostKv {
 }
 
 impl HostKv {
+    fn new(width: usize) -> Self {
+        Self {
+            width,
+            k: Vec::new(),
+            v: Vec::new(),
+        }
+    }
+
     fn tokens(&self) -> usize {
         self.k.len() / self.width
     }
@@ -127,11 +135,7 @@ impl SeqCache {
         }
         let slot = self.layer_mut(layer)?;
         if let LayerCache::Empty = slot {
-            *slot = LayerCache::Host(HostKv {
-                width,
-                k: Vec::new(),
-                v: Vec::new(),
-            });
+            *slot = LayerCache::Host(HostKv::new(width));
         }
         match slot {
             LayerCache::Host(h) if h.width == width => {
@@ -175,11 +179,7 @@ impl SeqCache {
                 continue; // unreachable: checked above
             };
             if let LayerCache::Empty = mine {
-                *mine = LayerCache::Host(HostKv {
-                    width: d.width,
-                    k: Vec::new(),
-                    v: Vec::new(),
-                });
+                *mine = LayerCache::Host(HostKv::new(d.width));
             }
             if let LayerCache::Host(h) = mine {
                 let (a, b) = (from * d.width, upto * d.width);

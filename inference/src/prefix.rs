@@ -55,10 +55,16 @@ pub fn plan(seqs: &[Standing<'_>], chunk: usize) -> Vec<Action> {
         }
         // At least one prompt token is always computed: it gives the logits of the first output token.
         let cap = me.prompt.len() - 1;
+        // Each other prompt is compared once; the copy and the wait below both use it.
+        let shared: Vec<usize> = (0..seqs.len())
+            .map(|j| match j == i {
+                true => 0, // never its own donor
+                false => common_prefix(me.prompt, seqs[j].prompt),
+            })
+            .collect();
         let usable = |j: usize, cached: usize| {
-            let other = &seqs[j];
-            let covered = cached.min(other.prompt.len());
-            common_prefix(me.prompt, other.prompt).min(covered).min(cap)
+            let covered = cached.min(seqs[j].prompt.len());
+            shared[j].min(covered).min(cap)
         };
         let donors = (0..seqs.len()).filter(|&j| j != i && seqs[j].shareable);
         let mut fed = me.fed;

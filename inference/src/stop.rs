@@ -66,9 +66,10 @@ impl TextStream {
     /// began earlier would have been held back (its start is a suffix of the text and a prefix of the
     /// stop), so a step costs the new text, not the whole output.
     fn first_stop(&self, text: &str) -> Option<usize> {
-        let from = self.emitted.min(text.len());
-        let tail = text.get(from..).unwrap_or(text);
-        let base = if tail.len() == text.len() { 0 } else { from };
+        let (base, tail) = match text.get(self.emitted..) {
+            Some(tail) => (self.emitted, tail),
+            None => (0, text),
+        };
         self.stops
             .iter()
             .filter_map(|s| tail.find(s.as_str()))

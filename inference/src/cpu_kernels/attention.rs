@@ -154,11 +154,12 @@ fn run(q: &[f32], queries: &[Query<'_>], dims: (usize, usize), items: &[Item], o
     let heads = width / dims.1;
     let work: usize = queries.iter().map(|x| x.keys.len()).sum::<usize>() * heads;
     let dst = Out(out.as_mut_ptr());
+    let kernels = Kernels::pick(dims.1);
     let task = |i: usize| {
         let mut scores = Vec::new();
         // SAFETY: items cover disjoint (token, head) rows of `out` (by construction in `plan`; each
         // item's rows are inside `out`, asserted above), and `out` outlives the call.
-        unsafe { run_item(q, queries, dims, &items[i], &mut scores, dst) };
+        unsafe { run_item(q, queries, dims, kernels, &items[i], &mut scores, dst) };
     };
     if work >= PARALLEL_MIN_WORK {
         super::pool::for_each(items.len(), &task);
@@ -175,6 +176,7 @@ unsafe fn run_item(
     q: &[f32],
     queries: &[Query<'_>],
     (kv_heads, hd): (usize, usize),
+    k: Kernels,
     item: &Item,
     scores: &mut Vec<f32>,
     out: Out,
@@ -182,7 +184,6 @@ unsafe fn run_item(
     let width = q.len() / queries.len();
     let rep = width / hd / kv_heads;
     let g = item.heads.start / rep;
-    let k = Kernels::pick(hd);
     let scale = 1.0 / (hd as f32).sqrt();
     let vectors: Vec<(usize, usize)> = item
         .tokens

@@ -1,5 +1,5 @@
 //! The AVX2 + FMA (+ F16C, to widen the f16 cache) loops of [`super::attention::attention`] for head
-//! widths that are a multiple of 8: scores four keys at a time (one horizontal reduction per four dot
+//! widths that are a multiple of 8: scores eight keys at a time (one horizontal reduction per four dot
 //! products), a vectorized exponential for the softmax, and the weighted sum of values with the output
 //! head held in registers 64 lanes at a time.
 
