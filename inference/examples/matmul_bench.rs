@@ -1,5 +1,5 @@
 //! Packed matmul timing alone, on SmolLM2-135M's projection shapes with random Q4_1 (layers) and Q8_0
-//! (tied output) weights: the fastest and the median µs per call for 1, 4, 16 and 256 tokens. For before/after checks of
+//! (tied output) weights: the fastest and the median µs per call for 1, 4, 8, 16 and 256 tokens. For before/after checks of
 //! `cpu_kernels`; `forward_bench` times the whole model.
 //!
 //! `cargo run --release -p anshin-inference --example matmul_bench [REPEATS]`
@@ -29,7 +29,7 @@ fn main() -> anyhow::Result<()> {
         let qt = QTensor::quantize(&Tensor::from_vec(w, (rows, cols), &Device::Cpu)?, dtype)?;
         let m = PackedMatrix::from_qtensor(&qt)?
             .ok_or_else(|| anyhow::anyhow!("{dtype:?} not packed"))?;
-        for tokens in [1, 4, 16, 256] {
+        for tokens in [1, 4, 8, 12, 16, 256] {
             let x: Vec<f32> = (0..tokens * cols)
                 .map(|i| ((i * 31 % 97) as f32 - 48.0) / 50.0)
                 .collect();

@@ -5,7 +5,7 @@
 //! ([`super::tile`]) into tasks for the kernel thread pool ([`super::pool`]); a task takes each group once
 //! and multiplies it with the activation rows a tile at a time (up to 8 tokens), so a weight block is read
 //! and unpacked once per tile of tokens, and the results land directly in the token-major output. With
-//! AVX-512, 4-bit matrices take two neighbouring groups per kernel call ([`super::tile_pair`]).
+//! AVX-512, a call with enough tokens takes two neighbouring groups per kernel call ([`super::tile_pair`]).
 
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape};
@@ -29,12 +29,19 @@ pub struct PackedMatrix {
 /// Weight-row groups per parallel task at least: below this, scheduling costs more than the work.
 const MIN_GROUPS_PER_TASK: usize = 4;
 
-/// Activation rows from which 4-bit matrices run two row groups at a time ([`tile_pair`]). One token
-/// (single-stream decoding) reads weights from memory faster one group at a time: with pairs the whole
-/// model decoded one stream ≈ 15 % slower (`forward_bench`), as did the 8-bit output matrix at 1 and 4
-/// tokens (`matmul_bench`), so 8-bit matrices never pair. From 2 tokens on the kernel is bound by its
-/// instructions, and pairs halve them.
-const PAIR_MIN_TOKENS: usize = 2;
+/// Activation rows from which a matrix runs two row groups at a time ([`tile_pair`]). Below that the
+/// kernel is bound by reading the weights from memory, which it does faster one group at a time: with
+/// pairs, one-stream decoding of the whole model was ≈ 15 % slower (`forward_bench`), and the 8-bit
+/// output matrix (30 MB, streamed once per tile of 8 tokens) fell from 100–104 to 74–85 GMAC/s at 8
+/// tokens (`matmul_bench`). Above it the kernel is bound by its instructions, and pairs halve them: from
+/// 2 tokens for 4-bit weights, and from 9 for 8-bit ones (the output matrix at 12 / 16 / 256 tokens:
+/// 62–84 → 91–93, 89–92 → 97–105, 116 → 129–133 GMAC/s). Results are the same bits either way.
+fn pair_min_tokens(bits: Bits) -> usize {
+    match bits {
+        Bits::Four => 2,
+        Bits::Eight => 9,
+    }
+}
 
 /// Output pointer shared by the tasks of one call; each task writes only its own columns.
 #[derive(Clone, Copy)]
@@ -100,8 +107,7 @@ impl PackedMatrix {
     /// SAFETY: `dst` points to `acts.len() × rows` floats, and no one else writes these groups' columns.
     unsafe fn groups_into(&self, groups: std::ops::Range<usize>, acts: &[ActRow<'_>], dst: Dst) {
         let pairs = self.isa == Isa::Avx512Vnni
-            && self.weights.bits == Bits::Four
-            && acts.len() >= PAIR_MIN_TOKENS
+            && acts.len() >= pair_min_tokens(self.weights.bits)
             && tile_pair::supported();
         let mut lo = [[0f32; LANES]; MAX_TOKENS];
         let mut hi = [[0f32; LANES]; MAX_TOKENS];
