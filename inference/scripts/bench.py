@@ -147,8 +147,15 @@ def concurrent(base, streams, max_tokens, extra, shared=True):
     lasts = [start + r[2][-1] for r in results if r[2]]
     after_first = sum(max(len(r[2]) - 1, 0) for r in results)
     phase = (max(lasts) - min(firsts)) if firsts else 0.0
+    # Where that window goes (informative, not judged): until the last stream's first chunk, the server is
+    # still prefilling late prompts; from then until the first stream ends, every stream is decoding.
+    prefill_in_window = (max(firsts) - min(firsts)) if firsts else 0.0
+    all_decoding = (min(lasts) - max(firsts)) if firsts else 0.0
+    chunks_all_decoding = sum(sum(1 for t in r[2] if max(firsts) - start < t <= min(lasts) - start) for r in results)
     return {"streams": streams, "prompts": "shared prefix" if shared else "distinct", "tokens_received": tokens, "aggregate_decode_tok_s": round(tokens / wall, 1),
             "decode_phase_tok_s": round(after_first / phase, 1) if phase > 0 else None,
+            "decode_window_s": round(phase, 3), "window_until_last_first_chunk_s": round(prefill_in_window, 3),
+            "tok_s_while_all_streams_decode": round(chunks_all_decoding / all_decoding, 1) if all_decoding > 0 else None,
             "ttft_p50_s": round(pct(0.5), 3), "ttft_p99_s": round(pct(0.99), 3), "wall_s": round(wall, 2)}
 
 
