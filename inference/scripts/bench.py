@@ -164,7 +164,11 @@ def run_ours(args, long_prompt):
     port = free_port()
     env = dict(os.environ, RAYON_NUM_THREADS=str(args.threads), RUST_LOG="warn")
     ours = subprocess.Popen([args.binary, "serve", "--model", args.model, "--listen", f"127.0.0.1:{port}",
-                             "--max-batch", "16", "--max-waiting", "64", "--prefill-chunk", "512"],
+                             "--max-batch", "16", "--max-waiting", "64", "--prefill-chunk", "512",
+                             # Every figure here is of computing prompts: the single-stream prefill repeats
+                             # one prompt, which a kept cache would answer without computing it (llama.cpp's
+                             # API is reset before each repeat and its server restarted for each run).
+                             "--no-prefix-cache"],
                             env=env, stdout=subprocess.DEVNULL)
     try:
         base = f"http://127.0.0.1:{port}"

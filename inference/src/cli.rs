@@ -75,6 +75,10 @@ pub struct ServeArgs {
     /// Prompt tokens fed per sequence per step (longer prompts are prefilled over several steps).
     #[arg(long, default_value_t = 256)]
     pub prefill_chunk: usize,
+    /// Free finished requests' KV caches at once instead of keeping them (within the KV budget) for
+    /// later prompts that begin the same way, such as the next turn of a chat.
+    #[arg(long)]
+    pub no_prefix_cache: bool,
     /// Context length to serve (default and maximum: the model's own).
     #[arg(long)]
     pub max_context: Option<usize>,
@@ -214,6 +218,7 @@ pub fn start_engine(args: &ServeArgs, metrics: Metrics) -> anyhow::Result<Engine
         kv_budget_tokens,
         prefill_chunk: args.prefill_chunk.max(1),
         max_context,
+        prefix_cache: !args.no_prefix_cache,
     };
     let handle = scheduler::spawn(loaded.model, tokenizer.clone(), sched, metrics);
     Ok(Engine {

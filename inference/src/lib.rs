@@ -19,6 +19,7 @@ pub mod manifest;
 pub mod metrics;
 pub mod model;
 pub mod prefix;
+pub mod prefix_cache;
 pub mod projection;
 pub mod sampling;
 pub mod scheduler;

@@ -30,9 +30,12 @@ pub struct Metrics {
     pub in_flight: IntGauge,
     /// Prompt tokens processed.
     pub prompt_tokens: IntCounter,
-    /// Prompt tokens whose keys and values were copied from a running sequence with the same prefix
-    /// instead of computed (a part of `prompt_tokens`).
+    /// Prompt tokens whose keys and values were copied from a running sequence or a finished request's
+    /// cache with the same prefix instead of computed (a part of `prompt_tokens`).
     pub prefix_shared_tokens: IntCounter,
+    /// Tokens held by finished requests' caches kept for prefix sharing (inside the KV budget, reclaimed
+    /// when a request needs the room; not part of `kv_utilization`).
+    pub prefix_cache_tokens: IntGauge,
     /// Tokens generated.
     pub generated_tokens: IntCounter,
     /// Time from acceptance to the first generated token.
@@ -77,7 +80,11 @@ impl Metrics {
             ),
             prefix_shared_tokens: c(
                 "anshin_inference_prefix_shared_tokens_total",
-                "Prompt tokens whose keys and values were copied from a running sequence",
+                "Prompt tokens whose keys and values were copied from a running sequence or a finished request's cache",
+            ),
+            prefix_cache_tokens: g(
+                "anshin_inference_prefix_cache_tokens",
+                "Tokens held by finished requests' caches kept for prefix sharing (reclaimable)",
             ),
             generated_tokens: c(
                 "anshin_inference_generated_tokens_total",
@@ -124,6 +131,7 @@ impl Metrics {
             Box::new(self.in_flight.clone()),
             Box::new(self.prompt_tokens.clone()),
             Box::new(self.prefix_shared_tokens.clone()),
+            Box::new(self.prefix_cache_tokens.clone()),
             Box::new(self.generated_tokens.clone()),
             Box::new(self.ttft.clone()),
             Box::new(self.tpot.clone()),

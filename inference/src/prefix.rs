@@ -4,8 +4,9 @@
 //! Requests that carry the same system prompt, chat-template header or document arrive together in
 //! practice; their common prefix gives the same keys and values in every sequence (a position's keys and
 //! values depend only on the tokens up to it), so copying the cached rows is exact and costs a memcpy
-//! instead of a forward pass. Only sequences in the running batch are donors: nothing is kept after a
-//! request finishes, so the KV budget is unchanged (the copy lives in the new sequence's own cache).
+//! instead of a forward pass. Donors are the sequences in the running batch and the caches that finished
+//! requests left behind ([`crate::prefix_cache`], which the scheduler lists after the running ones as
+//! donors that are never prefilling); the copy lives in the new sequence's own cache.
 //!
 //! [`plan`] is pure: given where every running sequence stands, it says which ones copy rows from whom,
 //! and which ones sit out this step because a donor is computing their prefix in it (so that sixteen
@@ -135,6 +136,20 @@ mod tests {
         let seqs = [standing(&a, 45, 47), standing(&b, 0, 0)];
         let got = plan(&seqs, 512);
         assert_eq!(got, [FEED, copy(0, 40)]);
+    }
+
+    /// A finished request's kept cache comes after the running sequences, fully fed: new prompts copy
+    /// from it (the longest common part wins) and never wait for it.
+    #[test]
+    fn kept_caches_of_finished_requests_are_donors_after_the_running_ones() {
+        let (kept, running, new) = (prompt(60, 1, 0), prompt(30, 2, 9), prompt(50, 3, 6));
+        let seqs = [
+            standing(&running, 39, 41),
+            standing(&new, 0, 0),
+            standing(&kept, 60, 60),
+        ];
+        let got = plan(&seqs, 8);
+        assert_eq!(got[..2], [FEED, copy(2, 50)]);
     }
 
     #[test]

@@ -18,6 +18,7 @@ use tokio::sync::mpsc;
 use crate::metrics::Metrics;
 use crate::model::{Llama, SeqStep};
 use crate::prefix;
+use crate::prefix_cache::PrefixCache;
 use crate::sampling::SamplingParams;
 use crate::sequence::{Sequence, StepOutcome};
 use crate::tokenizer::TextTokenizer;
@@ -123,6 +124,9 @@ pub struct SchedulerConfig {
     pub prefill_chunk: usize,
     /// The model's context length.
     pub max_context: usize,
+    /// Keep finished requests' caches (within the KV budget) for later prompts that begin the same
+    /// way ([`crate::prefix_cache`]).
+    pub prefix_cache: bool,
 }
 
 struct Job {
@@ -207,6 +211,7 @@ pub fn spawn(
         waiting: VecDeque::new(),
         running: Vec::new(),
         reserved: 0,
+        cache: PrefixCache::new(),
     };
     std::thread::Builder::new()
         .name("anshin-scheduler".into())
@@ -225,6 +230,7 @@ struct Actor {
     waiting: VecDeque<Job>,
     running: Vec<Sequence>,
     reserved: usize,
+    cache: PrefixCache,
 }
 
 impl Actor {
@@ -262,9 +268,11 @@ impl Actor {
                 break;
             };
             let need = front.req.prompt.len() + front.req.max_tokens;
-            if self.reserved + need > self.cfg.kv_budget_tokens {
+            let Some(room) = self.cfg.kv_budget_tokens.checked_sub(self.reserved + need) else {
                 break;
-            }
+            };
+            // Finished requests' caches give way to a request that needs their room.
+            self.cache.shrink_to(room);
             let Some(job) = self.waiting.pop_front() else {
                 break;
             };
@@ -325,26 +333,43 @@ impl Actor {
                 StepOutcome::Finished(status) => {
                     self.reserved -= seq.reserved_tokens();
                     self.metrics.request_done(status);
+                    if self.cfg.prefix_cache && status != "error" {
+                        // Its reservation (prompt + max_tokens) covered these rows and is released.
+                        let (tokens, cache) = seq.into_cached();
+                        self.cache.insert(tokens, cache);
+                    }
                 }
             }
         }
         self.running = keep;
     }
 
-    /// Applies [`prefix::plan`]: copies shared prefixes between running sequences; returns, per sequence,
-    /// whether it sits out this step.
+    /// Applies [`prefix::plan`]: copies shared prefixes from running sequences and from finished ones'
+    /// caches (donors after the running ones); returns, per running sequence, whether it sits out this
+    /// step.
     fn share_prefixes(&mut self, chunk: usize) -> Vec<bool> {
         let host = self.model.caches_host_rows();
-        let standings: Vec<_> = self.running.iter().map(|s| s.standing(host)).collect();
+        let n = self.running.len();
+        let standings: Vec<_> = (self.running.iter().map(|s| s.standing(host)))
+            .chain((0..self.cache.len()).map(|i| self.cache.standing(i)))
+            .collect();
         let actions = prefix::plan(&standings, chunk);
-        for (i, action) in actions.iter().enumerate() {
-            if let Some((from, upto)) = action.copy {
+        let mut used = Vec::new();
+        for (i, action) in actions.iter().enumerate().take(n) {
+            let Some((from, upto)) = action.copy else {
+                continue;
+            };
+            let copied = if from < n {
                 let (seq, donor) = pair_mut(&mut self.running, i, from);
-                let copied = seq.copy_prefix(donor, upto);
-                self.metrics.prefix_shared_tokens.inc_by(copied as u64);
-            }
+                seq.copy_prefix(donor.donor(), upto)
+            } else {
+                used.push(from - n);
+                self.running[i].copy_prefix(self.cache.donor(from - n), upto)
+            };
+            self.metrics.prefix_shared_tokens.inc_by(copied as u64);
         }
-        actions.iter().map(|a| a.hold).collect()
+        self.cache.touch(&used);
+        actions.iter().take(n).map(|a| a.hold).collect()
     }
 
     fn fail_all(&mut self, err: &str) {
@@ -362,6 +387,9 @@ impl Actor {
             .kv_utilization
             .set(used as f64 / self.cfg.kv_budget_tokens.max(1) as f64);
         self.metrics.running.set(self.running.len() as i64);
+        self.metrics
+            .prefix_cache_tokens
+            .set(self.cache.tokens() as i64);
         self.metrics
             .queue_depth
             .set(self.waiting_count.load(Ordering::SeqCst) as i64);

@@ -140,7 +140,7 @@ impl Sequence {
         let done = Completion {
             finish_reason: reason,
             prompt_tokens: self.req.prompt.len(),
-            tokens: std::mem::take(&mut self.generated),
+            tokens: self.generated.clone(),
         };
         match self.events.send(GenEvent::Done(done)) {
             Ok(()) => StepOutcome::Finished("ok"),
@@ -164,18 +164,34 @@ impl Sequence {
         }
     }
 
-    /// Takes `donor`'s cached rows up to prompt position `upto` as this sequence's own (their prompts
-    /// agree up to there); returns the number of tokens copied, 0 when the caches could not share.
-    pub fn copy_prefix(&mut self, donor: &Sequence, upto: usize) -> usize {
+    /// This sequence as a donor: its prompt and its cache.
+    pub fn donor(&self) -> (&[u32], &SeqCache) {
+        (&self.req.prompt, &self.cache)
+    }
+
+    /// Takes a donor's cached rows (of its tokens `donor.0`) up to prompt position `upto` as this
+    /// sequence's own (the tokens agree up to there); returns the number of tokens copied, 0 when the
+    /// caches could not share.
+    pub fn copy_prefix(&mut self, (tokens, cache): (&[u32], &SeqCache), upto: usize) -> usize {
         let from = self.fed;
         let fits = from == self.cache.len()
             && upto < self.req.prompt.len()
-            && common_prefix(&self.req.prompt, &donor.req.prompt) >= upto;
-        if !fits || !self.cache.copy_prefix_from(&donor.cache, upto) {
+            && common_prefix(&self.req.prompt, tokens) >= upto;
+        if !fits || !self.cache.copy_prefix_from(cache, upto) {
             return 0;
         }
         self.fed = upto;
         upto - from
+    }
+
+    /// The tokens whose keys and values the cache holds (the prompt, then the answer but for its last
+    /// token, which was never fed), with the cache: what [`crate::prefix_cache`] keeps.
+    pub fn into_cached(self) -> (Vec<u32>, SeqCache) {
+        let tokens = (self.req.prompt.iter().chain(&self.generated))
+            .take(self.cache.len())
+            .copied()
+            .collect();
+        (tokens, self.cache)
     }
 
     /// Whether the client has gone away.

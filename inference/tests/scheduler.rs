@@ -32,6 +32,7 @@ fn start(max_batch: usize, max_waiting: usize) -> Started {
         kv_budget_tokens: 8192,
         prefill_chunk: 8,
         max_context: 4096,
+        prefix_cache: false,
     })
 }
 
@@ -238,6 +239,7 @@ fn a_request_waits_while_the_kv_budget_is_taken_and_runs_when_it_frees() {
         kv_budget_tokens: 1200,
         prefill_chunk: 8,
         max_context: 4096,
+        prefix_cache: false,
     });
     // The first request reserves prompt + 1000 tokens of the 1200; the second needs about 100 more
     // than is left, so it must wait although the batch has room for it.
@@ -258,6 +260,7 @@ fn a_request_larger_than_the_kv_budget_is_refused() {
         kv_budget_tokens: 100,
         prefill_chunk: 8,
         max_context: 4096,
+        prefix_cache: false,
     });
     let req = request(&tok, PROMPTS[0], 200);
     let needed = req.prompt.len() + 200;
@@ -267,5 +270,96 @@ fn a_request_larger_than_the_kv_budget_is_refused() {
             needed,
             budget: 100
         }
+    );
+}
+
+fn with_prefix_cache(kv_budget_tokens: usize) -> Started {
+    start_with(SchedulerConfig {
+        max_waiting: 4,
+        max_batch: 8,
+        kv_budget_tokens,
+        prefill_chunk: 8,
+        max_context: 4096,
+        prefix_cache: true,
+    })
+}
+
+/// Waits (at most 10 s) until the gauge `name` reads `want`; the actor publishes after each step.
+fn wait_value(metrics: &Metrics, name: &str, want: f64) {
+    let start = Instant::now();
+    while metric_value(metrics, name) != want {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "{name} stayed at {} instead of {want}",
+            metric_value(metrics, name)
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// The next turn of a conversation (the first prompt, its answer, a new question) copies what the
+/// finished first turn cached, and its tokens are those of a server that computes everything.
+#[test]
+fn the_next_turn_of_a_conversation_copies_the_finished_turn_and_gets_the_same_tokens() {
+    let (h, tok, metrics, _dir) = with_prefix_cache(8192);
+    let first = request(&tok, &format!("{NOTE}診断は?"), 12);
+    let prompt1 = first.prompt.clone();
+    let answer = tokens(h.submit(first).expect("submit"));
+    let cached = prompt1.len() + answer.len() - 1; // the last answer token was never fed
+    wait_value(
+        &metrics,
+        "anshin_inference_prefix_cache_tokens",
+        cached as f64,
+    );
+    let mut next = request(&tok, "次に行う検査は?", 12);
+    next.prompt = [&prompt1[..], &answer[..], &next.prompt[..]].concat();
+    let next_prompt = next.prompt.clone();
+    let got = tokens(h.submit(next).expect("submit"));
+
+    let (plain, _, plain_metrics, _dir2) = start(8, 4);
+    let mut again = request(&tok, "", 12);
+    again.prompt = next_prompt.clone();
+    assert_eq!(got, tokens(plain.submit(again).expect("submit")));
+    let shared = metric_value(&metrics, "anshin_inference_prefix_shared_tokens_total");
+    assert_eq!(shared, cached as f64, "the whole finished turn is copied");
+    let none = "anshin_inference_prefix_shared_tokens_total";
+    assert_eq!(metric_value(&plain_metrics, none), 0.0);
+    // The second turn's cache covers the first's, which is dropped.
+    let second = next_prompt.len() + got.len() - 1;
+    wait_value(
+        &metrics,
+        "anshin_inference_prefix_cache_tokens",
+        second as f64,
+    );
+}
+
+/// Kept caches never crowd out a request: admitting one evicts them down to the room it leaves.
+#[test]
+fn finished_caches_give_way_to_a_request_that_needs_their_room() {
+    let (h, tok, metrics, _dir) = with_prefix_cache(300);
+    let first = request(&tok, NOTE, 150);
+    let kept = first.prompt.len() + 149;
+    assert_eq!(tokens(h.submit(first).expect("submit")).len(), 150);
+    wait_value(
+        &metrics,
+        "anshin_inference_prefix_cache_tokens",
+        kept as f64,
+    );
+    // Another prompt that reserves more than the budget minus the kept cache.
+    let other = request(&tok, PROMPTS[2], 200);
+    let needs = other.prompt.len() + 200;
+    assert!(kept + needs > 300 && needs <= 300);
+    let mut rx = h.submit(other).expect("submit");
+    assert!(matches!(rx.blocking_recv(), Some(GenEvent::Delta(_))));
+    let held = metric_value(&metrics, "anshin_inference_prefix_cache_tokens");
+    assert!(
+        held as usize + needs <= 300,
+        "{held} cached tokens kept beside a request reserving {needs} of 300"
+    );
+    assert_eq!(tokens(rx).len(), 200);
+    wait_value(
+        &metrics,
+        "anshin_inference_prefix_cache_tokens",
+        (needs - 1) as f64,
     );
 }

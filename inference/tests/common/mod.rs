@@ -25,6 +25,7 @@ pub fn serve_args(model: &Path) -> ServeArgs {
         max_waiting: 16,
         kv_cache_mib: 64,
         prefill_chunk: 64,
+        no_prefix_cache: false,
         max_context: None,
         default_max_tokens: 16,
         drain_timeout: Duration::from_secs(5),
