@@ -55,9 +55,11 @@ impl PrefixCache {
 
     /// Keeps `cache`, which holds the keys and values of `tokens` (one row per token), as the most
     /// recently used entry. Entries whose tokens it covers whole (an earlier turn of the same
-    /// conversation, the same prompt again) are dropped; a cache too short to share is not kept.
+    /// conversation, the same prompt again) are dropped. A cache that could never be copied from (too
+    /// short, or candle tensors rather than host rows: a GPU's) is not kept.
     pub fn insert(&mut self, tokens: Vec<u32>, cache: SeqCache) {
-        if tokens.len() < MIN_SHARED_TOKENS || tokens.len() != cache.len() {
+        let shareable = tokens.len() >= MIN_SHARED_TOKENS && cache.holds_host_rows();
+        if !shareable || tokens.len() != cache.len() {
             return;
         }
         let covered = |e: &Entry| common_prefix(&e.tokens, &tokens) == e.tokens.len();
@@ -165,10 +167,21 @@ mod tests {
     }
 
     #[test]
-    fn short_caches_and_caches_that_do_not_match_their_tokens_are_not_kept() {
+    fn caches_that_cannot_be_copied_from_or_do_not_match_their_tokens_are_not_kept() {
         let mut p = PrefixCache::new();
         keep(&mut p, &run(0, MIN_SHARED_TOKENS as u32 - 1));
         p.insert(run(0, 20), cache(19));
+        // Candle tensors (a GPU's cache) cannot be copied from.
+        let mut tensors = SeqCache::new(1);
+        let kv = candle_core::Tensor::zeros(
+            (1, 20, 4),
+            candle_core::DType::F32,
+            &candle_core::Device::Cpu,
+        )
+        .expect("tensor");
+        tensors.append(0, &kv, &kv).expect("append");
+        assert_eq!(tensors.len(), 20);
+        p.insert(run(0, 20), tensors);
         assert!(p.is_empty() && p.tokens() == 0);
     }
 
