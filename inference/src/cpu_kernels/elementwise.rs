@@ -8,9 +8,24 @@
 use half::f16;
 use half::slice::HalfFloatSliceExt;
 
+use super::pool::for_rows_mut;
+
+/// Elements per piece of element-wise work (a multiple of the 8-lane vectors, so that a piece never
+/// moves the scalar tail of a vectorized loop: the values are those of one call over the whole slice).
+const LANE_ROW: usize = 64;
+
 /// `out[r] = x[r] · (1 / sqrt(mean(x[r]²) + eps)) · w` for every row `r` of width `w.len()` (candle's
-/// `rms_norm`, rounded as llama.cpp's `ggml_rms_norm` then `ggml_mul`: squares summed in f64).
+/// `rms_norm`, rounded as llama.cpp's `ggml_rms_norm` then `ggml_mul`: squares summed in f64). A
+/// prompt's rows are shared out over the kernel pool.
 pub fn rms_norm(x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) {
+    let n = w.len();
+    for_rows_mut(out, n, &|first, dst| {
+        let src = &x[first * n..];
+        rms_norm_rows(src, w, eps, dst);
+    });
+}
+
+fn rms_norm_rows(x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) {
     let n = w.len();
     for (src, dst) in x.chunks_exact(n).zip(out.chunks_exact_mut(n)) {
         let scale = inv_rms(src, eps);
@@ -22,6 +37,10 @@ pub fn rms_norm(x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) {
 
 /// [`rms_norm`] in place.
 pub fn rms_norm_in_place(x: &mut [f32], w: &[f32], eps: f32) {
+    for_rows_mut(x, w.len(), &|_, rows| rms_norm_rows_in_place(rows, w, eps));
+}
+
+fn rms_norm_rows_in_place(x: &mut [f32], w: &[f32], eps: f32) {
     let n = w.len();
     for row in x.chunks_exact_mut(n) {
         let scale = inv_rms(row, eps);
@@ -68,8 +87,15 @@ pub fn rope(row: &mut [f32], cos: &[f32], sin: &[f32], interleaved: bool) {
     }
 }
 
-/// `gate[i] = silu(gate[i]) * up[i]` (SwiGLU), as candle's `silu(gate) * up`.
+/// `gate[i] = silu(gate[i]) * up[i]` (SwiGLU), as candle's `silu(gate) * up`; a prompt's values are
+/// shared out over the kernel pool.
 pub fn silu_mul(gate: &mut [f32], up: &[f32]) {
+    for_rows_mut(gate, LANE_ROW, &|first, g| {
+        silu_mul_here(g, &up[first * LANE_ROW..]);
+    });
+}
+
+fn silu_mul_here(gate: &mut [f32], up: &[f32]) {
     #[cfg(target_arch = "x86_64")]
     if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
         // SAFETY: the CPU has AVX2 and FMA (checked just above).
@@ -108,9 +134,11 @@ pub fn round_to_f16(x: &mut [f32]) {
 
 /// `x[i] += y[i]`.
 pub fn add_in_place(x: &mut [f32], y: &[f32]) {
-    for (a, b) in x.iter_mut().zip(y) {
-        *a += b;
-    }
+    for_rows_mut(x, LANE_ROW, &|first, x| {
+        for (a, b) in x.iter_mut().zip(&y[first * LANE_ROW..]) {
+            *a += b;
+        }
+    });
 }
 
 #[cfg(test)]
@@ -194,6 +222,39 @@ mod tests {
         gelu_mul(&mut gelu, &u);
         let want = (gt.gelu().expect("gelu") * &ut).expect("mul");
         close(&gelu, &flat(want), 1e-6);
+    }
+
+    /// A prompt's worth of values, shared out over the pool, gives the bits of small serial calls.
+    #[test]
+    fn row_wise_work_on_the_pool_equals_serial_calls() {
+        let n = 576;
+        let len = (super::super::pool::ROWS_PARALLEL_MIN / n + 5) * n;
+        let (x, w, y) = (random(len, 11), random(n, 12), random(len, 13));
+        type Piece<'a> = &'a dyn Fn(&mut [f32], &[f32], usize);
+        let serial = |f: Piece<'_>| -> Vec<f32> {
+            let mut out = x.clone();
+            for (i, c) in out.chunks_mut(10 * n).enumerate() {
+                f(c, &y[i * 10 * n..], i * 10 * n);
+            }
+            out
+        };
+        let bits = |v: &[f32]| -> Vec<u32> { v.iter().map(|f| f.to_bits()).collect() };
+        let mut all = x.clone();
+        silu_mul(&mut all, &y);
+        assert_eq!(bits(&all), bits(&serial(&|c, u, _| silu_mul(c, u))));
+        let mut all = x.clone();
+        add_in_place(&mut all, &y);
+        assert_eq!(bits(&all), bits(&serial(&|c, u, _| add_in_place(c, u))));
+        let mut all = x.clone();
+        rms_norm_in_place(&mut all, &w, 1e-5);
+        assert_eq!(
+            bits(&all),
+            bits(&serial(&|c, _, _| rms_norm_in_place(c, &w, 1e-5)))
+        );
+        let mut all = vec![0.0; len];
+        rms_norm(&x, &w, 1e-5, &mut all);
+        let one = serial(&|c, _, at| rms_norm(&x[at..at + c.len()], &w, 1e-5, c));
+        assert_eq!(bits(&all), bits(&one));
     }
 
     #[test]

@@ -151,6 +151,57 @@ pub fn for_each(n: usize, f: &(dyn Fn(usize) + Sync)) {
     }
 }
 
+/// Elements below which [`for_rows_mut`] runs on the calling thread: a decode step's few rows take
+/// microseconds, less than handing them out.
+pub const ROWS_PARALLEL_MIN: usize = 64 * 1024;
+
+/// Pieces per thread in [`for_rows_mut`], so that a thread that starts late still gets a share.
+const ROW_PIECES_PER_THREAD: usize = 2;
+
+/// Runs `f(first_row, rows)` over `data` cut into pieces of whole rows of `width` elements, spread over
+/// the pool when `data` has at least [`ROWS_PARALLEL_MIN`] elements (a prompt's activations), else in
+/// one call on this thread. The pieces are disjoint, so `f` may write its rows; row-wise work gives the
+/// same values either way.
+pub fn for_rows_mut<T: Send>(data: &mut [T], width: usize, f: &(dyn Fn(usize, &mut [T]) + Sync)) {
+    let width = width.max(1);
+    let rows = data.len() / width;
+    if data.len() < ROWS_PARALLEL_MIN || threads() == 1 || rows < 2 {
+        return f(0, data);
+    }
+    let per_piece = rows.div_ceil(threads() * ROW_PIECES_PER_THREAD);
+    let pieces = rows.div_ceil(per_piece);
+    let len = data.len();
+    let base = Rows(data.as_mut_ptr());
+    for_each(pieces, &|i| {
+        let first = i * per_piece;
+        // The last piece also takes a partial row at the end, if any.
+        let end = if i + 1 == pieces {
+            len
+        } else {
+            (first + per_piece) * width
+        };
+        // SAFETY: pieces `[first · width, end)` are disjoint and inside `data`, which outlives the call
+        // (`for_each` returns after every piece ran); `T: Send` lets another thread write them.
+        let piece =
+            unsafe { std::slice::from_raw_parts_mut(base.at(first * width), end - first * width) };
+        f(first, piece);
+    });
+}
+
+/// `data`'s pointer, shared by the pieces of [`for_rows_mut`].
+struct Rows<T>(*mut T);
+
+impl<T> Rows<T> {
+    /// The element at `i` (a method, so that closures capture the `Sync` wrapper, not the pointer).
+    fn at(&self, i: usize) -> *mut T {
+        // SAFETY: callers stay inside the slice the pointer came from.
+        unsafe { self.0.add(i) }
+    }
+}
+
+// SAFETY: each piece is written by one task only, and `T: Send`.
+unsafe impl<T: Send> Sync for Rows<T> {}
+
 /// A wait loop's pacing: spin hints while the wait is young, then `yield_now` each round.
 struct Backoff {
     start: Instant,
@@ -246,6 +297,29 @@ mod tests {
                 hits.iter().all(|h| h.load(Ordering::Relaxed) == 1),
                 "n = {n}"
             );
+        }
+    }
+
+    /// Every element is handed out once, inside a piece that starts at a whole row and says which.
+    #[test]
+    fn row_pieces_cover_every_element_once_at_their_own_rows() {
+        for (len, width) in [
+            (10, 3),
+            (ROWS_PARALLEL_MIN, 576),
+            (ROWS_PARALLEL_MIN * 3 + 7, 1000),
+        ] {
+            let mut data = vec![0u32; len];
+            let pieces = AtomicUsize::new(0);
+            for_rows_mut(&mut data, width, &|first, rows| {
+                pieces.fetch_add(1, Ordering::Relaxed);
+                for (i, x) in rows.iter_mut().enumerate() {
+                    *x += (first * width + i) as u32 + 1;
+                }
+            });
+            let want: Vec<u32> = (1..=len as u32).collect();
+            assert_eq!(data, want, "{len} elements in rows of {width}");
+            let many = pieces.load(Ordering::Relaxed) > 1;
+            assert_eq!(many, len >= ROWS_PARALLEL_MIN && threads() > 1);
         }
     }
 

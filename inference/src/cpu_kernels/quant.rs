@@ -123,37 +123,44 @@ pub struct QuantizedRows {
 
 impl QuantizedRows {
     /// Quantizes `x` (`rows × cols`, row-major; `cols` a multiple of [`BLOCK`]) with round-to-nearest and
-    /// each block's largest magnitude mapped to 127, exactly as GGML's Q8_0/Q8_1 do.
+    /// each block's largest magnitude mapped to 127, exactly as GGML's Q8_0/Q8_1 do. A prompt's rows are
+    /// shared out over the kernel pool (each block is quantized alone, so the values do not change).
     pub fn quantize(x: &[f32], cols: usize, sum: BlockSum) -> Self {
         debug_assert_eq!(cols % BLOCK, 0);
         let n = x.len() / BLOCK;
         let mut out = Self {
             blocks: cols / BLOCK,
-            d: Vec::with_capacity(n),
-            s: Vec::with_capacity(n),
+            d: vec![0.0; n],
+            s: vec![0.0; n],
             qs: vec![0; x.len()],
         };
+        let scales = Scales(out.d.as_mut_ptr(), out.s.as_mut_ptr());
         #[cfg(target_arch = "x86_64")]
         let simd = is_x86_feature_detected!("avx2");
-        for (block, qs) in x.chunks_exact(BLOCK).zip(out.qs.chunks_exact_mut(BLOCK)) {
-            #[cfg(target_arch = "x86_64")]
-            let (d, q_sum) = if simd {
-                // SAFETY: AVX2 was detected; `block` and `qs` are `BLOCK` long.
-                unsafe { x86::quantize_block(block, qs) }
-            } else {
-                quantize_block(block, qs)
-            };
-            #[cfg(not(target_arch = "x86_64"))]
-            let (d, q_sum) = quantize_block(block, qs);
-            // Stored like GGML's Q8_0/Q8_1 blocks (f16 scale and sum), so that results match
-            // llama.cpp's and candle's to the last rounding rather than merely closely.
-            let (d_half, total) = (f16::from_f32(d).to_f32(), q_sum as f32);
-            out.d.push(d_half);
-            out.s.push(match sum {
-                BlockSum::Exact => d_half * total,
-                BlockSum::Half => f16::from_f32(d * total).to_f32(),
-            });
-        }
+        super::pool::for_rows_mut(&mut out.qs, cols, &|first, qs| {
+            let start = first * cols;
+            let blocks = x[start..start + qs.len()].chunks_exact(BLOCK);
+            for (i, (block, qs)) in blocks.zip(qs.chunks_exact_mut(BLOCK)).enumerate() {
+                #[cfg(target_arch = "x86_64")]
+                let (d, q_sum) = if simd {
+                    // SAFETY: AVX2 was detected; `block` and `qs` are `BLOCK` long.
+                    unsafe { x86::quantize_block(block, qs) }
+                } else {
+                    quantize_block(block, qs)
+                };
+                #[cfg(not(target_arch = "x86_64"))]
+                let (d, q_sum) = quantize_block(block, qs);
+                // Stored like GGML's Q8_0/Q8_1 blocks (f16 scale and sum), so that results match
+                // llama.cpp's and candle's to the last rounding rather than merely closely.
+                let (d_half, total) = (f16::from_f32(d).to_f32(), q_sum as f32);
+                let s = match sum {
+                    BlockSum::Exact => d_half * total,
+                    BlockSum::Half => f16::from_f32(d * total).to_f32(),
+                };
+                // SAFETY: block `start / BLOCK + i` is below `n` and belongs to this piece of rows alone.
+                unsafe { scales.set(start / BLOCK + i, d_half, s) };
+            }
+        });
         out
     }
 
@@ -239,6 +246,26 @@ mod x86 {
     }
 }
 
+/// The scale and sum arrays of a [`QuantizedRows`] being filled, shared by the pieces of rows that
+/// [`QuantizedRows::quantize`] hands out (each writes its own blocks).
+struct Scales(*mut f32, *mut f32);
+
+impl Scales {
+    /// Writes block `b`'s scale and sum.
+    ///
+    /// SAFETY: `b` is inside both arrays, and no other thread writes block `b`.
+    unsafe fn set(&self, b: usize, d: f32, s: f32) {
+        // SAFETY: as this function's contract.
+        unsafe {
+            *self.0.add(b) = d;
+            *self.1.add(b) = s;
+        }
+    }
+}
+
+// SAFETY: the pieces write disjoint blocks, and the arrays outlive `quantize`'s parallel section.
+unsafe impl Sync for Scales {}
+
 /// One quantized activation row, borrowed from [`QuantizedRows`].
 #[derive(Debug, Clone, Copy)]
 pub struct ActRow<'a> {
@@ -308,6 +335,24 @@ mod tests {
             // SAFETY: AVX2 was detected above.
             let fast = unsafe { x86::quantize_block(&block, &mut b) };
             assert_eq!((slow, a), (fast, b), "seed {seed}");
+        }
+    }
+
+    /// A prompt's rows, quantized in pieces on the pool, give the bits of quantizing each row alone.
+    #[test]
+    fn a_prompt_quantized_in_parallel_equals_its_rows_one_by_one() {
+        let cols = 576;
+        let rows = super::super::pool::ROWS_PARALLEL_MIN / cols + 3;
+        let x: Vec<f32> = (0..rows * cols)
+            .map(|i| ((i * 7919 % 2001) as f32 - 1000.0) / 37.0)
+            .collect();
+        for sum in [BlockSum::Exact, BlockSum::Half] {
+            let all = QuantizedRows::quantize(&x, cols, sum);
+            for (r, row) in x.chunks_exact(cols).enumerate() {
+                let one = QuantizedRows::quantize(row, cols, sum);
+                let (a, b) = (all.row(r), one.row(0));
+                assert_eq!((a.qs, a.d, a.s), (b.qs, b.d, b.s), "row {r}");
+            }
         }
     }
 
