@@ -14,6 +14,7 @@ use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
+use sha2::{Digest, Sha256};
 use tracing::Instrument;
 
 use crate::metrics::Metrics;
@@ -36,6 +37,18 @@ pub fn http_client(connect_timeout: Duration) -> HttpClient {
 /// Header a gateway adds when forwarding to a peer, so the peer does not forward again.
 pub const FORWARDED_HEADER: &str = "x-anshin-forwarded";
 
+/// Header that tells an inference server whose requests may share cached prompt prefixes with this
+/// one (`anshin-inference` shares only within one scope): a hospital must not get a faster answer
+/// because another hospital sent the same text, nor be able to time whether one did.
+pub const CACHE_SCOPE_HEADER: &str = "x-anshin-cache-scope";
+
+/// The cache scope of `tenant`'s requests: the first 16 hex digits of the SHA-256 of its name (a fixed
+/// width of header-safe characters, whatever the name holds).
+pub fn cache_scope(tenant: &str) -> HeaderValue {
+    let digest = Sha256::digest(tenant.as_bytes());
+    HeaderValue::from_str(&hex::encode(&digest[..8])).expect("hex digits make a valid header value")
+}
+
 /// What to send upstream.
 #[derive(Debug, Clone)]
 pub struct Outgoing {
@@ -49,6 +62,8 @@ pub struct Outgoing {
     pub authorization: Option<HeaderValue>,
     /// Request id, passed on.
     pub request_id: String,
+    /// The tenant's cache scope ([`cache_scope`]), passed on to the backends.
+    pub cache_scope: HeaderValue,
     /// Whether the caller asked for a stream.
     pub stream: bool,
 }
@@ -154,6 +169,7 @@ impl Proxy {
             .uri(uri)
             .header(header::CONTENT_TYPE, "application/json")
             .header("x-request-id", out.request_id.as_str())
+            .header(CACHE_SCOPE_HEADER, out.cache_scope.clone())
             .body(Full::new(body))
             .ok()?;
         crate::telemetry::pass_trace_on(req.headers_mut());

@@ -1,7 +1,7 @@
 //! Keys, tenants and limits in front of a real `anshin-inference serve` process: missing, wrong and
 //! revoked keys (401, revocation by editing the routing file, no restart), another tenant's endpoint
-//! (403), an unknown one (404), `/v1/models` filtered per tenant, and requests-per-minute (429 with
-//! `Retry-After`).
+//! (403), an unknown one (404), `/v1/models` filtered per tenant, requests-per-minute (429 with
+//! `Retry-After`), and cached prompt prefixes shared on the inference server only within a tenant.
 
 mod common;
 
@@ -129,5 +129,49 @@ async fn keys_tenants_and_limits_are_enforced() {
             &["tenant=\"hosp-a\"", "requests_per_minute"]
         ),
         1.0
+    );
+}
+
+/// The same clinical note from two hospitals through one gateway to one inference server: the second
+/// hospital's request computes the note again (no cache hit it could time), the first hospital's next
+/// request copies it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cached_prompt_prefixes_are_shared_only_within_a_tenant() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let model = fixture_model(dir.path());
+    let inf = start_inference(&model, "a").await;
+    let routing_path = dir.path().join("routing.yaml");
+    let backend = inf.addr.to_string();
+    write_routing(
+        &routing_path,
+        &format!(
+            "tenants:\n  - name: hosp-a\n    endpoints: [med]\n    keys: [{{name: main, sha256: '{}'}}]\n\
+             \x20 - name: hosp-b\n    endpoints: [med]\n    keys: [{{name: main, sha256: '{}'}}]\n\
+             endpoints:\n  - name: med\n    versions: [{{name: v1, weight: 1, backends: ['{backend}']}}]\n",
+            key_hash(KEY),
+            key_hash("sk-hosp-b")
+        ),
+    );
+    let gw = start_gateway(&routing_path, &dir.path().join("audit.jsonl")).await;
+    let note = "患者は65歳男性。3日前からの発熱と湿性咳嗽。高血圧と2型糖尿病でアムロジピンとメトホルミンを内服中。";
+    let ask = |key: &'static str, question: &str| {
+        let body = json!({"model": "med", "prompt": format!("{note}{question}"), "max_tokens": 2});
+        let addr = gw.addr;
+        async move {
+            let r = post(addr, "/v1/completions", Some(key), &body).await;
+            assert_eq!(r.status, 200, "{}", r.body);
+        }
+    };
+    let shared = || async {
+        let m = get(inf.addr, "/metrics", None).await.expect("metrics").body;
+        metric_sum(&m, "anshin_inference_prefix_shared_tokens_total", &[])
+    };
+    ask(KEY, "診断は?").await;
+    ask("sk-hosp-b", "治療方針は?").await;
+    assert_eq!(shared().await, 0.0, "hosp-b used hosp-a's cached note");
+    ask(KEY, "注意点は?").await;
+    assert!(
+        shared().await >= 16.0,
+        "hosp-a's next request copies its own note"
     );
 }

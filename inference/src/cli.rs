@@ -238,6 +238,7 @@ pub async fn warm_up(engine: &Engine) -> anyhow::Result<()> {
         sampling: SamplingParams::default(),
         stop: vec![],
         ignore_eos: true,
+        cache_scope: 0,
     };
     let mut rx = engine.handle.submit(req)?;
     while let Some(ev) = rx.recv().await {

@@ -28,6 +28,9 @@ pub struct Standing<'a> {
     pub cached: usize,
     /// Whether its cache can give and take rows (host caches can; candle tensor caches cannot).
     pub shareable: bool,
+    /// Its request's cache scope: sequences share only within one
+    /// ([`crate::scheduler::GenerateRequest::cache_scope`]).
+    pub scope: u64,
 }
 
 impl Standing<'_> {
@@ -67,7 +70,8 @@ pub fn plan(seqs: &[Standing<'_>], chunk: usize) -> Vec<Action> {
             let covered = cached.min(seqs[j].prompt.len());
             shared[j].min(covered).min(cap)
         };
-        let donors = (0..seqs.len()).filter(|&j| j != i && seqs[j].shareable);
+        let peer = |j: usize| j != i && seqs[j].shareable && seqs[j].scope == me.scope;
+        let donors = (0..seqs.len()).filter(|&j| peer(j));
         let mut fed = me.fed;
         if let Some((upto, from)) = donors.map(|j| (usable(j, seqs[j].cached), j)).max()
             && upto > fed
@@ -80,7 +84,7 @@ pub fn plan(seqs: &[Standing<'_>], chunk: usize) -> Vec<Action> {
         // that two sequences never wait for each other).
         actions[i].hold = (0..i).any(|j| {
             let other = &seqs[j];
-            let computing = other.prefilling() && other.shareable && !actions[j].hold;
+            let computing = other.prefilling() && peer(j) && !actions[j].hold;
             let start = actions[j].copy.map_or(other.fed, |(_, upto)| upto);
             let after = (start + chunk.max(1)).min(other.prompt.len());
             computing && usable(j, after) >= fed + MIN_SHARED_TOKENS.min(chunk.max(1))
@@ -120,6 +124,7 @@ mod tests {
             fed,
             cached,
             shareable: true,
+            scope: 0,
         }
     }
 
@@ -150,6 +155,17 @@ mod tests {
         ];
         let got = plan(&seqs, 8);
         assert_eq!(got[..2], [FEED, copy(2, 50)]);
+    }
+
+    /// Sequences of different cache scopes (different tenants) neither copy from nor wait for each other.
+    #[test]
+    fn sequences_share_only_within_their_cache_scope() {
+        let ps: Vec<Vec<u32>> = (0..3).map(|i| prompt(40, i, 4)).collect();
+        let mut seqs: Vec<_> = ps.iter().map(|p| standing(p, 0, 0)).collect();
+        seqs[1].scope = 7;
+        assert_eq!(plan(&seqs, 512), [FEED, FEED, HOLD]);
+        seqs[0] = standing(&ps[0], 44, 44);
+        assert_eq!(plan(&seqs, 512), [FEED, FEED, copy(0, 40)]);
     }
 
     #[test]

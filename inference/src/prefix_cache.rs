@@ -19,10 +19,11 @@ use crate::prefix::{MIN_SHARED_TOKENS, Standing, common_prefix};
 /// Entries kept at most, whatever the budget: every prefilling prompt is compared with each of them.
 pub const MAX_ENTRIES: usize = 256;
 
-/// One finished request's cache and the tokens it holds.
+/// One finished request's cache, the tokens it holds, and the request's cache scope.
 struct Entry {
     tokens: Vec<u32>,
     cache: SeqCache,
+    scope: u64,
 }
 
 /// Finished requests' caches, least recently used first.
@@ -54,22 +55,27 @@ impl PrefixCache {
     }
 
     /// Keeps `cache`, which holds the keys and values of `tokens` (one row per token), as the most
-    /// recently used entry. Entries whose tokens it covers whole (an earlier turn of the same
-    /// conversation, the same prompt again) are dropped. A cache that could never be copied from (too
+    /// recently used entry of cache scope `scope`. Entries of that scope whose tokens it covers whole
+    /// (an earlier turn of the same conversation, the same prompt again) are dropped. A cache that could never be copied from (too
     /// short, or candle tensors rather than host rows: a GPU's) is not kept.
-    pub fn insert(&mut self, tokens: Vec<u32>, cache: SeqCache) {
+    pub fn insert(&mut self, tokens: Vec<u32>, cache: SeqCache, scope: u64) {
         let shareable = tokens.len() >= MIN_SHARED_TOKENS && cache.holds_host_rows();
         if !shareable || tokens.len() != cache.len() {
             return;
         }
-        let covered = |e: &Entry| common_prefix(&e.tokens, &tokens) == e.tokens.len();
+        let covered =
+            |e: &Entry| e.scope == scope && common_prefix(&e.tokens, &tokens) == e.tokens.len();
         let before = self.entries.len();
         self.entries.retain(|e| !covered(e));
         if self.entries.len() != before {
             self.recount();
         }
         self.tokens += tokens.len();
-        self.entries.push_back(Entry { tokens, cache });
+        self.entries.push_back(Entry {
+            tokens,
+            cache,
+            scope,
+        });
         while self.entries.len() > MAX_ENTRIES {
             self.evict_oldest();
         }
@@ -88,6 +94,7 @@ impl PrefixCache {
             fed: e.tokens.len(),
             cached: e.cache.len(),
             shareable: e.cache.holds_host_rows(),
+            scope: e.scope,
         }
     }
 
@@ -139,7 +146,7 @@ mod tests {
     }
 
     fn keep(p: &mut PrefixCache, tokens: &[u32]) {
-        p.insert(tokens.to_vec(), cache(tokens.len()));
+        p.insert(tokens.to_vec(), cache(tokens.len()), 0);
     }
 
     fn firsts(p: &PrefixCache) -> Vec<u32> {
@@ -170,7 +177,7 @@ mod tests {
     fn caches_that_cannot_be_copied_from_or_do_not_match_their_tokens_are_not_kept() {
         let mut p = PrefixCache::new();
         keep(&mut p, &run(0, MIN_SHARED_TOKENS as u32 - 1));
-        p.insert(run(0, 20), cache(19));
+        p.insert(run(0, 20), cache(19), 0);
         // Candle tensors (a GPU's cache) cannot be copied from.
         let mut tensors = SeqCache::new(1);
         let kv = candle_core::Tensor::zeros(
@@ -181,8 +188,19 @@ mod tests {
         .expect("tensor");
         tensors.append(0, &kv, &kv).expect("append");
         assert_eq!(tensors.len(), 20);
-        p.insert(run(0, 20), tensors);
+        p.insert(run(0, 20), tensors, 0);
         assert!(p.is_empty() && p.tokens() == 0);
+    }
+
+    #[test]
+    fn an_entry_covers_only_entries_of_its_own_scope() {
+        let mut p = PrefixCache::new();
+        p.insert(run(0, 20), cache(20), 1);
+        p.insert(run(0, 30), cache(30), 2);
+        assert_eq!((p.len(), p.tokens()), (2, 50));
+        assert_eq!((p.standing(0).scope, p.standing(1).scope), (1, 2));
+        p.insert(run(0, 30), cache(30), 1);
+        assert_eq!((p.len(), p.tokens()), (2, 60));
     }
 
     #[test]

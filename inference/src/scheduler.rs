@@ -36,6 +36,10 @@ pub struct GenerateRequest {
     pub stop: Vec<String>,
     /// Keep generating past end-of-sequence tokens (benchmarks and tests that need fixed lengths).
     pub ignore_eos: bool,
+    /// Who may share cached keys and values with this request ([`crate::prefix`]): only requests with
+    /// the same scope do (0: requests that name none). The gateway passes each tenant's own, so that one
+    /// hospital's prompts never give another's a cache hit it could time.
+    pub cache_scope: u64,
 }
 
 /// Why generation ended.
@@ -335,8 +339,8 @@ impl Actor {
                     self.metrics.request_done(status);
                     if self.cfg.prefix_cache && status != "error" {
                         // Its reservation (prompt + max_tokens) covered these rows and is released.
-                        let (tokens, cache) = seq.into_cached();
-                        self.cache.insert(tokens, cache);
+                        let (tokens, cache, scope) = seq.into_cached();
+                        self.cache.insert(tokens, cache, scope);
                     }
                 }
             }

@@ -161,6 +161,7 @@ impl Sequence {
             fed: self.fed,
             cached: self.cache.len(),
             shareable: host && self.cache.holds_host_rows(),
+            scope: self.req.cache_scope,
         }
     }
 
@@ -185,13 +186,14 @@ impl Sequence {
     }
 
     /// The tokens whose keys and values the cache holds (the prompt, then the answer but for its last
-    /// token, which was never fed), with the cache: what [`crate::prefix_cache`] keeps.
-    pub fn into_cached(self) -> (Vec<u32>, SeqCache) {
+    /// token, which was never fed), with the cache and the request's cache scope: what
+    /// [`crate::prefix_cache`] keeps.
+    pub fn into_cached(self) -> (Vec<u32>, SeqCache, u64) {
         let tokens = (self.req.prompt.iter().chain(&self.generated))
             .take(self.cache.len())
             .copied()
             .collect();
-        (tokens, self.cache)
+        (tokens, self.cache, self.req.cache_scope)
     }
 
     /// Whether the client has gone away.

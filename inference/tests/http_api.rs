@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use anshin_inference::cli;
 use anshin_inference::metrics::Metrics;
 use anshin_inference::server::{self, AppState};
-use common::{Reply, http, sse_data};
+use common::{Reply, http, http_with, sse_data};
 use serde_json::Value;
 
 struct Server {
@@ -186,4 +186,34 @@ fn stop_strings_cut_the_output() {
         "stop string {stop:?}"
     );
     assert_eq!(r["choices"][0]["finish_reason"], "stop");
+}
+
+/// Requests share cached prefixes only within the cache scope their `x-anshin-cache-scope` header
+/// names (the gateway sends one per tenant): a prompt another scope has computed is computed again.
+#[test]
+fn cached_prefixes_are_shared_only_within_a_cache_scope() {
+    let s = start();
+    let note = "患者は65歳男性。3日前からの発熱と湿性咳嗽。高血圧と2型糖尿病でアムロジピンとメトホルミンを内服中。";
+    let body = |q: &str| format!(r#"{{"prompt": "{note}{q}", "max_tokens": 4, "temperature": 0}}"#);
+    let shared = || {
+        let m = http(s.addr, "GET", "/metrics", None).body;
+        let line = m
+            .lines()
+            .find(|l| l.starts_with("anshin_inference_prefix_shared_tokens_total "))
+            .expect("metric");
+        line.rsplit(' ')
+            .next()
+            .and_then(|v| v.parse::<u64>().ok())
+            .expect("a count")
+    };
+    let ask = |q: &str, scope: &str| {
+        let head = format!("x-anshin-cache-scope: {scope}\r\n");
+        let r = http_with(s.addr, ("POST", "/v1/completions"), Some(&body(q)), &head);
+        assert_eq!(r.status, 200, "{}", r.body);
+    };
+    ask("診断は?", "hospital-a");
+    ask("治療方針は?", "hospital-b");
+    assert_eq!(shared(), 0, "another scope's cache was used");
+    ask("注意点は?", "hospital-a");
+    assert!(shared() >= 16, "the same scope shares the note");
 }

@@ -57,6 +57,7 @@ fn request(tok: &TextTokenizer, prompt: &str, max_tokens: usize) -> GenerateRequ
         sampling: SamplingParams::default(),
         stop: vec![],
         ignore_eos: true,
+        cache_scope: 0,
     }
 }
 

@@ -145,6 +145,7 @@ impl CommonParams {
             sampling,
             stop,
             ignore_eos: self.ignore_eos,
+            cache_scope: 0,
         })
     }
 

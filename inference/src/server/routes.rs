@@ -4,7 +4,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::extract::State;
 use axum::extract::rejection::JsonRejection;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -55,8 +55,10 @@ async fn models(State(s): State<AppState>) -> Json<Value> {
 
 async fn chat(
     State(s): State<AppState>,
+    headers: HeaderMap,
     body: Result<Json<ChatRequest>, JsonRejection>,
 ) -> Response {
+    let scope = cache_scope(&headers);
     let result = async {
         let Json(req) = body.map_err(|e| ApiError::Invalid(e.body_text()))?;
         if req.messages.is_empty() {
@@ -67,7 +69,7 @@ async fn chat(
             .template
             .render(&req.messages)
             .map_err(|e| ApiError::Invalid(e.to_string()))?;
-        generate(&s, guard, Kind::Chat, &prompt, &req.params).await
+        generate(&s, guard, (Kind::Chat, scope), &prompt, &req.params).await
     }
     .await;
     counted(&s, result)
@@ -75,17 +77,35 @@ async fn chat(
 
 async fn completions(
     State(s): State<AppState>,
+    headers: HeaderMap,
     body: Result<Json<CompletionRequest>, JsonRejection>,
 ) -> Response {
+    let scope = cache_scope(&headers);
     let result = async {
         let Json(req) = body.map_err(|e| ApiError::Invalid(e.body_text()))?;
         let prompt = req.prompt_text()?;
         let (_, guard) = s.admit()?;
-        generate(&s, guard, Kind::Text, &prompt, &req.params).await
+        generate(&s, guard, (Kind::Text, scope), &prompt, &req.params).await
     }
     .await;
     counted(&s, result)
 }
+
+/// The request's cache scope: a hash of its `x-anshin-cache-scope` header (the gateway sets one per
+/// tenant), 0 without one. Requests share cached prefixes only within a scope.
+fn cache_scope(headers: &HeaderMap) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let Some(value) = headers.get(CACHE_SCOPE_HEADER) else {
+        return 0;
+    };
+    // SipHash with fixed keys: stable within the process, which is all a scope needs.
+    let mut h = std::hash::DefaultHasher::new();
+    value.as_bytes().hash(&mut h);
+    h.finish().max(1)
+}
+
+/// Header naming a request's cache scope ([`cache_scope`]).
+pub const CACHE_SCOPE_HEADER: &str = "x-anshin-cache-scope";
 
 /// Counts rejected requests by status (accepted ones are counted by the scheduler when they end).
 fn counted(s: &AppState, result: Result<Response, ApiError>) -> Response {
@@ -98,7 +118,7 @@ fn counted(s: &AppState, result: Result<Response, ApiError>) -> Response {
 async fn generate(
     s: &AppState,
     guard: InFlight,
-    kind: Kind,
+    (kind, scope): (Kind, u64),
     prompt: &str,
     params: &CommonParams,
 ) -> Result<Response, ApiError> {
@@ -107,7 +127,8 @@ async fn generate(
         .tokenizer
         .encode(prompt)
         .map_err(|e| ApiError::Invalid(e.to_string()))?;
-    let req = params.to_request(ids, engine.default_max_tokens)?;
+    let mut req = params.to_request(ids, engine.default_max_tokens)?;
+    req.cache_scope = scope;
     let rx = engine.handle.submit(req)?;
     let id = s.request_id(if kind == Kind::Chat {
         "chatcmpl"

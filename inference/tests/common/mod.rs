@@ -41,7 +41,10 @@ pub struct Reply {
 
 /// Sends one request (`Connection: close`) and reads the whole response.
 pub fn http(addr: SocketAddr, method: &str, path: &str, body: Option<&str>) -> Reply {
-    let mut s = send(addr, method, path, body);
+    read_reply(send(addr, method, path, body))
+}
+
+fn read_reply(mut s: TcpStream) -> Reply {
     let mut raw = String::new();
     s.read_to_string(&mut raw).expect("read response");
     let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
@@ -59,13 +62,34 @@ pub fn http(addr: SocketAddr, method: &str, path: &str, body: Option<&str>) -> R
 
 /// Opens a connection and writes a request; the caller reads the response.
 pub fn send(addr: SocketAddr, method: &str, path: &str, body: Option<&str>) -> TcpStream {
+    send_with(addr, method, path, body, "")
+}
+
+/// [`http`] with extra header lines (each ending in `\r\n`).
+pub fn http_with(
+    addr: SocketAddr,
+    (method, path): (&str, &str),
+    body: Option<&str>,
+    headers: &str,
+) -> Reply {
+    read_reply(send_with(addr, method, path, body, headers))
+}
+
+/// [`send`] with extra header lines (each ending in `\r\n`).
+pub fn send_with(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+    headers: &str,
+) -> TcpStream {
     let mut s = TcpStream::connect(addr).expect("connect to the server");
     s.set_read_timeout(Some(Duration::from_secs(60)))
         .expect("timeout");
     let body = body.unwrap_or("");
     let req = format!(
         "{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\nContent-Type: application/json\r\n\
-         Content-Length: {}\r\n\r\n{body}",
+         {headers}Content-Length: {}\r\n\r\n{body}",
         body.len()
     );
     s.write_all(req.as_bytes()).expect("write request");
