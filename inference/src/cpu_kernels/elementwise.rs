@@ -112,6 +112,20 @@ pub(super) fn silu_mul_scalar(gate: &mut [f32], up: &[f32]) {
     }
 }
 
+/// `out[i] = e^{(x[i] - max) · scale}`: softmax weights (`x[i] <= max`, `scale > 0`), vectorized where
+/// the CPU allows.
+pub fn exp_shifted(x: &[f32], max: f32, scale: f32, out: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+        // SAFETY: the CPU has AVX2 and FMA (checked just above).
+        unsafe { super::exp_avx2::exp_shifted(x, max, scale, out) };
+        return;
+    }
+    for (o, v) in out.iter_mut().zip(x) {
+        *o = ((v - max) * scale).exp();
+    }
+}
+
 /// `gate[i] = gelu(gate[i]) * up[i]` with the tanh approximation (candle's `gelu`).
 pub fn gelu_mul(gate: &mut [f32], up: &[f32]) {
     const SQRT_TWO_OVER_PI: f32 = 0.797_884_6;

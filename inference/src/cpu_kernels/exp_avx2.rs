@@ -36,6 +36,28 @@ pub(super) fn exp(x: __m256) -> __m256 {
     _mm256_andnot_ps(tiny, e)
 }
 
+/// `out[i] = e^{(x[i] - max) · scale}` eight lanes at a time (softmax weights; `x[i] <= max`,
+/// `scale > 0`).
+///
+/// SAFETY: the CPU must support AVX2 and FMA.
+#[target_feature(enable = "avx2,fma")]
+pub(super) unsafe fn exp_shifted(x: &[f32], max: f32, scale: f32, out: &mut [f32]) {
+    let n = x.len().min(out.len());
+    let (m, s) = (_mm256_set1_ps(max), _mm256_set1_ps(scale));
+    let mut i = 0;
+    while i + 8 <= n {
+        // SAFETY: `i + 8 <= n` and both slices hold `n` values.
+        unsafe {
+            let v = _mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(x.as_ptr().add(i)), m), s);
+            _mm256_storeu_ps(out.as_mut_ptr().add(i), exp(v));
+        }
+        i += 8;
+    }
+    for (o, v) in out[i..n].iter_mut().zip(&x[i..n]) {
+        *o = ((v - max) * scale).exp();
+    }
+}
+
 /// `gate[i] = silu(gate[i]) · up[i]` eight lanes at a time: `silu(g) = g · σ(g)` with `σ` from
 /// `e = e^{-|g|}` (never overflows): `1 / (1 + e)` for `g ≥ 0`, `e / (1 + e)` below.
 ///
