@@ -30,7 +30,6 @@ struct Entry {
 #[derive(Default)]
 pub struct PrefixCache {
     entries: VecDeque<Entry>,
-    tokens: usize,
 }
 
 impl PrefixCache {
@@ -41,7 +40,7 @@ impl PrefixCache {
 
     /// Tokens held by all entries (each counts against the KV budget).
     pub fn tokens(&self) -> usize {
-        self.tokens
+        self.entries.iter().map(|e| e.tokens.len()).sum()
     }
 
     /// Number of entries.
@@ -56,8 +55,9 @@ impl PrefixCache {
 
     /// Keeps `cache`, which holds the keys and values of `tokens` (one row per token), as the most
     /// recently used entry of cache scope `scope`. Entries of that scope whose tokens it covers whole
-    /// (an earlier turn of the same conversation, the same prompt again) are dropped. A cache that could never be copied from (too
-    /// short, or candle tensors rather than host rows: a GPU's) is not kept.
+    /// (an earlier turn of the same conversation, the same prompt again) are dropped. A cache that
+    /// could never be copied from (too short, or candle tensors rather than host rows: a GPU's) is not
+    /// kept.
     pub fn insert(&mut self, tokens: Vec<u32>, cache: SeqCache, scope: u64) {
         let shareable = tokens.len() >= MIN_SHARED_TOKENS && cache.holds_host_rows();
         if !shareable || tokens.len() != cache.len() {
@@ -65,25 +65,20 @@ impl PrefixCache {
         }
         let covered =
             |e: &Entry| e.scope == scope && common_prefix(&e.tokens, &tokens) == e.tokens.len();
-        let before = self.entries.len();
         self.entries.retain(|e| !covered(e));
-        if self.entries.len() != before {
-            self.recount();
-        }
-        self.tokens += tokens.len();
         self.entries.push_back(Entry {
             tokens,
             cache,
             scope,
         });
         while self.entries.len() > MAX_ENTRIES {
-            self.evict_oldest();
+            self.entries.pop_front();
         }
     }
 
     /// Evicts least recently used entries until at most `room` tokens are held.
     pub fn shrink_to(&mut self, room: usize) {
-        while self.tokens > room && self.evict_oldest() {}
+        while self.tokens() > room && self.entries.pop_front().is_some() {}
     }
 
     /// Entry `i` as a donor for [`crate::prefix::plan`]: its tokens, all fed and cached.
@@ -116,20 +111,6 @@ impl PrefixCache {
             .filter_map(|&i| self.entries.remove(i))
             .collect();
         self.entries.extend(moved.into_iter().rev());
-    }
-
-    fn evict_oldest(&mut self) -> bool {
-        match self.entries.pop_front() {
-            Some(e) => {
-                self.tokens -= e.tokens.len();
-                true
-            }
-            None => false,
-        }
-    }
-
-    fn recount(&mut self) {
-        self.tokens = self.entries.iter().map(|e| e.tokens.len()).sum();
     }
 }
 

@@ -208,7 +208,7 @@ fn cached_prefixes_are_shared_only_within_a_cache_scope() {
     };
     let ask = |q: &str, scope: &str| {
         let head = format!("x-anshin-cache-scope: {scope}\r\n");
-        let r = http_with(s.addr, ("POST", "/v1/completions"), Some(&body(q)), &head);
+        let r = http_with(s.addr, "POST", "/v1/completions", Some(&body(q)), &head);
         assert_eq!(r.status, 200, "{}", r.body);
     };
     ask("診断は?", "hospital-a");

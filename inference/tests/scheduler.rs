@@ -285,17 +285,9 @@ fn with_prefix_cache(kv_budget_tokens: usize) -> Started {
     })
 }
 
-/// Waits (at most 10 s) until the gauge `name` reads `want`; the actor publishes after each step.
-fn wait_value(metrics: &Metrics, name: &str, want: f64) {
-    let start = Instant::now();
-    while metric_value(metrics, name) != want {
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "{name} stayed at {} instead of {want}",
-            metric_value(metrics, name)
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+/// The metrics line of the tokens kept by finished requests' caches, when it reads `n`.
+fn kept_line(n: usize) -> String {
+    format!("anshin_inference_prefix_cache_tokens {n}\n")
 }
 
 /// The next turn of a conversation (the first prompt, its answer, a new question) copies what the
@@ -307,11 +299,7 @@ fn the_next_turn_of_a_conversation_copies_the_finished_turn_and_gets_the_same_to
     let prompt1 = first.prompt.clone();
     let answer = tokens(h.submit(first).expect("submit"));
     let cached = prompt1.len() + answer.len() - 1; // the last answer token was never fed
-    wait_value(
-        &metrics,
-        "anshin_inference_prefix_cache_tokens",
-        cached as f64,
-    );
+    wait_metric(&metrics, &kept_line(cached));
     let mut next = request(&tok, "次に行う検査は?", 12);
     next.prompt = [&prompt1[..], &answer[..], &next.prompt[..]].concat();
     let next_prompt = next.prompt.clone();
@@ -321,17 +309,13 @@ fn the_next_turn_of_a_conversation_copies_the_finished_turn_and_gets_the_same_to
     let mut again = request(&tok, "", 12);
     again.prompt = next_prompt.clone();
     assert_eq!(got, tokens(plain.submit(again).expect("submit")));
-    let shared = metric_value(&metrics, "anshin_inference_prefix_shared_tokens_total");
-    assert_eq!(shared, cached as f64, "the whole finished turn is copied");
-    let none = "anshin_inference_prefix_shared_tokens_total";
-    assert_eq!(metric_value(&plain_metrics, none), 0.0);
+    let shared = "anshin_inference_prefix_shared_tokens_total";
+    let copied = metric_value(&metrics, shared);
+    assert_eq!(copied, cached as f64, "the whole finished turn is copied");
+    assert_eq!(metric_value(&plain_metrics, shared), 0.0);
     // The second turn's cache covers the first's, which is dropped.
     let second = next_prompt.len() + got.len() - 1;
-    wait_value(
-        &metrics,
-        "anshin_inference_prefix_cache_tokens",
-        second as f64,
-    );
+    wait_metric(&metrics, &kept_line(second));
 }
 
 /// Kept caches never crowd out a request: admitting one evicts them down to the room it leaves.
@@ -341,11 +325,7 @@ fn finished_caches_give_way_to_a_request_that_needs_their_room() {
     let first = request(&tok, NOTE, 150);
     let kept = first.prompt.len() + 149;
     assert_eq!(tokens(h.submit(first).expect("submit")).len(), 150);
-    wait_value(
-        &metrics,
-        "anshin_inference_prefix_cache_tokens",
-        kept as f64,
-    );
+    wait_metric(&metrics, &kept_line(kept));
     // Another prompt that reserves more than the budget minus the kept cache.
     let other = request(&tok, PROMPTS[2], 200);
     let needs = other.prompt.len() + 200;
@@ -358,9 +338,5 @@ fn finished_caches_give_way_to_a_request_that_needs_their_room() {
         "{held} cached tokens kept beside a request reserving {needs} of 300"
     );
     assert_eq!(tokens(rx).len(), 200);
-    wait_value(
-        &metrics,
-        "anshin_inference_prefix_cache_tokens",
-        (needs - 1) as f64,
-    );
+    wait_metric(&metrics, &kept_line(needs - 1));
 }

@@ -69,7 +69,7 @@ async fn chat(
             .template
             .render(&req.messages)
             .map_err(|e| ApiError::Invalid(e.to_string()))?;
-        generate(&s, guard, (Kind::Chat, scope), &prompt, &req.params).await
+        generate(&s, guard, Kind::Chat, &prompt, &req.params, scope).await
     }
     .await;
     counted(&s, result)
@@ -85,7 +85,7 @@ async fn completions(
         let Json(req) = body.map_err(|e| ApiError::Invalid(e.body_text()))?;
         let prompt = req.prompt_text()?;
         let (_, guard) = s.admit()?;
-        generate(&s, guard, (Kind::Text, scope), &prompt, &req.params).await
+        generate(&s, guard, Kind::Text, &prompt, &req.params, scope).await
     }
     .await;
     counted(&s, result)
@@ -118,9 +118,10 @@ fn counted(s: &AppState, result: Result<Response, ApiError>) -> Response {
 async fn generate(
     s: &AppState,
     guard: InFlight,
-    (kind, scope): (Kind, u64),
+    kind: Kind,
     prompt: &str,
     params: &CommonParams,
+    cache_scope: u64,
 ) -> Result<Response, ApiError> {
     let engine = s.engine.get().ok_or(ApiError::NotReady)?;
     let ids = engine
@@ -128,7 +129,7 @@ async fn generate(
         .encode(prompt)
         .map_err(|e| ApiError::Invalid(e.to_string()))?;
     let mut req = params.to_request(ids, engine.default_max_tokens)?;
-    req.cache_scope = scope;
+    req.cache_scope = cache_scope;
     let rx = engine.handle.submit(req)?;
     let id = s.request_id(if kind == Kind::Chat {
         "chatcmpl"

@@ -68,7 +68,8 @@ pub fn send(addr: SocketAddr, method: &str, path: &str, body: Option<&str>) -> T
 /// [`http`] with extra header lines (each ending in `\r\n`).
 pub fn http_with(
     addr: SocketAddr,
-    (method, path): (&str, &str),
+    method: &str,
+    path: &str,
     body: Option<&str>,
     headers: &str,
 ) -> Reply {
