@@ -151,7 +151,8 @@ def concurrent(base, streams, max_tokens, extra, shared=True):
     # still prefilling late prompts; from then until the first stream ends, every stream is decoding.
     prefill_in_window = (max(firsts) - min(firsts)) if firsts else 0.0
     all_decoding = (min(lasts) - max(firsts)) if firsts else 0.0
-    chunks_all_decoding = sum(sum(1 for t in r[2] if max(firsts) - start < t <= min(lasts) - start) for r in results)
+    lo, hi = (max(firsts) - start, min(lasts) - start) if firsts else (0.0, 0.0)
+    chunks_all_decoding = sum(sum(1 for t in r[2] if lo < t <= hi) for r in results)
     return {"streams": streams, "prompts": "shared prefix" if shared else "distinct", "tokens_received": tokens, "aggregate_decode_tok_s": round(tokens / wall, 1),
             "decode_phase_tok_s": round(after_first / phase, 1) if phase > 0 else None,
             "decode_window_s": round(phase, 3), "window_until_last_first_chunk_s": round(prefill_in_window, 3),
