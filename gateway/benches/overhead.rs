@@ -9,7 +9,9 @@
 //! restoration.
 //!
 //! `cargo bench -p anshin-gateway --bench overhead` (env: BENCH_RATE req/s, default 200; BENCH_SECS seconds per
-//! path and phase, default 5; BENCH_CONCURRENCY for phase 2, default 32; BENCH_GATEWAY_BIN another gateway binary).
+//! path and phase, default 5; BENCH_CONCURRENCY for phase 2, default 32; BENCH_GATEWAY_BIN another gateway binary;
+//! BENCH_PATHS a comma-separated subset of `nginx,gateway_guardrails_off,gateway_guardrails_on` to run, e.g.
+//! to profile one path alone — `direct` always runs, as the others' added latency is measured against it).
 
 #[allow(dead_code)]
 #[path = "../tests/common/backend.rs"]
@@ -318,13 +320,17 @@ async fn run() -> Value {
     wait_up(&client, nginx, "/readyz").await;
     wait_up(&client, gw, "/readyz").await;
     let (nginx_pid, gw_pid) = (nginx_proc.0.id(), gw_proc.0.id());
-    let targets = [
+    let mut targets = vec![
         ("direct", backend.addr, "med-on", None),
         ("nginx", nginx, "med-on", Some(nginx_pid)),
         ("gateway_guardrails_off", gw, "med-off", Some(gw_pid)),
         ("gateway_guardrails_on", gw, "med-on", Some(gw_pid)),
     ];
-    for (_, addr, model, _) in targets {
+    if let Ok(paths) = std::env::var("BENCH_PATHS") {
+        let wanted: Vec<&str> = paths.split(',').map(str::trim).collect();
+        targets.retain(|(name, ..)| *name == "direct" || wanted.contains(name));
+    }
+    for &(_, addr, model, _) in &targets {
         for _ in 0..50 {
             let _ = one(&client, addr, body(model)).await;
         }
