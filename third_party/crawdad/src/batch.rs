@@ -100,9 +100,9 @@ impl Trie {
             leaves.clear();
             depth += 1;
         }
-        // Each depth adds at most one match per start, in increasing length: a stable sort by start
-        // gives the per-suffix order.
-        out[first..].sort_by_key(|m| m.start);
+        // A start has at most one match per length, so (start, length) orders them as the per-suffix
+        // searches do; the unstable sort does not allocate.
+        out[first..].sort_unstable_by_key(|m| (m.start, m.len));
     }
 
     /// Moves every active walk one character deeper: prefetches all children first, then checks them.

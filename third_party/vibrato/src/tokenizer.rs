@@ -103,10 +103,9 @@ impl Tokenizer {
         C: ConnectorCost,
     {
         lattice.reset(sent.len_char());
-        // Anshin: every position's edges are gathered, and the connection costs they need prefetched,
-        // before the Viterbi pass below (see `tokenizer::edges`).
+        // Anshin: every position's edges are gathered before the Viterbi pass below (see
+        // `tokenizer::edges`).
         edges.gather(self, sent);
-        edges.prefetch_costs(sent.len_char(), connector);
 
         // These variables indicate the starting character positions of words currently stored
         // in the lattice. If ignore_space() is unset, these always have the same values, and

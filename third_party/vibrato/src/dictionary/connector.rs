@@ -25,11 +25,6 @@ pub trait Connector {
 pub trait ConnectorCost: Connector {
     /// Gets the value of the connection matrix
     fn cost(&self, right_id: u16, left_id: u16) -> i32;
-
-    /// Prefetches the cost of `(right_id, left_id)` that [`ConnectorCost::cost`] will read
-    /// (Anshin's addition); changes no result. Only the matrix connector does anything.
-    #[inline(always)]
-    fn prefetch(&self, _right_id: u16, _left_id: u16) {}
 }
 
 #[derive(Decode, Encode)]

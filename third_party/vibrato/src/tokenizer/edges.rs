@@ -3,12 +3,9 @@
 //!
 //! Vibrato looks a sentence up one position at a time, and when the dictionary has fallen out of the
 //! caches every lookup waits on memory in turn. Gathering all positions' words first lets those
-//! lookups overlap (see `Lexicon::matches_all`), and once every edge is known, so is every cell of the
-//! connection matrix the Viterbi pass will read: they are prefetched before it starts. The lattice
-//! built from the gathered edges is the same, edge for edge and in the same order.
+//! lookups overlap (see `Lexicon::matches_all`). The lattice built from the gathered edges is the
+//! same, edge for edge and in the same order.
 
-use crate::common::BOS_EOS_CONNECTION_ID;
-use crate::dictionary::connector::ConnectorCost;
 use crate::dictionary::lexicon::{LexMatch, LexScratch, WordParam};
 use crate::dictionary::word_idx::WordIdx;
 use crate::sentence::Sentence;
@@ -31,8 +28,6 @@ pub(crate) struct Edges {
     offsets: Vec<usize>,
     system: Vec<(u32, LexMatch)>,
     scratch: LexScratch,
-    /// Right ids of the edges ending at each position, for the matrix prefetch.
-    ends: Vec<Vec<u16>>,
 }
 
 impl Edges {
@@ -94,34 +89,6 @@ impl Edges {
             );
         }
         offsets.push(edges.len());
-    }
-
-    /// Prefetches every connection cost the Viterbi pass may read: each edge's left id against the
-    /// right ids of the edges (and BOS) that end where it starts, and EOS against those ending last.
-    pub fn prefetch_costs<C: ConnectorCost>(&mut self, len_char: usize, connector: &C) {
-        for e in self.ends.iter_mut() {
-            e.clear();
-        }
-        if self.ends.len() < len_char + 1 {
-            self.ends.resize_with(len_char + 1, Vec::new);
-        }
-        self.ends[0].push(BOS_EOS_CONNECTION_ID);
-        for e in &self.edges {
-            if let Some(v) = self.ends.get_mut(e.end) {
-                v.push(e.param.right_id);
-            }
-        }
-        for start in 0..len_char {
-            let (a, b) = (self.offsets[start], self.offsets[start + 1]);
-            for e in &self.edges[a..b] {
-                for &right in &self.ends[start] {
-                    connector.prefetch(right, e.param.left_id);
-                }
-            }
-        }
-        for &right in &self.ends[len_char] {
-            connector.prefetch(right, BOS_EOS_CONNECTION_ID);
-        }
     }
 }
 

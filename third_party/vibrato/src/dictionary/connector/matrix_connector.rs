@@ -132,14 +132,6 @@ impl ConnectorCost for MatrixConnector {
         let index = self.index(right_id, left_id);
         i32::from(self.data[index])
     }
-
-    #[inline(always)]
-    fn prefetch(&self, right_id: u16, left_id: u16) {
-        let index = self.index(right_id, left_id);
-        if index < self.data.len() {
-            crate::utils::prefetch(self.data.as_ptr().wrapping_add(index));
-        }
-    }
 }
 
 #[cfg(test)]
