@@ -49,12 +49,61 @@ static PATIENT: LazyLock<Regex> = LazyLock::new(|| {
 
 /// Finds every structured identifier in `text`.
 pub(crate) fn find(text: &Text, out: &mut Vec<Span>) {
-    find_emails(text, out);
-    find_my_numbers(text, out);
-    find_phones(text, out);
-    find_postal_codes(text, out);
-    find_insurance(text, out);
-    find_patient_ids(text, out);
+    find_gated(text, &Gates::of(&text.norm), out);
+}
+
+/// Which rules can match at all. A rule runs only when `text` holds something every one of its
+/// matches needs (an `@`, enough digits, its label's literal): checking that scans the text, which
+/// is in the cache, while even a regex that finds nothing reads its automaton and prefilter, which
+/// after a pause between requests are not (`docs/gateway.md`, "Where a cold detection goes").
+struct Gates {
+    email: bool,
+    my_number: bool,
+    phone: bool,
+    postal: bool,
+    insurer: bool,
+    branch: bool,
+    symbol: bool,
+    patient: bool,
+}
+
+impl Gates {
+    fn of(norm: &str) -> Gates {
+        let digits = norm.bytes().filter(u8::is_ascii_digit).count();
+        Gates {
+            email: norm.contains('@'),
+            my_number: digits >= 12,
+            // Every phone match starts with `+81`, `(0` or `0`.
+            phone: norm.contains('0') || norm.contains("+81"),
+            postal: ["〒", "郵便", "ZIP", "Zip", "zip"]
+                .iter()
+                .any(|l| norm.contains(l)),
+            // 被保険者 contains 保険者.
+            insurer: norm.contains("保険者"),
+            branch: norm.contains("枝番"),
+            symbol: norm.contains("記号"),
+            patient: digits > 0,
+        }
+    }
+}
+
+fn find_gated(text: &Text, gates: &Gates, out: &mut Vec<Span>) {
+    if gates.email {
+        find_emails(text, out);
+    }
+    if gates.my_number {
+        find_my_numbers(text, out);
+    }
+    if gates.phone {
+        find_phones(text, out);
+    }
+    if gates.postal {
+        find_postal_codes(text, out);
+    }
+    find_insurance(text, gates, out);
+    if gates.patient {
+        find_patient_ids(text, out);
+    }
 }
 
 /// Whether `c` continues an ASCII number or word (so a match next to it is not whole).
@@ -184,16 +233,24 @@ fn push_group(text: &Text, g: Option<regex::Match<'_>>, kind: EntityType, out: &
     }
 }
 
-fn find_insurance(text: &Text, out: &mut Vec<Span>) {
+/// Runs the health-insurance rules whose label literal (保険者, 枝番, 記号) is in `text`.
+fn find_insurance(text: &Text, gates: &Gates, out: &mut Vec<Span>) {
     let kind = EntityType::InsuranceId;
-    for c in INSURER.captures_iter(&text.norm) {
-        push_group(text, c.get(1), kind, out);
+    if gates.insurer {
+        for c in INSURER.captures_iter(&text.norm) {
+            push_group(text, c.get(1), kind, out);
+        }
+        for c in INSURED.captures_iter(&text.norm) {
+            push_group(text, c.get(1), kind, out);
+        }
     }
-    for c in INSURED.captures_iter(&text.norm) {
-        push_group(text, c.get(1), kind, out);
+    if gates.branch {
+        for c in BRANCH.captures_iter(&text.norm) {
+            push_group(text, c.get(1), kind, out);
+        }
     }
-    for c in BRANCH.captures_iter(&text.norm) {
-        push_group(text, c.get(1), kind, out);
+    if !gates.symbol {
+        return;
     }
     for c in SYMBOL_AND_NUMBER.captures_iter(&text.norm) {
         push_group(text, c.get(1), kind, out);
@@ -239,6 +296,47 @@ fn find_patient_ids(text: &Text, out: &mut Vec<Span>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn gates_never_skip_a_match() {
+        let open = Gates {
+            email: true,
+            my_number: true,
+            phone: true,
+            postal: true,
+            insurer: true,
+            branch: true,
+            symbol: true,
+            patient: true,
+        };
+        // One rule per input, each at the edge of its gate (e.g. exactly 12 digits, `+81` without a
+        // 0), so that a gate stricter than its rule drops a match here.
+        for input in [
+            "連絡先 03-1234-5678",
+            "携帯 +81 3 1234 5678",
+            "mail: taro@example.jp",
+            "〒100-0001",
+            "郵便番号 160-0023",
+            "ZIP 1000001",
+            "マイナンバー 123456789018",
+            "保険者番号 06139999",
+            "被保険者証の番号 12345678",
+            "枝番 01",
+            "記号 ２３４・番号 ５６",
+            "患者ID: A-123",
+        ] {
+            let t = Text::new(input);
+            let (mut gated, mut all) = (Vec::new(), Vec::new());
+            find(&t, &mut gated);
+            find_gated(&t, &open, &mut all);
+            assert!(!all.is_empty(), "no rule matches {input}");
+            assert_eq!(gated, all, "{input}");
+        }
+        let t = Text::new("既往歴に高血圧症。CRP 8.2 mg/dL。三日前から発熱。");
+        let mut none = Vec::new();
+        find_gated(&t, &open, &mut none);
+        assert!(none.is_empty());
+    }
 
     fn kinds(input: &str) -> Vec<(EntityType, String)> {
         let t = Text::new(input);
