@@ -19,7 +19,6 @@ use crate::utils::FromU32;
 
 pub use crate::dictionary::lexicon::param::WordParam;
 
-/// Lexicon of words.
 /// Reusable buffers for [`Lexicon::matches_all`] (Anshin's addition).
 #[derive(Default)]
 pub struct LexScratch {
@@ -27,6 +26,7 @@ pub struct LexScratch {
     words: Vec<(u32, u32, u32)>,
 }
 
+/// Lexicon of words.
 #[derive(Decode, Encode)]
 pub struct Lexicon {
     map: WordMap,
@@ -43,18 +43,20 @@ impl Lexicon {
     ) -> impl Iterator<Item = LexMatch> + 'a {
         self.map
             .common_prefix_iterator(input)
-            .map(move |(word_id, end_char)| {
-                LexMatch::new(
-                    WordIdx::new(self.lex_type, word_id),
-                    self.params.get(usize::from_u32(word_id)),
-                    end_char,
-                )
-            })
+            .map(move |(word_id, end_char)| self.lex_match(word_id, end_char))
     }
 
-    /// Do NOT make this function public to maintain consistency in
-    /// the connection-id mapping among members of `Dictionary`.
-    /// The consistency is managed in `Dictionary`.
+    /// The match of word `word_id` ending `end_char` characters after its start (Anshin's addition:
+    /// shared by both lookups).
+    #[inline(always)]
+    fn lex_match(&self, word_id: u32, end_char: usize) -> LexMatch {
+        LexMatch::new(
+            WordIdx::new(self.lex_type, word_id),
+            self.params.get(usize::from_u32(word_id)),
+            end_char,
+        )
+    }
+
     /// Every word starting anywhere in `input`, as `(start, match)` sorted by start, each start's
     /// matches in the order of [`Lexicon::common_prefix_iterator`]. The lookups of all starts overlap
     /// their memory accesses (Anshin's addition; see `crawdad::batch`).
@@ -71,12 +73,7 @@ impl Lexicon {
             self.params.prefetch(usize::from_u32(word_id));
         }
         out.extend(scratch.words.iter().map(|&(start, word_id, end)| {
-            let m = LexMatch::new(
-                WordIdx::new(self.lex_type, word_id),
-                self.params.get(usize::from_u32(word_id)),
-                usize::from_u32(end - start),
-            );
-            (start, m)
+            (start, self.lex_match(word_id, usize::from_u32(end - start)))
         }));
     }
 
@@ -93,6 +90,9 @@ impl Lexicon {
         }
     }
 
+    /// Do NOT make this function public to maintain consistency in
+    /// the connection-id mapping among members of `Dictionary`.
+    /// The consistency is managed in `Dictionary`.
     pub fn map_connection_ids(&mut self, mapper: &ConnIdMapper) {
         self.params.map_connection_ids(mapper);
     }

@@ -48,7 +48,6 @@ impl Edges {
             offsets,
             system,
             scratch,
-            ..
         } = self;
         edges.clear();
         offsets.clear();
