@@ -13,7 +13,7 @@ use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape};
 use super::pool;
 use super::quant::{ActRow, BLOCK, BlockSum, Packed4, Packed8, QuantizedRows};
 use super::tile::{Bits, LANES, MAX_TOKENS, Tiled};
-use super::tile_pair;
+use super::tile_pair::{self, Ahead};
 use super::tile_simd::{self, Isa};
 
 /// A `[rows, cols]` weight matrix (rows = output features) in our kernels' layout.
@@ -117,7 +117,14 @@ impl PackedMatrix {
             let two = pairs && g + 1 < groups.end;
             for (i, chunk) in acts.chunks(per_tile).enumerate() {
                 if two {
-                    tile_pair::tile_pair(&self.weights, g, chunk, &mut lo, &mut hi);
+                    // The next pair while this one runs its first tile of tokens (the later tiles
+                    // find this pair in cache).
+                    let ahead = if i == 0 {
+                        Ahead::groups(&self.weights, g + 2..groups.end.min(g + 4))
+                    } else {
+                        Ahead::default()
+                    };
+                    tile_pair::tile_pair(&self.weights, g, chunk, &mut lo, &mut hi, ahead);
                 } else {
                     tile_simd::tile(self.isa, &self.weights, g, chunk, &mut lo);
                 }

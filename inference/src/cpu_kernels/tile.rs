@@ -155,20 +155,24 @@ impl Tiled {
     }
 
     /// One group's slices: `(d, m, qs)`, the scales and offsets `[block, lane]` (`m` empty for 8-bit).
+    #[inline]
     pub fn group(&self, g: usize) -> (&[f16], &[f16], &[u8]) {
+        self.span(g..g + 1)
+    }
+
+    /// [`Self::group`] for consecutive groups: their scales, offsets and values, each one slice.
+    #[inline]
+    pub fn span(&self, groups: std::ops::Range<usize>) -> (&[f16], &[f16], &[u8]) {
         let (n, bytes) = (
             self.blocks * LANES,
             self.blocks * self.bits.group_block_bytes(),
         );
+        let (a, b) = (groups.start, groups.end);
         let m = match self.bits {
-            Bits::Four => &self.m[g * n..(g + 1) * n],
+            Bits::Four => &self.m[a * n..b * n],
             Bits::Eight => &[],
         };
-        (
-            &self.d[g * n..(g + 1) * n],
-            m,
-            &self.qs[g * bytes..(g + 1) * bytes],
-        )
+        (&self.d[a * n..b * n], m, &self.qs[a * bytes..b * bytes])
     }
 }
 

@@ -27,14 +27,41 @@ pub fn supported() -> bool {
     false
 }
 
-/// `lo[t]` and `hi[t]` = group `g` and `g + 1` of `w` times `acts[t]`, for `acts.len() ≤ MAX_TOKENS`.
-/// Panics unless [`supported`] and `g + 1 < w.groups()`.
+/// The weights of the groups a caller runs next, which [`tile_pair`] prefetches while it computes: a
+/// decode step's few tokens leave the kernel too little work per byte for the hardware prefetcher to
+/// hide the weights' trip from memory (a whole model's weights stream through every step).
+#[derive(Clone, Copy, Default)]
+pub struct Ahead<'a> {
+    spans: [&'a [u8]; 3],
+}
+
+impl<'a> Ahead<'a> {
+    /// Groups `groups` of `w` (values, scales and offsets), nothing if the range is empty. Panics if
+    /// it ends past the last group.
+    pub fn groups(w: &'a Tiled, groups: std::ops::Range<usize>) -> Self {
+        if groups.is_empty() {
+            return Self::default();
+        }
+        let (d, m, q) = w.span(groups);
+        let bytes = |h: &'a [half::f16]| -> &'a [u8] {
+            // SAFETY: an f16 is two initialised bytes, and u8 has no alignment to keep.
+            unsafe { std::slice::from_raw_parts(h.as_ptr().cast(), std::mem::size_of_val(h)) }
+        };
+        Self {
+            spans: [q, bytes(d), bytes(m)],
+        }
+    }
+}
+
+/// `lo[t]` and `hi[t]` = group `g` and `g + 1` of `w` times `acts[t]`, for `acts.len() ≤ MAX_TOKENS`,
+/// prefetching `ahead` spread over the blocks. Panics unless [`supported`] and `g + 1 < w.groups()`.
 pub fn tile_pair(
     w: &Tiled,
     g: usize,
     acts: &[ActRow<'_>],
     lo: &mut [[f32; LANES]],
     hi: &mut [[f32; LANES]],
+    ahead: Ahead<'_>,
 ) {
     assert!(supported(), "tile_pair needs AVX-512 F, BW and VNNI");
     assert!(g + 1 < w.groups() && acts.len() <= MAX_TOKENS);
@@ -52,14 +79,14 @@ pub fn tile_pair(
                 unsafe {
                     match acts.len() {
                         0 => {}
-                        1 => x86::pair::<1, $four>(w, g, acts, lo, hi),
-                        2 => x86::pair::<2, $four>(w, g, acts, lo, hi),
-                        3 => x86::pair::<3, $four>(w, g, acts, lo, hi),
-                        4 => x86::pair::<4, $four>(w, g, acts, lo, hi),
-                        5 => x86::pair::<5, $four>(w, g, acts, lo, hi),
-                        6 => x86::pair::<6, $four>(w, g, acts, lo, hi),
-                        7 => x86::pair::<7, $four>(w, g, acts, lo, hi),
-                        _ => x86::pair::<8, $four>(w, g, acts, lo, hi),
+                        1 => x86::pair::<1, $four>(w, g, acts, lo, hi, ahead),
+                        2 => x86::pair::<2, $four>(w, g, acts, lo, hi, ahead),
+                        3 => x86::pair::<3, $four>(w, g, acts, lo, hi, ahead),
+                        4 => x86::pair::<4, $four>(w, g, acts, lo, hi, ahead),
+                        5 => x86::pair::<5, $four>(w, g, acts, lo, hi, ahead),
+                        6 => x86::pair::<6, $four>(w, g, acts, lo, hi, ahead),
+                        7 => x86::pair::<7, $four>(w, g, acts, lo, hi, ahead),
+                        _ => x86::pair::<8, $four>(w, g, acts, lo, hi, ahead),
                     }
                 }
             };
@@ -75,7 +102,22 @@ pub fn tile_pair(
 mod x86 {
     use std::arch::x86_64::*;
 
-    use super::{ActRow, BLOCK, LANES, Tiled};
+    use super::{ActRow, Ahead, BLOCK, LANES, Tiled};
+
+    /// Prefetches block `b`'s share (of `blocks`) of each span in `ahead`, one cache line at a time.
+    #[inline(always)]
+    fn prefetch(ahead: &Ahead<'_>, b: usize, blocks: usize) {
+        for s in ahead.spans {
+            let per = s.len().div_ceil(blocks);
+            let (from, to) = ((b * per).min(s.len()), ((b + 1) * per).min(s.len()));
+            let mut at = from & !63;
+            while at < to {
+                // SAFETY: `at < s.len()`, inside the span; prefetching reads nothing into the program.
+                unsafe { _mm_prefetch::<_MM_HINT_T0>(s.as_ptr().add(at).cast()) };
+                at += 64;
+            }
+        }
+    }
 
     /// Joins two 256-bit halves.
     #[target_feature(enable = "avx512f")]
@@ -109,11 +151,13 @@ mod x86 {
         acts: &[ActRow<'_>],
         lo: &mut [[f32; LANES]],
         hi: &mut [[f32; LANES]],
+        ahead: Ahead<'_>,
     ) {
         let ((d0, m0, q0), (d1, m1, q1)) = (w.group(g), w.group(g + 1));
         let mask = _mm512_set1_epi8(0x0F);
         let mut f = [_mm512_setzero_ps(); T];
         for b in 0..w.blocks {
+            prefetch(&ahead, b, w.blocks);
             // SAFETY: `group` returned `blocks · LANES` scales, and as many offsets for 4-bit.
             let wd = unsafe { scales(d0, d1, b * LANES) };
             let wm = if FOUR {
@@ -195,6 +239,26 @@ mod tests {
     use super::*;
     use rand::{SeedableRng, rngs::StdRng};
 
+    /// The prefetched spans are exactly the named groups' values, scales and offsets, and nothing for an
+    /// empty range (also one past the last group).
+    #[test]
+    fn ahead_spans_cover_exactly_the_named_groups() {
+        let mut rng = StdRng::seed_from_u64(6);
+        let w = random_tiled(&mut rng, Bits::Four, 40, 3);
+        let ahead = Ahead::groups(&w, 2..4);
+        let (first, last) = (w.group(2), w.group(3));
+        let q = ahead.spans[0];
+        assert_eq!(q.as_ptr(), first.2.as_ptr());
+        assert_eq!(q.len(), first.2.len() + last.2.len());
+        assert_eq!(ahead.spans[1].as_ptr(), first.0.as_ptr().cast::<u8>());
+        assert_eq!(ahead.spans[1].len(), 2 * (first.0.len() + last.0.len()));
+        assert_eq!(ahead.spans[2].as_ptr(), first.1.as_ptr().cast::<u8>());
+        assert_eq!(ahead.spans[2].len(), 2 * (first.1.len() + last.1.len()));
+        for empty in [w.groups()..w.groups(), w.groups() + 1..w.groups()] {
+            assert!(Ahead::groups(&w, empty).spans.iter().all(|s| s.is_empty()));
+        }
+    }
+
     /// Bitwise the results of two single-group calls of the 256-bit VNNI kernel, for both weight widths,
     /// every token count and a padded last group.
     #[test]
@@ -213,7 +277,14 @@ mod tests {
                     for g in 0..w.groups() - 1 {
                         let (mut lo, mut hi) =
                             (vec![[0f32; LANES]; tokens], vec![[0f32; LANES]; tokens]);
-                        tile_pair(&w, g, &a, &mut lo, &mut hi);
+                        tile_pair(
+                            &w,
+                            g,
+                            &a,
+                            &mut lo,
+                            &mut hi,
+                            Ahead::groups(&w, g + 2..w.groups().min(g + 4)),
+                        );
                         let (mut one, mut two) = (lo.clone(), hi.clone());
                         tile(Isa::Avx512Vnni, &w, g, &a, &mut one);
                         tile(Isa::Avx512Vnni, &w, g + 1, &a, &mut two);
