@@ -138,11 +138,51 @@ pub fn gelu_mul(gate: &mut [f32], up: &[f32]) {
 /// Rounds every value to the nearest f16 (ties to even) and back, as `to_dtype(F16)` then `F32` does
 /// (and as llama.cpp rounds what it multiplies with its f16 key/value cache).
 pub fn round_to_f16(x: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if f16c() {
+        // SAFETY: F16C (with AVX) was detected.
+        return unsafe { x86::round_to_f16(x) };
+    }
+    round_to_f16_portable(x);
+}
+
+fn round_to_f16_portable(x: &mut [f32]) {
     let mut tmp = [f16::ZERO; 64];
     for chunk in x.chunks_mut(64) {
         let t = &mut tmp[..chunk.len()];
         t.convert_from_f32_slice(chunk);
         t.convert_to_f32_slice(chunk);
+    }
+}
+
+/// Whether the CPU converts f32 to f16 and back in hardware (checked once: a decode step rounds some
+/// ninety slices).
+#[cfg(target_arch = "x86_64")]
+fn f16c() -> bool {
+    static OK: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *OK.get_or_init(|| is_x86_feature_detected!("avx") && is_x86_feature_detected!("f16c"))
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use std::arch::x86_64::*;
+
+    /// [`super::round_to_f16`] eight values at a time: the hardware conversion rounds to nearest, ties
+    /// to even, as `half` does (which uses the same instructions on such CPUs).
+    ///
+    /// SAFETY: the CPU has AVX and F16C.
+    #[target_feature(enable = "avx,f16c")]
+    pub(super) unsafe fn round_to_f16(x: &mut [f32]) {
+        let mut chunks = x.chunks_exact_mut(8);
+        for c in &mut chunks {
+            // SAFETY: `c` holds eight floats.
+            unsafe {
+                let v = _mm256_loadu_ps(c.as_ptr());
+                let h = _mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(v);
+                _mm256_storeu_ps(c.as_mut_ptr(), _mm256_cvtph_ps(h));
+            }
+        }
+        super::round_to_f16_portable(chunks.into_remainder());
     }
 }
 
@@ -276,6 +316,11 @@ mod tests {
         let mut x = random(150, 8);
         x[0] = 65519.0; // Just below the f16 overflow threshold.
         x[1] = 1e-8; // Subnormal in f16.
+        x[2] = 1.0 + 1.0 / 2048.0; // Halfway between two f16 values: ties to even (1.0).
+        x[3] = 1.0 + 3.0 / 2048.0; // Halfway again: ties to even, upwards this time.
+        x[4] = 65520.0; // Rounds to infinity.
+        x[5] = -0.0;
+        x[149] = 1.0 + 1.0 / 2048.0; // The same tie in the scalar tail.
         let want = tensor(&x, &[150])
             .to_dtype(DType::F16)
             .and_then(|t| t.to_dtype(DType::F32))
