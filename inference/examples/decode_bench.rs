@@ -27,16 +27,18 @@ fn main() -> anyhow::Result<()> {
     let layers = m.config().num_layers;
     let prompt: Vec<u32> = (0..32u32).map(|i| 100 + i % 1000).collect();
     let mut steps_ms = Vec::with_capacity(rounds * STEPS);
+    // One logits buffer for every step, as the scheduler keeps one.
+    let mut logits = Vec::new();
     for _ in 0..rounds {
         let mut caches: Vec<SeqCache> = (0..streams).map(|_| SeqCache::new(layers)).collect();
         for c in caches.iter_mut() {
-            step(&m, &mut [(&prompt[..], c)])?;
+            step(&m, &mut [(&prompt[..], c)], &mut logits)?;
         }
         for _ in 0..STEPS {
             let mut batch: Vec<(&[u32], &mut SeqCache)> =
                 caches.iter_mut().map(|c| (&[198u32][..], c)).collect();
             let t = Instant::now();
-            step(&m, &mut batch)?;
+            step(&m, &mut batch, &mut logits)?;
             steps_ms.push(t.elapsed().as_secs_f64() * 1e3);
         }
     }
@@ -55,11 +57,15 @@ fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-fn step(m: &Llama, seqs: &mut [(&[u32], &mut SeqCache)]) -> anyhow::Result<()> {
+fn step(
+    m: &Llama,
+    seqs: &mut [(&[u32], &mut SeqCache)],
+    logits: &mut Vec<f32>,
+) -> anyhow::Result<()> {
     let mut batch: Vec<SeqStep<'_>> = seqs
         .iter_mut()
         .map(|(tokens, cache)| SeqStep { tokens, cache })
         .collect();
-    m.forward(&mut batch)?;
+    m.forward_into(&mut batch, logits)?;
     Ok(())
 }

@@ -135,8 +135,30 @@ impl Llama {
     /// last new token. Each cache grows by its sequence's token count.
     pub fn forward(&self, batch: &mut [SeqStep<'_>]) -> Result<Tensor> {
         match &self.host {
-            Some(host) => host_step::forward(self, host, batch),
+            Some(host) => {
+                let mut logits = Vec::new();
+                let vocab = host_step::forward_into(self, host, batch, &mut logits)?;
+                let rows = logits.len() / vocab.max(1);
+                Tensor::from_vec(logits, (rows, vocab), &self.device)
+            }
             None => self.forward_tensors(batch),
+        }
+    }
+
+    /// [`Self::forward`] with the logits written to `logits` as `[batch, vocab]` rows (resized to fit);
+    /// returns `vocab`. A caller that passes the same buffer every step (the scheduler) spares the
+    /// allocation, zeroing and copy of a vocabulary-wide row per sequence that a tensor costs (at 16
+    /// streams, 3 MB of each per step on the scheduler thread while the kernel threads wait).
+    pub fn forward_into(&self, batch: &mut [SeqStep<'_>], logits: &mut Vec<f32>) -> Result<usize> {
+        match &self.host {
+            Some(host) => host_step::forward_into(self, host, batch, logits),
+            None => {
+                let t = self.forward_tensors(batch)?;
+                let (_, vocab) = t.dims2()?;
+                logits.clear();
+                logits.extend(t.flatten_all()?.to_vec1::<f32>()?);
+                Ok(vocab)
+            }
         }
     }
 

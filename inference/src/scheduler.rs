@@ -216,6 +216,7 @@ pub fn spawn(
         running: Vec::new(),
         reserved: 0,
         cache: PrefixCache::new(),
+        logits: Vec::new(),
     };
     std::thread::Builder::new()
         .name("anshin-scheduler".into())
@@ -235,6 +236,8 @@ struct Actor {
     running: Vec<Sequence>,
     reserved: usize,
     cache: PrefixCache,
+    /// The last step's logits, `[sequences, vocab]`: one buffer reused by every step.
+    logits: Vec<f32>,
 }
 
 impl Actor {
@@ -309,14 +312,15 @@ impl Actor {
             .filter(|(_, held)| !**held)
             .map(|(s, _)| s.next_step(chunk))
             .collect();
-        let logits = self
-            .model
-            .forward(&mut batch)
-            .and_then(|l| l.to_vec2::<f32>());
+        let mut logits = std::mem::take(&mut self.logits);
+        let vocab = self.model.forward_into(&mut batch, &mut logits);
         drop(batch);
-        let mut rows = match logits {
-            Ok(rows) => rows.into_iter(),
-            Err(e) => return self.fail_all(&e.to_string()),
+        let mut rows = match vocab {
+            Ok(vocab) => logits.chunks_exact(vocab.max(1)),
+            Err(e) => {
+                self.logits = logits;
+                return self.fail_all(&e.to_string());
+            }
         };
         let mut keep = Vec::with_capacity(self.running.len());
         for (mut seq, held) in std::mem::take(&mut self.running).into_iter().zip(held) {
@@ -325,7 +329,7 @@ impl Actor {
                 (true, true) => StepOutcome::Finished("cancelled"),
                 // One row per fed sequence, in order (`forward` returns as many rows as it was given).
                 (false, _) => match rows.next() {
-                    Some(row) => seq.after_step(&row, &self.tokenizer, &self.metrics),
+                    Some(row) => seq.after_step(row, &self.tokenizer, &self.metrics),
                     None => {
                         seq.fail("the model returned fewer logits rows than sequences");
                         StepOutcome::Finished("error")
@@ -346,6 +350,7 @@ impl Actor {
             }
         }
         self.running = keep;
+        self.logits = logits;
     }
 
     /// Applies [`prefix::plan`]: copies shared prefixes from running sequences and from finished ones'

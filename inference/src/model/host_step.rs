@@ -114,8 +114,14 @@ struct Scratch {
     up: Vec<f32>,
 }
 
-/// [`Llama::forward`] on the CPU.
-pub(super) fn forward(m: &Llama, p: &HostParams, batch: &mut [SeqStep<'_>]) -> Result<Tensor> {
+/// [`Llama::forward_into`] on the CPU: the logits of each sequence's last new token into `logits`
+/// (`[sequences, vocab]`); returns `vocab`.
+pub(super) fn forward_into(
+    m: &Llama,
+    p: &HostParams,
+    batch: &mut [SeqStep<'_>],
+    logits: &mut Vec<f32>,
+) -> Result<usize> {
     let (ids, positions, spans) = flatten(batch);
     if ids.is_empty() {
         candle_core::bail!("forward called with no tokens");
@@ -165,10 +171,8 @@ pub(super) fn forward(m: &Llama, p: &HostParams, batch: &mut [SeqStep<'_>]) -> R
         last.extend_from_slice(&x[(off + len - 1) * hidden..(off + len) * hidden]);
     }
     ew::rms_norm_in_place(&mut last, &p.norm, eps);
-    let mut logits = Vec::new();
-    project(&m.lm_head, &last, spans.len(), &mut logits)?;
-    let vocab = logits.len() / spans.len();
-    Tensor::from_vec(logits, (spans.len(), vocab), &m.device)
+    project(&m.lm_head, &last, spans.len(), logits)?;
+    Ok(logits.len() / spans.len())
 }
 
 /// Self-attention of layer `li` from the normed input `s.h` to the output projection's `s.out`.
