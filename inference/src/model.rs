@@ -14,6 +14,7 @@
 
 mod candle_step;
 mod host_step;
+mod split;
 
 use candle_core::quantized::QMatMul;
 use candle_core::{D, DType, Device, Result, Tensor};

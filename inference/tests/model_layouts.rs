@@ -83,10 +83,19 @@ fn batched_forward_matches_one_sequence_at_a_time() {
         fixture::write_gguf(&dir.path().join("q8"), GgmlDType::Q8_0).expect("gguf"),
     ] {
         let m = load(&path);
+        // Ten prompts: from 4 sequences per kernel thread the CPU path runs the batch in parts, one per
+        // thread (`model::split`), so this also holds the split to one-at-a-time decoding.
         let prompts: Vec<Vec<u32>> = [
             "頭痛があります。",
             "血圧 142/88 mmHg、脈拍 96 回/分",
             "Take one tablet",
+            "発熱 38.2℃、咳嗽あり",
+            "既往歴：高血圧、糖尿病",
+            "アムロジピン 5mg 1日1回",
+            "Patient reports chest pain",
+            "腹痛と嘔気が続いています。",
+            "HbA1c 7.2%",
+            "明日の外来を予約したい",
         ]
         .iter()
         .map(|p| m.tokenizer.encode(p).expect("encode"))

@@ -8,7 +8,7 @@
 
 use candle_core::{DType, Device, Result, Tensor};
 
-use super::{Layer, Llama, Rope, SeqStep, flatten};
+use super::{Layer, Llama, Rope, SeqStep, flatten, split};
 use crate::config::Arch;
 use crate::cpu_kernels::attention::{self, Query};
 use crate::cpu_kernels::elementwise as ew;
@@ -115,13 +115,24 @@ struct Scratch {
 }
 
 /// [`Llama::forward_into`] on the CPU: the logits of each sequence's last new token into `logits`
-/// (`[sequences, vocab]`); returns `vocab`.
+/// (`[sequences, vocab]`); returns `vocab`. A batch of many sequences goes through the layers in
+/// parts, one per kernel thread ([`split`]); the output projection takes all the rows together.
 pub(super) fn forward_into(
     m: &Llama,
     p: &HostParams,
     batch: &mut [SeqStep<'_>],
     logits: &mut Vec<f32>,
 ) -> Result<usize> {
+    if batch.is_empty() {
+        candle_core::bail!("forward called with no sequences");
+    }
+    let last = split::run(batch, |part| last_hidden(m, p, part))?;
+    project(&m.lm_head, &last, batch.len(), logits)?;
+    Ok(logits.len() / batch.len())
+}
+
+/// The final-normed hidden state of each sequence's last new token, `[sequences, hidden]`.
+fn last_hidden(m: &Llama, p: &HostParams, batch: &mut [SeqStep<'_>]) -> Result<Vec<f32>> {
     let (ids, positions, spans) = flatten(batch);
     if ids.is_empty() {
         candle_core::bail!("forward called with no tokens");
@@ -171,8 +182,7 @@ pub(super) fn forward_into(
         last.extend_from_slice(&x[(off + len - 1) * hidden..(off + len) * hidden]);
     }
     ew::rms_norm_in_place(&mut last, &p.norm, eps);
-    project(&m.lm_head, &last, spans.len(), logits)?;
-    Ok(logits.len() / spans.len())
+    Ok(last)
 }
 
 /// Self-attention of layer `li` from the normed input `s.h` to the output projection's `s.out`.
