@@ -35,7 +35,7 @@ const MAX_IMBALANCE: f64 = 1.25;
 /// ranges covering the batch with about equal token counts, or a single range when splitting does not
 /// pay (see [`MIN_SEQUENCES_PER_PART`] and [`MAX_IMBALANCE`]).
 pub(super) fn parts(tokens: &[usize], threads: usize) -> Vec<Range<usize>> {
-    let whole = vec![0..tokens.len()];
+    let whole: Vec<Range<usize>> = std::iter::once(0..tokens.len()).collect();
     if threads < 2 || tokens.len() < threads * MIN_SEQUENCES_PER_PART {
         return whole;
     }
@@ -178,9 +178,9 @@ mod tests {
 
     #[test]
     fn small_or_lopsided_batches_stay_whole() {
-        assert_eq!(parts(&[1; 7], 2), vec![0..7]); // Fewer than 4 sequences per part.
-        assert_eq!(parts(&[1; 16], 1), vec![0..16]); // One thread.
+        assert_eq!(parts(&[1; 7], 2), [0..7]); // Fewer than 4 sequences per part.
+        assert_eq!(parts(&[1; 16], 1), [0..16]); // One thread.
         let long_chunk: Vec<usize> = std::iter::once(512).chain([1; 9]).collect();
-        assert_eq!(parts(&long_chunk, 2), vec![0..10]);
+        assert_eq!(parts(&long_chunk, 2), [0..10]);
     }
 }
