@@ -83,8 +83,8 @@ fn batched_forward_matches_one_sequence_at_a_time() {
         fixture::write_gguf(&dir.path().join("q8"), GgmlDType::Q8_0).expect("gguf"),
     ] {
         let m = load(&path);
-        // Ten prompts: from 4 sequences per kernel thread the CPU path runs the batch in parts, one per
-        // thread (`model::split`), so this also holds the split to one-at-a-time decoding.
+        // Twelve prompts: from 6 sequences per kernel thread the CPU path runs the batch in parts, one
+        // per thread (`model::split`), so this also holds the split to one-at-a-time decoding.
         let prompts: Vec<Vec<u32>> = [
             "頭痛があります。",
             "血圧 142/88 mmHg、脈拍 96 回/分",
@@ -96,6 +96,8 @@ fn batched_forward_matches_one_sequence_at_a_time() {
             "腹痛と嘔気が続いています。",
             "HbA1c 7.2%",
             "明日の外来を予約したい",
+            "処方箋の再発行について",
+            "SpO2 94% on room air",
         ]
         .iter()
         .map(|p| m.tokenizer.encode(p).expect("encode"))
