@@ -108,9 +108,8 @@ mod tests {
     use crate::kv_cache::SeqCache;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
-    /// The parts' rows come back in the batch's order, from as many calls as there are parts.
-    #[test]
-    fn run_concatenates_the_parts_in_batch_order() {
+    /// `check` on a decode step of 16 sequences whose only token is its index.
+    fn with_sixteen_sequences(check: impl FnOnce(&mut [SeqStep<'_>])) {
         let tokens: Vec<Vec<u32>> = (0..16u32).map(|i| vec![i]).collect();
         let mut caches: Vec<SeqCache> = (0..16).map(|_| SeqCache::new(1)).collect();
         let mut batch: Vec<SeqStep<'_>> = tokens
@@ -121,41 +120,41 @@ mod tests {
                 cache: c,
             })
             .collect();
-        let calls = AtomicUsize::new(0);
-        let rows = run(&mut batch, |part| {
-            calls.fetch_add(1, Ordering::Relaxed);
-            Ok(part.iter().map(|s| s.tokens[0] as f32).collect())
-        })
-        .expect("run");
-        let want: Vec<f32> = (0..16).map(|i| i as f32).collect();
-        assert_eq!(rows, want);
-        let parts = parts(&[1; 16], pool::threads()).len();
-        assert_eq!(calls.load(Ordering::Relaxed), parts);
-        if pool::threads() > 1 {
-            assert!(parts > 1);
-        }
+        check(&mut batch);
+    }
+
+    /// The parts' rows come back in the batch's order, from as many calls as there are parts.
+    #[test]
+    fn run_concatenates_the_parts_in_batch_order() {
+        with_sixteen_sequences(|batch| {
+            let calls = AtomicUsize::new(0);
+            let rows = run(batch, |part| {
+                calls.fetch_add(1, Ordering::Relaxed);
+                Ok(part.iter().map(|s| s.tokens[0] as f32).collect())
+            })
+            .expect("run");
+            let want: Vec<f32> = (0..16).map(|i| i as f32).collect();
+            assert_eq!(rows, want);
+            let parts = parts(&[1; 16], pool::threads()).len();
+            assert_eq!(calls.load(Ordering::Relaxed), parts);
+            if pool::threads() > 1 {
+                assert!(parts > 1);
+            }
+        });
     }
 
     /// An error in any part is the step's error.
     #[test]
     fn an_error_in_one_part_fails_the_step() {
-        let tokens: Vec<Vec<u32>> = (0..16u32).map(|i| vec![i]).collect();
-        let mut caches: Vec<SeqCache> = (0..16).map(|_| SeqCache::new(1)).collect();
-        let mut batch: Vec<SeqStep<'_>> = tokens
-            .iter()
-            .zip(caches.iter_mut())
-            .map(|(t, c)| SeqStep {
-                tokens: t,
-                cache: c,
-            })
-            .collect();
-        let got = run(&mut batch, |part| {
-            if part.iter().any(|s| s.tokens[0] == 15) {
-                candle_core::bail!("no");
-            }
-            Ok(vec![0.0; part.len()])
+        with_sixteen_sequences(|batch| {
+            let got = run(batch, |part| {
+                if part.iter().any(|s| s.tokens[0] == 15) {
+                    candle_core::bail!("no");
+                }
+                Ok(vec![0.0; part.len()])
+            });
+            assert!(got.is_err());
         });
-        assert!(got.is_err());
     }
 
     #[test]
