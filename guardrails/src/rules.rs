@@ -236,16 +236,13 @@ fn push_group(text: &Text, g: Option<regex::Match<'_>>, kind: EntityType, out: &
 /// Runs the health-insurance rules whose label literal (保険者, 枝番, 記号) is in `text`.
 fn find_insurance(text: &Text, gates: &Gates, out: &mut Vec<Span>) {
     let kind = EntityType::InsuranceId;
-    if gates.insurer {
-        for c in INSURER.captures_iter(&text.norm) {
-            push_group(text, c.get(1), kind, out);
-        }
-        for c in INSURED.captures_iter(&text.norm) {
-            push_group(text, c.get(1), kind, out);
-        }
-    }
-    if gates.branch {
-        for c in BRANCH.captures_iter(&text.norm) {
+    let labelled = [
+        (gates.insurer, &INSURER),
+        (gates.insurer, &INSURED),
+        (gates.branch, &BRANCH),
+    ];
+    for (_, rule) in labelled.into_iter().filter(|(open, _)| *open) {
+        for c in rule.captures_iter(&text.norm) {
             push_group(text, c.get(1), kind, out);
         }
     }

@@ -156,8 +156,7 @@ impl Llama {
             None => {
                 let t = self.forward_tensors(batch)?;
                 let (_, vocab) = t.dims2()?;
-                logits.clear();
-                logits.extend(t.flatten_all()?.to_vec1::<f32>()?);
+                *logits = t.flatten_all()?.to_vec1::<f32>()?;
                 Ok(vocab)
             }
         }

@@ -139,7 +139,7 @@ pub fn gelu_mul(gate: &mut [f32], up: &[f32]) {
 /// (and as llama.cpp rounds what it multiplies with its f16 key/value cache).
 pub fn round_to_f16(x: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
-    if f16c() {
+    if is_x86_feature_detected!("avx") && is_x86_feature_detected!("f16c") {
         // SAFETY: F16C (with AVX) was detected.
         return unsafe { x86::round_to_f16(x) };
     }
@@ -153,14 +153,6 @@ fn round_to_f16_portable(x: &mut [f32]) {
         t.convert_from_f32_slice(chunk);
         t.convert_to_f32_slice(chunk);
     }
-}
-
-/// Whether the CPU converts f32 to f16 and back in hardware (checked once: a decode step rounds some
-/// ninety slices).
-#[cfg(target_arch = "x86_64")]
-fn f16c() -> bool {
-    static OK: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *OK.get_or_init(|| is_x86_feature_detected!("avx") && is_x86_feature_detected!("f16c"))
 }
 
 #[cfg(target_arch = "x86_64")]

@@ -163,9 +163,8 @@ const ROW_PIECES_PER_THREAD: usize = 2;
 
 /// Runs `f(first_row, rows)` over `data` cut into pieces of whole rows of `width` elements, spread over
 /// the pool when `data` has at least [`ROWS_PARALLEL_MIN`] elements (a prompt's or a batched decode
-/// step's activations), else in
-/// one call on this thread. The pieces are disjoint, so `f` may write its rows; row-wise work gives the
-/// same values either way.
+/// step's activations), else in one call on this thread. The pieces are disjoint, so `f` may write its
+/// rows; row-wise work gives the same values either way.
 pub fn for_rows_mut<T: Send>(data: &mut [T], width: usize, f: &(dyn Fn(usize, &mut [T]) + Sync)) {
     let width = width.max(1);
     let rows = data.len() / width;
