@@ -225,6 +225,27 @@ impl Phase {
     }
 }
 
+/// The gateway's guardrail time so far (`anshin_gateway_guardrail_seconds_sum`), in seconds, for
+/// `direction` (`input` or `output`), read from its `/metrics`.
+async fn guardrail_seconds(client: &HttpClient, gw: SocketAddr, direction: &str) -> f64 {
+    let Ok(req) = http::Request::get(format!("http://{gw}/metrics")).body(Full::new(Bytes::new()))
+    else {
+        return f64::NAN;
+    };
+    let Ok(resp) = client.request(req).await else {
+        return f64::NAN;
+    };
+    let Ok(body) = resp.into_body().collect().await else {
+        return f64::NAN;
+    };
+    let text = String::from_utf8_lossy(&body.to_bytes()).into_owned();
+    let prefix = format!("anshin_gateway_guardrail_seconds_sum{{direction=\"{direction}\"}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(prefix.as_str()))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(f64::NAN)
+}
+
 /// Fixed-rate phase: latencies in microseconds (sorted) and errors.
 async fn fixed_rate(
     client: &HttpClient,
@@ -336,11 +357,28 @@ async fn run() -> Value {
         }
     }
     let mut phases = vec![Phase::default(); targets.len()];
+    let guard0 = (
+        guardrail_seconds(&client, gw, "input").await,
+        guardrail_seconds(&client, gw, "output").await,
+    );
     for _ in 0..secs {
         for ((_, addr, model, pid), phase) in targets.iter().zip(&mut phases) {
             phase.slice(&client, *addr, body(model), rate, *pid).await;
         }
     }
+    // Detection time per guarded request, from the gateway's own histogram; the off path's requests
+    // add only their (near-zero) policy check to the input sum.
+    let guarded = targets
+        .iter()
+        .zip(&phases)
+        .find(|((name, ..), _)| *name == "gateway_guardrails_on")
+        .map_or(0, |(_, p)| p.lat.len())
+        .max(1) as f64;
+    let per_request = |after: f64, before: f64| ((after - before) * 1e6 / guarded).round();
+    let guard_us = json!({
+        "input": per_request(guardrail_seconds(&client, gw, "input").await, guard0.0),
+        "output": per_request(guardrail_seconds(&client, gw, "output").await, guard0.1),
+    });
     let mut out = serde_json::Map::new();
     let mut direct = (0.0, 0.0);
     for ((name, addr, model, pid), mut phase) in targets.into_iter().zip(phases) {
@@ -359,5 +397,6 @@ async fn run() -> Value {
     }
     json!({"benchmark": "anshin-gateway overhead", "rate_rps": rate, "seconds_per_phase": secs, "concurrency": conc,
            "proxy_cores": 1, "prompt_chars": PROMPT.chars().count(), "results": out,
+           "gateway_guardrail_us_per_guarded_request": guard_us,
            "note": "paths interleaved in 1 s slices; each proxy pinned to core 1 (taskset); load generator and echo backend pinned to core 0 in this process; 2-core machine shared with other jobs"})
 }

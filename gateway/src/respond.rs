@@ -271,7 +271,9 @@ impl Gateway {
         span.record("outcome", ev.outcome.as_str());
         span.record("prompt_tokens", ev.prompt_tokens);
         span.record("completion_tokens", ev.completion_tokens);
-        tracing::info!(parent: span, request_id = %ev.request_id, tenant, endpoint, version, status,
+        // Debug, not info: the audit log already holds one record per request, and a line per request
+        // on stderr would cost the default configuration a write per request.
+        tracing::debug!(parent: span, request_id = %ev.request_id, tenant, endpoint, version, status,
             outcome = %ev.outcome, latency_ms = ev.latency_ms, "request finished");
         if let Some(audit) = &self.inner.audit {
             audit.record(ev);

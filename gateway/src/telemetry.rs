@@ -19,8 +19,10 @@ use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing::Level;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 use tracing_subscriber::EnvFilter;
-use tracing_subscriber::filter::Targets;
-use tracing_subscriber::layer::{Layer as _, SubscriberExt};
+use tracing_subscriber::filter::{FilterExt, Targets, filter_fn};
+use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::layer::{Layer, SubscriberExt};
+use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt;
 
 /// Set once traces are exported, so that the request path skips propagation work when they are not.
@@ -63,10 +65,7 @@ impl Telemetry {
 /// name is `OTEL_SERVICE_NAME` or `anshin-gateway`. A second call keeps the first subscriber.
 pub fn init(otlp_endpoint: Option<&str>) -> Result<Telemetry, TelemetryError> {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let logs = tracing_subscriber::fmt::layer()
-        .json()
-        .with_writer(std::io::stderr)
-        .with_filter(filter);
+    let logs = log_layer(filter, std::io::stderr);
     let provider = otlp_endpoint.map(tracer_provider).transpose()?;
     // Traces have their own filter: the gateway's own spans at info, whatever RUST_LOG says about logs.
     let traces = provider.as_ref().map(|p| {
@@ -85,6 +84,24 @@ pub fn init(otlp_endpoint: Option<&str>) -> Result<Telemetry, TelemetryError> {
         TRACES_ON.store(true, Ordering::Relaxed);
     }
     Ok(Telemetry { provider })
+}
+
+/// JSON log lines to `writer`, for the events `filter` lets through. Logs are events only. Spans are
+/// for traces: if the log layer saw them it would format every span's fields as JSON, and parse and
+/// re-serialise that JSON on each field recorded later (eight per request), on the request path, for
+/// log lines that already carry what they need. With no trace exporter, no layer wants the spans and
+/// they cost nothing.
+fn log_layer<S, W>(filter: EnvFilter, writer: W) -> impl Layer<S>
+where
+    S: tracing::Subscriber + for<'a> LookupSpan<'a>,
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
+    tracing_subscriber::fmt::layer()
+        .json()
+        .with_current_span(false)
+        .with_span_list(false)
+        .with_writer(writer)
+        .with_filter(filter_fn(|meta| meta.is_event()).and(filter))
 }
 
 fn tracer_provider(base: &str) -> Result<SdkTracerProvider, TelemetryError> {
@@ -161,6 +178,47 @@ impl Injector for HeadersMut<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A log sink the test can read back.
+    #[derive(Clone, Default)]
+    struct Sink(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Sink {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().expect("sink").extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn logs_are_events_only_and_leave_request_spans_disabled() {
+        let sink = Sink::default();
+        let writer = sink.clone();
+        let subscriber = tracing_subscriber::registry()
+            .with(log_layer(EnvFilter::new("info"), move || writer.clone()));
+        tracing::subscriber::with_default(subscriber, || {
+            let span = tracing::info_span!("request", tenant = tracing::field::Empty);
+            // Nothing formats or stores this span's fields: no layer wants it.
+            assert!(span.is_disabled());
+            span.record("tenant", "clinic-a");
+            tracing::info!(parent: &span, request_id = "r1", "retrying on another backend");
+            tracing::debug!(parent: &span, request_id = "r1", "request finished");
+        });
+        let text = String::from_utf8(sink.0.lock().expect("sink").clone()).expect("utf-8");
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("a JSON log line"))
+            .collect();
+        assert_eq!(lines.len(), 1, "{text}");
+        assert_eq!(lines[0]["fields"]["request_id"], "r1");
+        assert!(
+            lines[0].get("span").is_none() && lines[0].get("spans").is_none(),
+            "{text}"
+        );
+    }
 
     #[test]
     fn only_plain_http_endpoints_are_accepted() {
