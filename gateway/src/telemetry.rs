@@ -15,7 +15,7 @@ use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_otlp::{SpanExporter, WithExportConfig};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
-use opentelemetry_sdk::trace::SdkTracerProvider;
+use opentelemetry_sdk::trace::{SdkTracer, SdkTracerProvider};
 use tracing::Level;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 use tracing_subscriber::EnvFilter;
@@ -65,18 +65,9 @@ impl Telemetry {
 /// name is `OTEL_SERVICE_NAME` or `anshin-gateway`. A second call keeps the first subscriber.
 pub fn init(otlp_endpoint: Option<&str>) -> Result<Telemetry, TelemetryError> {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let logs = log_layer(filter, std::io::stderr);
     let provider = otlp_endpoint.map(tracer_provider).transpose()?;
-    // Traces have their own filter: the gateway's own spans at info, whatever RUST_LOG says about logs.
-    let traces = provider.as_ref().map(|p| {
-        tracing_opentelemetry::layer()
-            .with_tracer(p.tracer("anshin-gateway"))
-            .with_threads(false)
-            .with_filter(Targets::new().with_target("anshin_gateway", Level::INFO))
-    });
-    let installed = tracing_subscriber::registry()
-        .with(logs)
-        .with(traces)
+    let tracer = provider.as_ref().map(|p| p.tracer("anshin-gateway"));
+    let installed = subscriber(filter, std::io::stderr, tracer)
         .try_init()
         .is_ok();
     if installed && provider.is_some() {
@@ -84,6 +75,32 @@ pub fn init(otlp_endpoint: Option<&str>) -> Result<Telemetry, TelemetryError> {
         TRACES_ON.store(true, Ordering::Relaxed);
     }
     Ok(Telemetry { provider })
+}
+
+/// The subscriber: [`log_layer`], and a trace layer only when there is a tracer. (A `None` layer in
+/// its place would not be neutral: `tracing-subscriber` counts it as wanting every span, so each request
+/// would create, enter and close spans that nothing reads.)
+fn subscriber<W>(
+    filter: EnvFilter,
+    writer: W,
+    tracer: Option<SdkTracer>,
+) -> Box<dyn tracing::Subscriber + Send + Sync>
+where
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
+    let logs = tracing_subscriber::registry().with(log_layer(filter, writer));
+    match tracer {
+        // Traces have their own filter: the gateway's own spans at info, whatever RUST_LOG says.
+        Some(tracer) => Box::new(
+            logs.with(
+                tracing_opentelemetry::layer()
+                    .with_tracer(tracer)
+                    .with_threads(false)
+                    .with_filter(Targets::new().with_target("anshin_gateway", Level::INFO)),
+            ),
+        ),
+        None => Box::new(logs),
+    }
 }
 
 /// JSON log lines to `writer`, for the events `filter` lets through. Logs are events only. Spans are
@@ -197,8 +214,7 @@ mod tests {
     fn logs_are_events_only_and_leave_request_spans_disabled() {
         let sink = Sink::default();
         let writer = sink.clone();
-        let subscriber = tracing_subscriber::registry()
-            .with(log_layer(EnvFilter::new("info"), move || writer.clone()));
+        let subscriber = subscriber(EnvFilter::new("info"), move || writer.clone(), None);
         tracing::subscriber::with_default(subscriber, || {
             let span = tracing::info_span!("request", tenant = tracing::field::Empty);
             // Nothing formats or stores this span's fields: no layer wants it.
@@ -218,6 +234,19 @@ mod tests {
             lines[0].get("span").is_none() && lines[0].get("spans").is_none(),
             "{text}"
         );
+    }
+
+    #[test]
+    fn request_spans_are_recorded_when_traces_are_exported() {
+        let provider = SdkTracerProvider::builder().build();
+        let subscriber = subscriber(
+            EnvFilter::new("info"),
+            std::io::sink,
+            Some(provider.tracer("test")),
+        );
+        tracing::subscriber::with_default(subscriber, || {
+            assert!(!tracing::info_span!("request").is_disabled());
+        });
     }
 
     #[test]
