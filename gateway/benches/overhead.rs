@@ -226,24 +226,33 @@ impl Phase {
 }
 
 /// The gateway's guardrail time so far (`anshin_gateway_guardrail_seconds_sum`), in seconds, for
-/// `direction` (`input` or `output`), read from its `/metrics`.
-async fn guardrail_seconds(client: &HttpClient, gw: SocketAddr, direction: &str) -> f64 {
-    let Ok(req) = http::Request::get(format!("http://{gw}/metrics")).body(Full::new(Bytes::new()))
-    else {
-        return f64::NAN;
+/// input and output, from one read of its `/metrics` (NaN where it cannot be read).
+async fn guardrail_seconds(client: &HttpClient, gw: SocketAddr) -> (f64, f64) {
+    let text = get_text(client, &format!("http://{gw}/metrics"))
+        .await
+        .unwrap_or_default();
+    let sum = |direction: &str| {
+        let prefix = format!("anshin_gateway_guardrail_seconds_sum{{direction=\"{direction}\"}} ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(prefix.as_str()))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(f64::NAN)
     };
-    let Ok(resp) = client.request(req).await else {
-        return f64::NAN;
-    };
-    let Ok(body) = resp.into_body().collect().await else {
-        return f64::NAN;
-    };
-    let text = String::from_utf8_lossy(&body.to_bytes()).into_owned();
-    let prefix = format!("anshin_gateway_guardrail_seconds_sum{{direction=\"{direction}\"}} ");
-    text.lines()
-        .find_map(|l| l.strip_prefix(prefix.as_str()))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(f64::NAN)
+    (sum("input"), sum("output"))
+}
+
+/// The body of `GET url`, if it can be read.
+async fn get_text(client: &HttpClient, url: &str) -> Option<String> {
+    let req = http::Request::get(url).body(Full::new(Bytes::new())).ok()?;
+    let body = client
+        .request(req)
+        .await
+        .ok()?
+        .into_body()
+        .collect()
+        .await
+        .ok()?;
+    Some(String::from_utf8_lossy(&body.to_bytes()).into_owned())
 }
 
 /// Fixed-rate phase: latencies in microseconds (sorted) and errors.
@@ -357,10 +366,7 @@ async fn run() -> Value {
         }
     }
     let mut phases = vec![Phase::default(); targets.len()];
-    let guard0 = (
-        guardrail_seconds(&client, gw, "input").await,
-        guardrail_seconds(&client, gw, "output").await,
-    );
+    let guard0 = guardrail_seconds(&client, gw).await;
     for _ in 0..secs {
         for ((_, addr, model, pid), phase) in targets.iter().zip(&mut phases) {
             phase.slice(&client, *addr, body(model), rate, *pid).await;
@@ -375,9 +381,10 @@ async fn run() -> Value {
         .map_or(0, |(_, p)| p.lat.len())
         .max(1) as f64;
     let per_request = |after: f64, before: f64| ((after - before) * 1e6 / guarded).round();
+    let guard1 = guardrail_seconds(&client, gw).await;
     let guard_us = json!({
-        "input": per_request(guardrail_seconds(&client, gw, "input").await, guard0.0),
-        "output": per_request(guardrail_seconds(&client, gw, "output").await, guard0.1),
+        "input": per_request(guard1.0, guard0.0),
+        "output": per_request(guard1.1, guard0.1),
     });
     let mut out = serde_json::Map::new();
     let mut direct = (0.0, 0.0);
