@@ -8,10 +8,13 @@
 //! patient's name, address and My Number, so "guardrails on" does real detection, redaction and
 //! restoration.
 //!
-//! `cargo bench -p anshin-gateway --bench overhead` (env: BENCH_RATE req/s, default 200; BENCH_SECS seconds per
-//! path and phase, default 5; BENCH_CONCURRENCY for phase 2, default 32; BENCH_GATEWAY_BIN another gateway binary;
-//! BENCH_PATHS a comma-separated subset of `nginx,gateway_guardrails_off,gateway_guardrails_on` to run, e.g.
-//! to profile one path alone — `direct` always runs, as the others' added latency is measured against it).
+//! `cargo bench --profile production -p anshin-gateway --bench overhead` measures the gateway as it
+//! ships (the `production` profile of the workspace `Cargo.toml`); without `--profile` it measures the
+//! plain `release` build. Environment: BENCH_RATE req/s, default 200; BENCH_SECS seconds per path and
+//! phase, default 5; BENCH_CONCURRENCY for phase 2, default 32; BENCH_GATEWAY_BIN another gateway
+//! binary; BENCH_PATHS a comma-separated subset of `nginx,gateway_guardrails_off,gateway_guardrails_on`
+//! to run, e.g. to profile one path alone (`direct` always runs, as the others' added latency is
+//! measured against it).
 
 #[allow(dead_code)]
 #[path = "../tests/common/backend.rs"]
@@ -120,6 +123,15 @@ fn start_nginx(dir: &Path, backend: SocketAddr) -> (Killed, SocketAddr) {
     (Killed(child), addr)
 }
 
+/// The gateway binary under test: the one this benchmark was built with (its profile, e.g.
+/// `production`, shows in the path), or another build (an older commit's) from BENCH_GATEWAY_BIN.
+fn gateway_bin() -> PathBuf {
+    std::env::var_os("BENCH_GATEWAY_BIN").map_or_else(
+        || PathBuf::from(env!("CARGO_BIN_EXE_anshin-gateway")),
+        PathBuf::from,
+    )
+}
+
 fn start_gateway(dir: &Path, backend: SocketAddr) -> (Killed, SocketAddr) {
     let addr = free_addr();
     let hash = hex::encode(Sha256::digest(KEY.as_bytes()));
@@ -130,12 +142,7 @@ fn start_gateway(dir: &Path, backend: SocketAddr) -> (Killed, SocketAddr) {
     );
     let path = dir.join("routing.yaml");
     std::fs::write(&path, routing).expect("routing");
-    // BENCH_GATEWAY_BIN runs another build (e.g. an older commit's) under the same benchmark.
-    let bin = std::env::var_os("BENCH_GATEWAY_BIN").map_or_else(
-        || PathBuf::from(env!("CARGO_BIN_EXE_anshin-gateway")),
-        PathBuf::from,
-    );
-    let child = pinned("1", &bin)
+    let child = pinned("1", &gateway_bin())
         .args(["serve", "--listen", &addr.to_string(), "--routing-file"])
         .arg(&path)
         .arg("--audit-log")
@@ -403,7 +410,7 @@ async fn run() -> Value {
             "added_p99_us": (p99 - direct.1).round(), "errors": phase.errors, "requests": lat.len(), "max_rps": rps.round(), "proxy_cpu_us_per_request": cpu_us}));
     }
     json!({"benchmark": "anshin-gateway overhead", "rate_rps": rate, "seconds_per_phase": secs, "concurrency": conc,
-           "proxy_cores": 1, "prompt_chars": PROMPT.chars().count(), "results": out,
+           "proxy_cores": 1, "prompt_chars": PROMPT.chars().count(), "results": out, "gateway_bin": gateway_bin(),
            "gateway_guardrail_us_per_guarded_request": guard_us,
            "note": "paths interleaved in 1 s slices; each proxy pinned to core 1 (taskset); load generator and echo backend pinned to core 0 in this process; 2-core machine shared with other jobs"})
 }

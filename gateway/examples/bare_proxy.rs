@@ -6,9 +6,9 @@
 //! It takes the gateway's command line, so the benchmark can run it in the gateway's place:
 //!
 //! ```sh
-//! cargo build --release -p anshin-gateway --example bare_proxy
-//! BENCH_GATEWAY_BIN=$CARGO_TARGET_DIR/release/examples/bare_proxy \
-//!   BENCH_PATHS=gateway_guardrails_off cargo bench -p anshin-gateway --bench overhead
+//! cargo build --profile production -p anshin-gateway --example bare_proxy
+//! BENCH_GATEWAY_BIN=$CARGO_TARGET_DIR/production/examples/bare_proxy \
+//!   BENCH_PATHS=gateway_guardrails_off cargo bench --profile production -p anshin-gateway --bench overhead
 //! ```
 
 use std::net::SocketAddr;
