@@ -20,7 +20,7 @@ remove() {
   if [ "$dry" = 1 ]; then echo "would remove $1"; else rm -rf "$1"; fi
 }
 
-for profile in debug release; do
+for profile in debug release production; do
   deps="$CARGO_TARGET_DIR/$profile/deps"
   [ -d "$deps" ] || continue
   # Executables are the files without an extension, named <crate>-<16 hex digits>.
