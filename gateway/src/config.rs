@@ -139,11 +139,7 @@ pub fn build(cfg: FileConfig) -> Result<Snapshot, ConfigError> {
                 name: k.name.clone(),
             });
         }
-        let tenant = Tenant {
-            name: t.name.clone(),
-            endpoints: t.endpoints,
-            limits: t.limits,
-        };
+        let tenant = Tenant::new(t.name.clone(), t.endpoints, t.limits);
         snap.tenants.insert(t.name, Arc::new(tenant));
     }
     snap.keys = KeyRing::new(keys);

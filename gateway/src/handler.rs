@@ -18,7 +18,7 @@ use crate::error::ApiError;
 use crate::guard::{Kind, guard_input, run_sized};
 use crate::keys::Identity;
 use crate::limits::Permit;
-use crate::proxy::{FORWARDED_HEADER, Outgoing, Upstream, cache_scope};
+use crate::proxy::{FORWARDED_HEADER, Outgoing, Upstream};
 use crate::routing::Lease;
 use crate::server::Gateway;
 use crate::table::{Action, Endpoint, Limits, Snapshot, Tenant};
@@ -279,7 +279,7 @@ impl Gateway {
             original,
             authorization: headers.get(header::AUTHORIZATION).cloned(),
             request_id: ctx.event.request_id.clone(),
-            cache_scope: cache_scope(ctx.tenant.as_ref().map_or("", |t| t.0.as_str())),
+            cache_scope: tenant.cache_scope.clone(),
             stream: body.get("stream").and_then(Value::as_bool).unwrap_or(false),
         };
         let forwarded = headers.contains_key(FORWARDED_HEADER);

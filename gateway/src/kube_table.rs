@@ -161,11 +161,7 @@ pub fn build(
         keys.extend(key_entries(t, secrets));
         snap.tenants.insert(
             name.clone(),
-            Arc::new(Tenant {
-                name,
-                endpoints: t.spec.endpoints.clone(),
-                limits,
-            }),
+            Arc::new(Tenant::new(name, t.spec.endpoints.clone(), limits)),
         );
     }
     snap.keys = KeyRing::new(keys);

@@ -66,9 +66,23 @@ pub struct Tenant {
     pub endpoints: Vec<String>,
     /// Its limits.
     pub limits: Limits,
+    /// Its prompt-cache scope for the backends ([`crate::proxy::cache_scope`] of the name), computed
+    /// once here rather than on every request.
+    pub cache_scope: http::HeaderValue,
 }
 
 impl Tenant {
+    /// A tenant with its cache scope derived from `name`.
+    pub fn new(name: String, endpoints: Vec<String>, limits: Limits) -> Tenant {
+        let cache_scope = crate::proxy::cache_scope(&name);
+        Tenant {
+            name,
+            endpoints,
+            limits,
+            cache_scope,
+        }
+    }
+
     /// Whether the tenant may use `endpoint`.
     pub fn allows(&self, endpoint: &str) -> bool {
         self.endpoints.iter().any(|e| e == "*" || e == endpoint)

@@ -362,3 +362,53 @@ async fn request_id_from_the_client_is_kept_and_one_is_made_otherwise() {
     assert_eq!(r.header("x-request-id").map(|v| v.len()), Some(32));
     assert_eq!(r.header("x-anshin-model-version").as_deref(), Some("v1"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn each_tenant_reaches_backends_with_its_own_fixed_cache_scope() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let echo = TestBackend::start(Mode::Echo).await;
+    let key_b = "sk-echo-test-key-b";
+    let routing = format!(
+        "tenants:\n  - {{name: hosp-a, endpoints: ['*'], keys: [{{name: main, sha256: '{}'}}]}}\n\
+         \x20 - {{name: hosp-b, endpoints: ['*'], keys: [{{name: main, sha256: '{}'}}]}}\n\
+         endpoints:\n  - {{name: med, guardrails: {{input: Off, output: Off}}, versions: [{{name: v1, weight: 1, backends: ['{}']}}]}}\n",
+        key_hash(KEY),
+        key_hash(key_b),
+        echo.addr
+    );
+    let path = dir.path().join("routing.yaml");
+    write_routing(&path, &routing);
+    let gw = start_gateway(&path, &dir.path().join("audit.jsonl")).await;
+    for key in [KEY, key_b, KEY, key_b] {
+        let r = post(
+            gw.addr,
+            "/v1/chat/completions",
+            Some(key),
+            &chat_body("med", "血圧の目標は？", false),
+        )
+        .await;
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
+    let scopes: Vec<String> = echo
+        .scopes
+        .lock()
+        .expect("lock")
+        .iter()
+        .map(|s| s.clone().expect("every request carries a cache scope"))
+        .collect();
+    let expected = |tenant: &str| {
+        use sha2::Digest;
+        hex::encode(&sha2::Sha256::digest(tenant.as_bytes())[..8])
+    };
+    assert_eq!(
+        scopes,
+        [
+            expected("hosp-a"),
+            expected("hosp-b"),
+            expected("hosp-a"),
+            expected("hosp-b")
+        ],
+        "the scope is the tenant's own, the same on every request, and differs between tenants"
+    );
+    assert_ne!(scopes[0], scopes[1]);
+}

@@ -32,6 +32,8 @@ pub enum Mode {
 pub struct TestBackend {
     pub addr: SocketAddr,
     pub received: Arc<Mutex<Vec<Value>>>,
+    /// The `x-anshin-cache-scope` header of every request received, in order (`None` when absent).
+    pub scopes: Arc<Mutex<Vec<Option<String>>>>,
     mode: Mode,
 }
 
@@ -45,6 +47,7 @@ impl TestBackend {
         let b = TestBackend {
             addr,
             received: Arc::default(),
+            scopes: Arc::default(),
             mode,
         };
         let app = Router::new()
@@ -73,9 +76,19 @@ fn input_text(v: &Value) -> String {
     v["prompt"].as_str().unwrap_or_default().to_owned()
 }
 
-async fn handle(State(b): State<TestBackend>, uri: axum::http::Uri, body: Bytes) -> Response {
+async fn handle(
+    State(b): State<TestBackend>,
+    uri: axum::http::Uri,
+    headers: axum::http::HeaderMap,
+    body: Bytes,
+) -> Response {
     let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     b.received.lock().expect("lock").push(v.clone());
+    let scope = headers
+        .get("x-anshin-cache-scope")
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_owned);
+    b.scopes.lock().expect("lock").push(scope);
     let answer = match &b.mode {
         Mode::Echo => input_text(&v),
         Mode::Script(s) => s.clone(),
