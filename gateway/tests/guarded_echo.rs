@@ -49,10 +49,15 @@ fn rand_suffix() -> String {
 
 /// A chat completion to endpoint `med` with the test tenant's key.
 async fn chat(gw: &Proc, text: &str, stream: bool) -> Reply {
+    chat_as(gw, KEY, text, stream).await
+}
+
+/// A chat completion to endpoint `med` with `key`.
+async fn chat_as(gw: &Proc, key: &str, text: &str, stream: bool) -> Reply {
     post(
         gw.addr,
         "/v1/chat/completions",
-        Some(KEY),
+        Some(key),
         &chat_body("med", text, stream),
     )
     .await
@@ -203,29 +208,9 @@ async fn audit_chain_verifies_and_edits_or_deletions_are_detected() {
     let gw = start_gateway(&path, &audit).await;
     for i in 0..5 {
         let stream = i % 2 == 0;
-        assert_eq!(
-            post(
-                gw.addr,
-                "/v1/chat/completions",
-                Some(KEY),
-                &chat_body("med", PATIENT, stream)
-            )
-            .await
-            .status,
-            200
-        );
+        assert_eq!(chat(&gw, PATIENT, stream).await.status, 200);
     }
-    assert_eq!(
-        post(
-            gw.addr,
-            "/v1/chat/completions",
-            Some("bad"),
-            &chat_body("med", "x", false)
-        )
-        .await
-        .status,
-        401
-    );
+    assert_eq!(chat_as(&gw, "bad", "x", false).await.status, 401);
     let start = std::time::Instant::now();
     while std::fs::read_to_string(&audit)
         .unwrap_or_default()
@@ -315,13 +300,7 @@ async fn dead_region_forwards_to_peer_and_nothing_left_gives_safe_503() {
     );
 
     let alone = gateway_for(dir.path(), "{input: Redact, output: Redact}", &[dead], &[]).await;
-    let r = post(
-        alone.addr,
-        "/v1/chat/completions",
-        Some(KEY),
-        &chat_body("med", "頭痛", false),
-    )
-    .await;
+    let r = chat(&alone, "頭痛", false).await;
     assert_eq!(r.status, 503);
     assert!(r.header("retry-after").is_some());
     let msg = r.json()["error"]["message"]
@@ -380,13 +359,7 @@ async fn each_tenant_reaches_backends_with_its_own_fixed_cache_scope() {
     write_routing(&path, &routing);
     let gw = start_gateway(&path, &dir.path().join("audit.jsonl")).await;
     for key in [KEY, key_b, KEY, key_b] {
-        let r = post(
-            gw.addr,
-            "/v1/chat/completions",
-            Some(key),
-            &chat_body("med", "血圧の目標は？", false),
-        )
-        .await;
+        let r = chat_as(&gw, key, "血圧の目標は？", false).await;
         assert_eq!(r.status, 200, "{}", r.body);
     }
     let scopes: Vec<String> = echo
@@ -396,10 +369,8 @@ async fn each_tenant_reaches_backends_with_its_own_fixed_cache_scope() {
         .iter()
         .map(|s| s.clone().expect("every request carries a cache scope"))
         .collect();
-    let expected = |tenant: &str| {
-        use sha2::Digest;
-        hex::encode(&sha2::Sha256::digest(tenant.as_bytes())[..8])
-    };
+    // The documented scope: the first 16 hex digits of the SHA-256 of the tenant's name.
+    let expected = |tenant: &str| key_hash(tenant)[..16].to_owned();
     assert_eq!(
         scopes,
         [
