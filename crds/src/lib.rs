@@ -1,7 +1,8 @@
 //! Anshin's custom resource types: group `anshin.dev`, version `v1alpha1`.
 //!
 //! One module per kind ([`model_version`], [`training_job`], [`inference_endpoint`],
-//! [`global_endpoint`], [`tenant`]), the shared [`conditions`] helper and spec types in [`common`], and
+//! [`global_endpoint`], [`tenant`]), the shared [`conditions`] helper and spec types in [`common`], the
+//! label and naming contract shared by operator and gateway in [`labels`], and
 //! [`schema_check`], which checks an object against a generated schema (OpenAPI structure and CEL rules)
 //! without an API server — used by tests and by the operator's admission webhook. The `crdgen` binary
 //! writes the CRD YAML to `crds/yaml/`.
@@ -11,6 +12,7 @@ pub mod conditions;
 pub mod crdgen;
 pub mod global_endpoint;
 pub mod inference_endpoint;
+pub mod labels;
 pub mod model_version;
 pub mod schema_check;
 pub mod tenant;

@@ -48,7 +48,8 @@ pub struct TenantSpec {
     /// Human-readable name, e.g. `東都大学病院`.
     #[schemars(length(min = 1, max = 256))]
     pub display_name: String,
-    /// InferenceEndpoints (names, same namespace) this tenant may call; `*` allows all.
+    /// InferenceEndpoints this tenant may call, by name, in the Tenant's own namespace; `*` allows every
+    /// endpoint of that namespace (never another namespace's).
     #[schemars(
         length(min = 1, max = 256),
         inner(pattern(r"^(\*|[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*)$"))
@@ -135,10 +136,11 @@ pub struct KeyStatus {
     Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, schemars::JsonSchema,
 )]
 pub enum TenantPhase {
-    /// Keys not minted yet.
+    /// Not every key in spec is minted (none listed, not yet, or a Secret with a key's name belongs to
+    /// someone else: the `Ready` condition says which).
     #[default]
     Pending,
-    /// Keys minted; the tenant can call its endpoints.
+    /// Every key in spec is held by a Secret this Tenant owns; the tenant can call its endpoints.
     Ready,
 }
 

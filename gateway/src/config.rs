@@ -1,5 +1,6 @@
 //! The routing file: tenants (with key hashes), endpoints (with versions, weights and backends) and
-//! peer regions, in YAML. [`parse`] validates it into a [`Snapshot`]; see `docs/gateway.md`.
+//! peer regions, in YAML. [`parse`] validates it into a [`Snapshot`] (reading the backend key files it
+//! names); see `docs/gateway.md`.
 //!
 //! ```yaml
 //! tenants:
@@ -11,6 +12,7 @@
 //! endpoints:
 //!   - name: med-chat
 //!     guardrails: {input: Redact, output: Redact}
+//!     backend_key_file: /etc/anshin/med-chat.key   # optional: the model servers' --api-key-file key
 //!     versions:
 //!       - {name: v1, digest: "sha256:...", weight: 90, backends: ["10.0.0.5:8000"]}
 //! peers: ["http://gateway.osaka.example:8080"]
@@ -86,6 +88,10 @@ pub struct EndpointConfig {
     /// Guardrail policy (default Redact/Redact).
     #[serde(default)]
     pub guardrails: Policy,
+    /// File holding the key the endpoint's model servers require (`anshin-inference serve
+    /// --api-key-file`), sent to them as `Authorization: Bearer`; absent: no key is sent.
+    #[serde(default)]
+    pub backend_key_file: Option<std::path::PathBuf>,
     /// Versions.
     #[serde(default)]
     pub versions: Vec<VersionConfig>,
@@ -139,8 +145,8 @@ pub fn build(cfg: FileConfig) -> Result<Snapshot, ConfigError> {
                 name: k.name.clone(),
             });
         }
-        let tenant = Tenant::new(t.name.clone(), t.endpoints, t.limits);
-        snap.tenants.insert(t.name, Arc::new(tenant));
+        let tenant = Tenant::new(None, &t.name, t.endpoints, t.limits);
+        snap.tenants.insert(tenant.id.clone(), Arc::new(tenant));
     }
     snap.keys = KeyRing::new(keys);
     snap.endpoints = endpoints(cfg.endpoints)?;
@@ -181,6 +187,9 @@ fn endpoints(list: Vec<EndpointConfig>) -> Result<BTreeMap<String, Arc<Endpoint>
         out.insert(
             e.name.clone(),
             Arc::new(Endpoint {
+                id: e.name.clone(),
+                namespace: None,
+                backend_auth: backend_auth_from(&e.name, e.backend_key_file.as_deref())?,
                 name: e.name,
                 policy: e.guardrails,
                 versions,
@@ -188,6 +197,25 @@ fn endpoints(list: Vec<EndpointConfig>) -> Result<BTreeMap<String, Arc<Endpoint>
         );
     }
     Ok(out)
+}
+
+fn backend_auth_from(
+    endpoint: &str,
+    file: Option<&std::path::Path>,
+) -> Result<Option<http::HeaderValue>, ConfigError> {
+    let Some(file) = file else { return Ok(None) };
+    let key = std::fs::read_to_string(file).map_err(|e| {
+        ConfigError::Invalid(format!(
+            "endpoint `{endpoint}`: cannot read backend_key_file {}: {e}",
+            file.display()
+        ))
+    })?;
+    crate::table::backend_auth(&key).map(Some).ok_or_else(|| {
+        ConfigError::Invalid(format!(
+            "endpoint `{endpoint}`: backend_key_file {} must hold one printable key",
+            file.display()
+        ))
+    })
 }
 
 #[cfg(test)]

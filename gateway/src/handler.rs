@@ -48,9 +48,9 @@ pub async fn models(State(gw): State<Gateway>, headers: HeaderMap) -> Response {
         Ok((_, tenant)) => {
             let data: Vec<Value> = snap
                 .endpoints
-                .keys()
+                .values()
                 .filter(|e| tenant.allows(e))
-                .map(|e| json!({"id": e, "object": "model", "created": 0, "owned_by": "anshin"}))
+                .map(|e| json!({"id": e.name, "object": "model", "created": 0, "owned_by": "anshin"}))
                 .collect();
             Json(json!({"object": "list", "data": data})).into_response()
         }
@@ -128,10 +128,9 @@ fn endpoint(snap: &Snapshot, tenant: &Tenant, body: &Value) -> Result<Arc<Endpoi
         .and_then(Value::as_str)
         .ok_or_else(|| ApiError::BadRequest("`model` is required".into()))?;
     let ep = snap
-        .endpoints
-        .get(model)
+        .endpoint_for(tenant, model)
         .ok_or_else(|| ApiError::NotFound(model.chars().take(100).collect()))?;
-    if !tenant.allows(model) {
+    if !tenant.allows(ep) {
         return Err(ApiError::Forbidden(model.to_owned()));
     }
     Ok(ep.clone())
@@ -220,17 +219,17 @@ impl Gateway {
         let (id, tenant) = authenticate(&snap, headers)?;
         ctx.event.tenant = Some(id.tenant.clone());
         ctx.event.key_fingerprint = Some(id.fingerprint.clone());
-        ctx.tenant = Some((tenant.name.clone(), tenant.limits));
+        ctx.tenant = Some((tenant.id.clone(), tenant.limits));
         let (original, body) = read_body(body, self.inner.options.max_body_bytes)?;
         let ep = endpoint(&snap, &tenant, &body)?;
-        ctx.event.endpoint = Some(ep.name.clone());
+        ctx.event.endpoint = Some(ep.id.clone());
         ctx.event.input_policy = ep.policy.input.as_str().into();
         ctx.event.output_policy = ep.policy.output.as_str().into();
         let estimate = (original.len() / 3) as u64;
         ctx.permit = Some(
             self.inner
                 .limiter
-                .admit(&tenant.name, tenant.limits, estimate)?,
+                .admit(&tenant.id, tenant.limits, estimate)?,
         );
         ctx.event.prompt_tokens = estimate;
         let t0 = Instant::now();
@@ -280,6 +279,7 @@ impl Gateway {
             authorization: headers.get(header::AUTHORIZATION).cloned(),
             request_id: ctx.event.request_id.clone(),
             cache_scope: tenant.cache_scope.clone(),
+            backend_auth: ep.backend_auth.clone(),
             stream: body.get("stream").and_then(Value::as_bool).unwrap_or(false),
         };
         let forwarded = headers.contains_key(FORWARDED_HEADER);

@@ -1,5 +1,6 @@
 //! The routing table from the Kubernetes API: reflectors (list + watch) over InferenceEndpoints,
-//! Tenants, key Secrets (label `anshin.dev/tenant`) and Pods, in one namespace or all. Every event
+//! Tenants, tenant key Secrets (label `anshin.dev/tenant`), endpoint backend key Secrets (label
+//! `anshin.dev/backend-key-of`) and Pods, in one namespace or all. Every event
 //! wakes a rebuild of the whole snapshot with the pure [`crate::kube_table::build`] (coalesced: at
 //! most one rebuild per 100 ms), so the request path is the same as with the file source. Pods are
 //! watched directly (readiness from their `Ready` condition) so it works on every Kubernetes version
@@ -18,9 +19,10 @@ use kube::{Api, Client, Resource};
 use serde::de::DeserializeOwned;
 use tokio::sync::Notify;
 
-use crate::kube_table::{TENANT_LABEL, build};
+use crate::kube_table::build;
 use crate::metrics::Metrics;
 use crate::table::SharedTable;
+use anshin_crds::labels::{LABEL_BACKEND_KEY, LABEL_TENANT};
 
 /// Why the Kubernetes source could not start.
 #[derive(Debug, thiserror::Error)]
@@ -89,7 +91,12 @@ pub async fn start(
     );
     let secrets = reflect(
         api::<Secret>(&client, ns),
-        watcher::Config::default().labels(TENANT_LABEL),
+        watcher::Config::default().labels(LABEL_TENANT),
+        changed.clone(),
+    );
+    let backend_keys = reflect(
+        api::<Secret>(&client, ns),
+        watcher::Config::default().labels(LABEL_BACKEND_KEY),
         changed.clone(),
     );
     let pods = reflect(
@@ -101,15 +108,18 @@ pub async fn start(
         ies.wait_until_ready().await.is_ok(),
         tenants.wait_until_ready().await.is_ok(),
         secrets.wait_until_ready().await.is_ok(),
+        backend_keys.wait_until_ready().await.is_ok(),
         pods.wait_until_ready().await.is_ok(),
     ] {
         anyhow::ensure!(ready, "a Kubernetes watcher stopped before its first list");
     }
     let rebuild = move || {
+        let mut all_secrets = secrets.state();
+        all_secrets.extend(backend_keys.state());
         let snap = build(
             &ies.state(),
             &tenants.state(),
-            &secrets.state(),
+            &all_secrets,
             &pods.state(),
             &peers,
         );

@@ -1,27 +1,31 @@
 //! The routing snapshot built from Kubernetes objects — a pure function, unit-tested without a
 //! server. Inputs: InferenceEndpoint `status.routing` (versions, digests, weights, pod selectors,
-//! ports) and `spec.guardrails`; Tenant `spec` (endpoints, limits, key names); key Secrets
-//! (`<tenant>-key-<name>`, labels `anshin.dev/tenant` and `anshin.dev/key-name`, data `api-key`);
-//! Pods (a version's backends are its pods matching the selector with condition Ready=True, at
-//! `status.podIP:port`). A key is valid only while its Secret exists and its name is still listed in
-//! the Tenant. Endpoints are named by `metadata.name`.
+//! ports) and `spec.guardrails`; Tenant `spec` (endpoints, limits, key names); key Secrets (named and
+//! labelled by the shared contract in [`anshin_crds::labels`], data `api-key`); Pods (a version's
+//! backends are its pods matching the selector with condition Ready=True, at `status.podIP:port`).
+//!
+//! Every identity is namespaced (`namespace/name`): a Tenant reaches only endpoints of its own
+//! namespace, so equal names in two namespaces never share routing, limits, cache scope or audit
+//! identity. A key is valid only while its Secret exists in the Tenant's namespace, is owned by that
+//! Tenant (owner reference UID: the label alone is a sanitised name that `a.b` and `a-b` share), and
+//! its name is still listed in the Tenant. An endpoint's backend key (what its model servers require)
+//! comes from the Secret the operator minted for it, owned by that InferenceEndpoint.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use anshin_crds::inference_endpoint::GuardrailAction;
+use anshin_crds::labels::{
+    LABEL_BACKEND_KEY, LABEL_KEY_NAME, LABEL_TENANT, SECRET_KEY_FIELD, backend_key_secret,
+    key_secret, label_value,
+};
 use anshin_crds::{InferenceEndpoint, Tenant as TenantCr};
 use k8s_openapi::api::core::v1::{Pod, Secret};
 
 use crate::keys::{KeyEntry, KeyRing, hash_key};
-use crate::table::{Action, Endpoint, Limits, Policy, Snapshot, Tenant, Version};
-
-/// Label on key Secrets naming the tenant.
-pub const TENANT_LABEL: &str = "anshin.dev/tenant";
-/// Label on key Secrets naming the key.
-pub const KEY_NAME_LABEL: &str = "anshin.dev/key-name";
-/// Data key of key Secrets holding the key string.
-pub const KEY_DATA: &str = "api-key";
+use crate::table::{
+    Action, Endpoint, Limits, Policy, Snapshot, Tenant, Version, backend_auth, qualified,
+};
 
 fn action(a: GuardrailAction) -> Action {
     match a {
@@ -76,9 +80,41 @@ fn backends(pods: &[Arc<Pod>], namespace: &str, selector: &str, port: i32) -> Ve
     out
 }
 
-fn endpoint(ie: &InferenceEndpoint, pods: &[Arc<Pod>]) -> Option<Endpoint> {
+/// The key in the Secret `name` of `ns` that is owned by `owner_uid` and carries every `labels` pair.
+fn owned_secret<'a>(
+    secrets: &'a [Arc<Secret>],
+    ns: &str,
+    name: &str,
+    owner_uid: Option<&str>,
+    labels: &[(&str, &str)],
+) -> Option<&'a str> {
+    let uid = owner_uid?;
+    let s = secrets.iter().find(|s| {
+        let has = |(k, v): &(&str, &str)| {
+            let value = s.metadata.labels.as_ref().and_then(|l| l.get(*k));
+            value.map(String::as_str) == Some(*v)
+        };
+        s.metadata.namespace.as_deref() == Some(ns)
+            && s.metadata.name.as_deref() == Some(name)
+            && s.metadata
+                .owner_references
+                .iter()
+                .flatten()
+                .any(|o| o.uid == uid)
+            && labels.iter().all(has)
+    })?;
+    let raw = s.data.as_ref()?.get(SECRET_KEY_FIELD)?;
+    let key = std::str::from_utf8(&raw.0).ok()?.trim();
+    (!key.is_empty()).then_some(key)
+}
+
+fn endpoint(
+    ie: &InferenceEndpoint,
+    pods: &[Arc<Pod>],
+    secrets: &[Arc<Secret>],
+) -> Option<Endpoint> {
     let name = ie.metadata.name.clone()?;
-    let ns = ie.metadata.namespace.clone().unwrap_or_default();
+    let ns = ie.metadata.namespace.clone()?;
     let routing = ie
         .status
         .as_ref()
@@ -94,7 +130,17 @@ fn endpoint(ie: &InferenceEndpoint, pods: &[Arc<Pod>]) -> Option<Endpoint> {
         })
         .collect();
     let g = &ie.spec.guardrails;
+    let key = owned_secret(
+        secrets,
+        &ns,
+        &backend_key_secret(&name),
+        ie.metadata.uid.as_deref(),
+        &[(LABEL_BACKEND_KEY, &label_value(&name))],
+    );
     Some(Endpoint {
+        backend_auth: key.and_then(backend_auth),
+        id: qualified(Some(&ns), &name),
+        namespace: Some(ns),
         name,
         policy: Policy {
             input: action(g.input),
@@ -108,27 +154,23 @@ fn limit(v: i64) -> u64 {
     u64::try_from(v).unwrap_or(0)
 }
 
-fn key_entries(t: &TenantCr, secrets: &[Arc<Secret>]) -> Vec<KeyEntry> {
+fn key_entries(t: &TenantCr, id: &str, secrets: &[Arc<Secret>]) -> Vec<KeyEntry> {
     let (Some(name), Some(ns)) = (t.metadata.name.as_deref(), t.metadata.namespace.as_deref())
     else {
         return Vec::new();
     };
+    let label = label_value(name);
     t.spec
         .keys
         .iter()
         .filter_map(|k| {
-            let secret = secrets.iter().find(|s| {
-                let labels = s.metadata.labels.as_ref();
-                s.metadata.namespace.as_deref() == Some(ns)
-                    && s.metadata.name.as_deref() == Some(&format!("{name}-key-{}", k.name))
-                    && labels.and_then(|l| l.get(TENANT_LABEL)).map(String::as_str) == Some(name)
-                    && labels.and_then(|l| l.get(KEY_NAME_LABEL)) == Some(&k.name)
-            })?;
-            let raw = secret.data.as_ref()?.get(KEY_DATA)?;
-            let key = std::str::from_utf8(&raw.0).ok()?.trim();
-            (!key.is_empty()).then(|| KeyEntry {
+            let secret_name = key_secret(name, &k.name);
+            let labels = [(LABEL_TENANT, label.as_str()), (LABEL_KEY_NAME, &k.name)];
+            let uid = t.metadata.uid.as_deref();
+            let key = owned_secret(secrets, ns, &secret_name, uid, &labels)?;
+            Some(KeyEntry {
                 hash: hash_key(key),
-                tenant: name.to_owned(),
+                tenant: id.to_owned(),
                 name: k.name.clone(),
             })
         })
@@ -149,7 +191,8 @@ pub fn build(
     };
     let mut keys = Vec::new();
     for t in tenants {
-        let Some(name) = t.metadata.name.clone() else {
+        let (Some(name), Some(ns)) = (t.metadata.name.as_deref(), t.metadata.namespace.clone())
+        else {
             continue;
         };
         let l = &t.spec.limits;
@@ -158,17 +201,15 @@ pub fn build(
             tokens_per_minute: limit(l.tokens_per_minute),
             max_concurrent: limit(l.max_concurrent),
         };
-        keys.extend(key_entries(t, secrets));
-        snap.tenants.insert(
-            name.clone(),
-            Arc::new(Tenant::new(name, t.spec.endpoints.clone(), limits)),
-        );
+        let tenant = Tenant::new(Some(ns), name, t.spec.endpoints.clone(), limits);
+        keys.extend(key_entries(t, &tenant.id, secrets));
+        snap.tenants.insert(tenant.id.clone(), Arc::new(tenant));
     }
     snap.keys = KeyRing::new(keys);
     snap.endpoints = ies
         .iter()
-        .filter_map(|ie| endpoint(ie, pods))
-        .map(|e| (e.name.clone(), Arc::new(e)))
+        .filter_map(|ie| endpoint(ie, pods, secrets))
+        .map(|e| (e.id.clone(), Arc::new(e)))
         .collect::<BTreeMap<_, _>>();
     snap
 }

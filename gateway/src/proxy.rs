@@ -42,8 +42,9 @@ pub const FORWARDED_HEADER: &str = "x-anshin-forwarded";
 /// because another hospital sent the same text, nor be able to time whether one did.
 pub const CACHE_SCOPE_HEADER: &str = "x-anshin-cache-scope";
 
-/// The cache scope of `tenant`'s requests: the first 16 hex digits of the SHA-256 of its name (a fixed
-/// width of header-safe characters, whatever the name holds).
+/// The cache scope of `tenant`'s requests: the first 16 hex digits of the SHA-256 of its identity
+/// ([`crate::table::Tenant::id`], namespaced: equal names in two namespaces get different scopes; a
+/// fixed width of header-safe characters, whatever the name holds).
 pub fn cache_scope(tenant: &str) -> HeaderValue {
     let digest = Sha256::digest(tenant.as_bytes());
     HeaderValue::from_str(&hex::encode(&digest[..8])).expect("hex digits make a valid header value")
@@ -64,6 +65,9 @@ pub struct Outgoing {
     pub request_id: String,
     /// The tenant's cache scope ([`cache_scope`]), passed on to the backends.
     pub cache_scope: HeaderValue,
+    /// The endpoint's backend key header ([`crate::table::Endpoint::backend_auth`]), sent to its model
+    /// servers only, never to peers.
+    pub backend_auth: Option<HeaderValue>,
     /// Whether the caller asked for a stream.
     pub stream: bool,
 }
@@ -177,10 +181,15 @@ impl Proxy {
     }
 
     async fn attempt(&self, addr: &str, out: &Outgoing) -> Attempt {
-        let Some(req) = self.request(format!("http://{addr}{}", out.path), out.body.clone(), out)
+        let Some(mut req) =
+            self.request(format!("http://{addr}{}", out.path), out.body.clone(), out)
         else {
             return Attempt::Retry("bad_address");
         };
+        if let Some(auth) = &out.backend_auth {
+            req.headers_mut()
+                .insert(header::AUTHORIZATION, auth.clone());
+        }
         let resp = match tokio::time::timeout(self.response_timeout, self.client.request(req)).await
         {
             Ok(Ok(r)) => r,

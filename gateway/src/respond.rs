@@ -87,7 +87,7 @@ impl Gateway {
                         self.inner
                             .metrics
                             .ttft
-                            .with_label_values(&[&p.endpoint.name])
+                            .with_label_values(&[&p.endpoint.id])
                             .observe(ctx.started.elapsed().as_secs_f64());
                         let spec = StreamSpec {
                             kind,

@@ -204,7 +204,10 @@ mod tests {
 
     fn ep(versions: &[(&str, u32, &[&str])]) -> Endpoint {
         Endpoint {
+            id: "m".into(),
+            namespace: None,
             name: "m".into(),
+            backend_auth: None,
             policy: Policy::default(),
             versions: versions
                 .iter()

@@ -57,35 +57,58 @@ pub struct Limits {
     pub max_concurrent: u64,
 }
 
+/// The identity of an object: `namespace/name` for objects from Kubernetes, the bare name for a
+/// routing file (which is one namespace of its own).
+pub fn qualified(namespace: Option<&str>, name: &str) -> String {
+    match namespace {
+        Some(ns) => format!("{ns}/{name}"),
+        None => name.to_owned(),
+    }
+}
+
 /// A hospital or organisation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Tenant {
-    /// Tenant name (audit, metrics).
-    pub name: String,
-    /// Endpoints it may use; `*` allows all.
+    /// Identity ([`qualified`]: `namespace/name` from Kubernetes): what limits, the cache scope, audit
+    /// records and metrics are keyed by, so equal names in two namespaces never share any of them.
+    pub id: String,
+    /// Namespace of the Tenant object; it reaches only endpoints of this namespace.
+    pub namespace: Option<String>,
+    /// Endpoint names (in its namespace) it may use; `*` allows every endpoint of its namespace.
     pub endpoints: Vec<String>,
     /// Its limits.
     pub limits: Limits,
-    /// Its prompt-cache scope for the backends ([`crate::proxy::cache_scope`] of the name), computed
-    /// once here rather than on every request.
+    /// Its prompt-cache scope for the backends ([`crate::proxy::cache_scope`] of the identity),
+    /// computed once here rather than on every request.
     pub cache_scope: http::HeaderValue,
 }
 
 impl Tenant {
-    /// A tenant with its cache scope derived from `name`.
-    pub fn new(name: String, endpoints: Vec<String>, limits: Limits) -> Tenant {
-        let cache_scope = crate::proxy::cache_scope(&name);
+    /// Tenant `name` of `namespace`, with its identity and cache scope derived from both.
+    pub fn new(
+        namespace: Option<String>,
+        name: &str,
+        endpoints: Vec<String>,
+        limits: Limits,
+    ) -> Tenant {
+        let id = qualified(namespace.as_deref(), name);
+        let cache_scope = crate::proxy::cache_scope(&id);
         Tenant {
-            name,
+            id,
+            namespace,
             endpoints,
             limits,
             cache_scope,
         }
     }
 
-    /// Whether the tenant may use `endpoint`.
-    pub fn allows(&self, endpoint: &str) -> bool {
-        self.endpoints.iter().any(|e| e == "*" || e == endpoint)
+    /// Whether the tenant may use `endpoint`: it is in the tenant's namespace and listed (or `*`).
+    pub fn allows(&self, endpoint: &Endpoint) -> bool {
+        endpoint.namespace == self.namespace
+            && self
+                .endpoints
+                .iter()
+                .any(|e| e == "*" || *e == endpoint.name)
     }
 }
 
@@ -105,25 +128,51 @@ pub struct Version {
 /// A stable endpoint: the `model` name callers send.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Endpoint {
-    /// Name callers put in `model`.
+    /// Identity ([`qualified`]), the key in [`Snapshot::endpoints`], in audit records and metrics.
+    pub id: String,
+    /// Namespace of the InferenceEndpoint (`None` for a routing file).
+    pub namespace: Option<String>,
+    /// Name callers put in `model`, resolved in their tenant's namespace.
     pub name: String,
     /// Guardrail policy.
     pub policy: Policy,
     /// Versions with weights and backends.
     pub versions: Vec<Version>,
+    /// `Authorization` value sent to this endpoint's model servers (`Bearer <backend key>`, marked
+    /// sensitive so it never prints), when they need one.
+    pub backend_auth: Option<http::HeaderValue>,
+}
+
+/// The `Authorization` value for a backend key (`None` when the key is empty or not header-safe).
+pub fn backend_auth(key: &str) -> Option<http::HeaderValue> {
+    let key = key.trim();
+    if key.is_empty() {
+        return None;
+    }
+    let mut v = http::HeaderValue::from_str(&format!("Bearer {key}")).ok()?;
+    v.set_sensitive(true);
+    Some(v)
 }
 
 /// Everything the request path needs, immutable once built.
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {
-    /// Tenants by name.
+    /// Tenants by identity ([`Tenant::id`]).
     pub tenants: BTreeMap<String, Arc<Tenant>>,
     /// Hashes of valid keys.
     pub keys: KeyRing,
-    /// Endpoints by name.
+    /// Endpoints by identity ([`Endpoint::id`]).
     pub endpoints: BTreeMap<String, Arc<Endpoint>>,
     /// Gateways of other regions, in order of preference (`http://host:port`).
     pub peers: Vec<String>,
+}
+
+impl Snapshot {
+    /// The endpoint a request of `tenant` naming `model` means: `model` in the tenant's namespace.
+    pub fn endpoint_for(&self, tenant: &Tenant, model: &str) -> Option<&Arc<Endpoint>> {
+        self.endpoints
+            .get(&qualified(tenant.namespace.as_deref(), model))
+    }
 }
 
 /// The current snapshot, shared by the request path and written by one source.

@@ -22,6 +22,8 @@ use crate::names::FIELD_MANAGER;
 pub struct Settings {
     /// Image of the model server (also runs the verification Jobs).
     pub inference_image: String,
+    /// Who may call the model servers (the NetworkPolicy of every endpoint).
+    pub network: crate::backend_access::NetworkSettings,
 }
 
 /// Shared state of the controllers.

@@ -12,6 +12,10 @@ pub enum Error {
     /// The object cannot work as written; the message says what to change.
     #[error("{0}")]
     Invalid(String),
+    /// A child's name is taken by an object the operator does not own; retried with backoff, since
+    /// the fix (deleting or renaming that object) does not change the parent.
+    #[error("{0}")]
+    NameTaken(String),
 }
 
 /// Result of operator steps.
@@ -27,6 +31,7 @@ impl Error {
             Error::Kube(_) => "api_unreachable",
             Error::Serialize(_) => "serialize",
             Error::Invalid(_) => "invalid_object",
+            Error::NameTaken(_) => "name_taken",
         }
     }
 

@@ -3,12 +3,15 @@
 //! Each key in `spec.keys` is a Secret `<tenant>-key-<name>` owned by the Tenant, holding the key under
 //! `api-key`. A key is minted once and never rewritten; removing it from spec deletes its Secret, which
 //! revokes it (the gateway accepts a key only while its Secret exists and its name is in spec). Status
-//! records fingerprints, never keys.
+//! records fingerprints, never keys. Only Secrets whose owner reference names this Tenant's UID count as
+//! its keys: the tenant label is a sanitised name (`a.b` and `a-b` share it), so a label alone would let
+//! one tenant reuse or delete another's keys.
 
 use std::collections::BTreeMap;
 
 use anshin_crds::Tenant;
-use anshin_crds::tenant::KeyStatus;
+use anshin_crds::conditions::ConditionStatus;
+use anshin_crds::tenant::{KeyStatus, TenantPhase};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -43,7 +46,16 @@ fn key_of(secret: &Secret) -> Option<String> {
     String::from_utf8(data.0.clone()).ok()
 }
 
-/// Plans the key Secrets of `tenant` given its existing ones; `mint` makes new keys, `now` stamps them.
+/// Whether `secret` is owned by `tenant` (an owner reference with the tenant's UID).
+pub fn owned_by(secret: &Secret, tenant: &Tenant) -> bool {
+    let Some(uid) = tenant.meta().uid.as_deref() else {
+        return false;
+    };
+    secret.owner_references().iter().any(|o| o.uid == uid)
+}
+
+/// Plans the key Secrets of `tenant` given the Secrets carrying its label; `mint` makes new keys,
+/// `now` stamps them. Secrets not owned by the tenant are neither reused nor deleted.
 pub fn plan(
     tenant: &Tenant,
     existing: &[Secret],
@@ -53,6 +65,7 @@ pub fn plan(
     let tenant_name = tenant.name_any();
     let by_key_name: BTreeMap<String, &Secret> = existing
         .iter()
+        .filter(|s| owned_by(s, tenant))
         .filter_map(|s| Some((s.labels().get(names::LABEL_KEY_NAME)?.clone(), s)))
         .collect();
     let mut plan = KeysPlan {
@@ -95,6 +108,51 @@ pub fn plan(
         .map(|(_, s)| s.name_any())
         .collect();
     plan
+}
+
+/// A tenant's phase and `Ready` condition, from what really exists.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Readiness {
+    /// Pending until every key in spec is held by a Secret the tenant owns.
+    pub phase: TenantPhase,
+    /// The `Ready` condition's status.
+    pub status: ConditionStatus,
+    /// Its reason: `KeysMinted`, `NoKeys` or `KeySecretConflict`.
+    pub reason: &'static str,
+    /// Its message, saying what to do when not ready.
+    pub message: String,
+}
+
+/// Readiness of a tenant with `wanted` keys in spec, of which the Secrets named in `taken` exist but
+/// belong to someone else (so those keys were not minted).
+pub fn readiness(wanted: usize, taken: &[String]) -> Readiness {
+    if !taken.is_empty() {
+        return Readiness {
+            phase: TenantPhase::Pending,
+            status: ConditionStatus::False,
+            reason: "KeySecretConflict",
+            message: format!(
+                "Secret {} already exists and is not owned by this Tenant, so its key was not minted: \
+                 delete or rename that Secret, or rename the key in spec.keys",
+                taken.join(", ")
+            ),
+        };
+    }
+    if wanted == 0 {
+        return Readiness {
+            phase: TenantPhase::Pending,
+            status: ConditionStatus::False,
+            reason: "NoKeys",
+            message: "spec.keys is empty, so no request can authenticate as this tenant: add a key"
+                .into(),
+        };
+    }
+    Readiness {
+        phase: TenantPhase::Ready,
+        status: ConditionStatus::True,
+        reason: "KeysMinted",
+        message: format!("{wanted} API keys active"),
+    }
 }
 
 fn secret(tenant: &Tenant, key_name: &str, secret_name: &str, value: &str, now: &str) -> Secret {

@@ -6,6 +6,7 @@
 //! ([`names::FIELD_MANAGER`]) and writes status only when it changed. [`runtime`] wires start-up
 //! (CRDs established, optional APIs detected), [`leader`] election and the HTTP endpoints.
 
+pub mod backend_access;
 pub mod context;
 pub mod controllers;
 pub mod error;

@@ -41,6 +41,16 @@ struct Args {
     /// Directory with the webhook's tls.crt, tls.key and ca.crt (default: a self-signed CA, one replica).
     #[arg(long, requires = "webhook_listen")]
     webhook_cert_dir: Option<std::path::PathBuf>,
+    /// Namespace of the gateway pods, the only pods the model servers' NetworkPolicy admits (default:
+    /// the operator's own namespace, where the chart installs the gateway).
+    #[arg(long)]
+    gateway_namespace: Option<String>,
+    /// Label `KEY=VALUE` of the gateway pods (repeatable; all must match).
+    #[arg(long = "gateway-pod-label", value_parser = parse_label, default_value = "app.kubernetes.io/name=anshin-gateway")]
+    gateway_pod_labels: Vec<(String, String)>,
+    /// Namespace allowed to reach the model servers for `/metrics` (e.g. `monitoring`; default none).
+    #[arg(long)]
+    monitoring_namespace: Option<String>,
     /// Install the CRDs at start-up (development clusters; the Helm chart installs them in production).
     #[arg(long)]
     install_crds: bool,
@@ -62,6 +72,13 @@ async fn main() -> anyhow::Result<()> {
     anshin_operator::runtime::run(anshin_operator::runtime::Config {
         listen: args.listen,
         inference_image: args.inference_image,
+        network: anshin_operator::backend_access::NetworkSettings {
+            gateway_namespace: args
+                .gateway_namespace
+                .unwrap_or_else(|| args.lease_namespace.clone()),
+            gateway_labels: args.gateway_pod_labels.into_iter().collect(),
+            monitoring_namespace: args.monitoring_namespace,
+        },
         lease_namespace: args.lease_namespace,
         lease_name: args.lease_name,
         identity,
@@ -78,4 +95,11 @@ async fn main() -> anyhow::Result<()> {
         install_crds: args.install_crds,
     })
     .await
+}
+
+fn parse_label(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
+        _ => Err(format!("`{s}` is not a label: write KEY=VALUE")),
+    }
 }

@@ -1,41 +1,17 @@
-//! Names and labels of the objects the operator creates, in one place so every controller and the
-//! gateway agree on them.
+//! Names of the objects the operator creates. Labels and the names the gateway also looks up (key
+//! Secrets) come from the shared contract in [`anshin_crds::labels`], re-exported here.
 
 use sha2::{Digest, Sha256};
 
+pub use anshin_crds::labels::{
+    LABEL_ENDPOINT, LABEL_KEY_NAME, LABEL_MANAGED_BY, LABEL_MODEL_VERSION, LABEL_TENANT,
+    LABEL_VERIFIES, SECRET_KEY_FIELD, bounded, key_secret, label_value,
+};
+
 /// The one field manager of every server-side apply the operator makes.
 pub const FIELD_MANAGER: &str = "anshin-operator";
-/// Label: the InferenceEndpoint a pod, Deployment or Service belongs to.
-pub const LABEL_ENDPOINT: &str = "anshin.dev/endpoint";
-/// Label: the ModelVersion a pod serves (hashed when the name is longer than a label value may be).
-pub const LABEL_MODEL_VERSION: &str = "anshin.dev/model-version";
-/// Label: the Tenant a key Secret belongs to.
-pub const LABEL_TENANT: &str = "anshin.dev/tenant";
-/// Label: the key name of a key Secret.
-pub const LABEL_KEY_NAME: &str = "anshin.dev/key-name";
-/// Label: the ModelVersion a verification Job checks.
-pub const LABEL_VERIFIES: &str = "anshin.dev/verifies";
-/// Standard label: which program manages the object.
-pub const LABEL_MANAGED_BY: &str = "app.kubernetes.io/managed-by";
-/// Data key of the API key in a key Secret.
-pub const SECRET_KEY_FIELD: &str = "api-key";
 
-const MAX_NAME: usize = 63;
-
-/// `name` if it fits `max` characters, else its head and 8 hex digits of its sha256 (stable, unique).
-pub fn bounded(name: &str, max: usize) -> String {
-    if name.len() <= max {
-        return name.to_owned();
-    }
-    let hash = hex::encode(Sha256::digest(name.as_bytes()));
-    let head: String = name.chars().take(max - 9).collect();
-    format!("{}-{}", head.trim_end_matches(['-', '.']), &hash[..8])
-}
-
-/// A label value naming an object (label values are at most 63 characters).
-pub fn label_value(name: &str) -> String {
-    bounded(name, MAX_NAME).replace('.', "-")
-}
+const MAX_NAME: usize = anshin_crds::labels::MAX_LABEL;
 
 /// Deployment and Service name of one served version of an endpoint.
 pub fn version_workload(endpoint: &str, model_version: &str) -> String {
@@ -49,9 +25,12 @@ pub fn verify_job(model_version: &str) -> String {
     bounded(&format!("{model_version}-verify"), MAX_NAME)
 }
 
-/// Name of the Secret holding a tenant's key.
-pub fn key_secret(tenant: &str, key: &str) -> String {
-    bounded(&format!("{tenant}-key-{key}"), 253)
+/// Name of the NetworkPolicy admitting callers to an endpoint's model servers.
+pub fn network_policy(endpoint: &str) -> String {
+    bounded(
+        &format!("{endpoint}-model-servers"),
+        anshin_crds::labels::MAX_NAME,
+    )
 }
 
 /// Key fingerprint recorded in status and audit: the first 16 hex digits of the key's sha256.
@@ -81,12 +60,6 @@ mod tests {
         assert!(a.len() <= 46 && b.len() <= 46, "{a} {b}");
         assert_ne!(a, b);
         assert!(!a.contains("--"));
-    }
-
-    #[test]
-    fn label_values_have_no_dots_and_fit() {
-        let v = label_value(&"x.".repeat(60));
-        assert!(v.len() <= 63 && !v.contains('.'), "{v}");
     }
 
     #[test]

@@ -27,6 +27,8 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Model server image.
     pub inference_image: String,
+    /// Who may call the model servers.
+    pub network: crate::backend_access::NetworkSettings,
     /// Namespace of the leader Lease.
     pub lease_namespace: String,
     /// Name of the leader Lease.
@@ -98,6 +100,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     metrics.leader.set(1);
     let settings = Settings {
         inference_image: config.inference_image.clone(),
+        network: config.network.clone(),
     };
     let ctx = Context::new(
         client.clone(),

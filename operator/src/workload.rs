@@ -3,6 +3,8 @@
 //! Zero-downtime rules live here: `maxUnavailable: 0`, readiness on `/readyz` (ready only after the model
 //! loaded and a warm-up generation ran), liveness on `/healthz`, a preStop pause so the gateway stops
 //! routing to a pod before it gets SIGTERM, and a grace period longer than the server's drain timeout.
+//! Every pod mounts its endpoint's backend key and needs it on every API route
+//! ([`crate::backend_access`]).
 
 use std::collections::BTreeMap;
 
@@ -13,17 +15,17 @@ use k8s_openapi::api::apps::v1::{
 };
 use k8s_openapi::api::core::v1::{
     ConfigMapVolumeSource, Container, ContainerPort, EnvVar, EnvVarSource, ExecAction,
-    HTTPGetAction, Lifecycle, LifecycleHandler, ObjectFieldSelector, PodSpec, PodTemplateSpec,
-    Probe, ResourceRequirements, Service, ServicePort, ServiceSpec, Toleration, Volume,
-    VolumeMount,
+    HTTPGetAction, Lifecycle, LifecycleHandler, ObjectFieldSelector, PodSecurityContext, PodSpec,
+    PodTemplateSpec, Probe, ResourceRequirements, Service, ServicePort, ServiceSpec, Toleration,
+    Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::{Resource, ResourceExt};
 
-use crate::names;
 use crate::verify::{self, SourceError, restricted_container, restricted_pod};
+use crate::{backend_access, names};
 
 /// Port the model server listens on in every pod.
 pub const SERVER_PORT: i32 = 8000;
@@ -104,16 +106,26 @@ pub fn deployment(
     };
     let labels = version_labels(&ie.name_any(), &mv.name_any());
     let runtime = &ie.spec.runtime;
+    let (key, key_mount) = backend_access::key_volume(ie);
+    let mut container = server_container(ie, mv, model_path);
+    container
+        .volume_mounts
+        .get_or_insert_default()
+        .push(key_mount);
     let pod = PodSpec {
-        containers: vec![server_container(ie, mv, model_path)],
-        volumes: Some(vec![artifact, manifest]),
+        containers: vec![container],
+        volumes: Some(vec![artifact, manifest, key]),
         node_selector: (!runtime.node_selector.is_empty()).then(|| runtime.node_selector.clone()),
         tolerations: (!runtime.tolerations.is_empty())
             .then(|| runtime.tolerations.iter().map(toleration).collect()),
         termination_grace_period_seconds: Some(i64::from(
             runtime.drain_timeout_seconds + PRE_STOP_SECONDS + 10,
         )),
-        security_context: Some(restricted_pod()),
+        // The backend key is mode 0440: readable by the server through the pod's group.
+        security_context: Some(PodSecurityContext {
+            fs_group: restricted_pod().run_as_group,
+            ..restricted_pod()
+        }),
         automount_service_account_token: Some(false),
         ..PodSpec::default()
     };
@@ -154,6 +166,7 @@ fn server_container(ie: &InferenceEndpoint, mv: &ModelVersion, model_path: Strin
         format!("--listen=$(POD_IP):{SERVER_PORT}"),
         format!("--model-id={}", ie.name_any()),
         format!("--drain-timeout={}s", runtime.drain_timeout_seconds),
+        backend_access::api_key_arg(),
     ];
     args.extend(runtime.args.iter().cloned());
     let http_probe = |path: &str, period: i32, failures: i32| Probe {

@@ -62,6 +62,12 @@ fn start_operator(cluster: &'static TestCluster) {
             }
             let settings = Settings {
                 inference_image: "anshin/inference:latest".into(),
+                network: anshin_operator::backend_access::NetworkSettings {
+                    gateway_namespace: "anshin-system".into(),
+                    gateway_labels: [("app.kubernetes.io/name".into(), "anshin-gateway".into())]
+                        .into(),
+                    monitoring_namespace: None,
+                },
             };
             let ctx = Context::new(
                 client.clone(),
@@ -264,6 +270,13 @@ async fn an_endpoint_serves_a_verified_version_and_switches_blue_green() {
     assert_eq!(status.routing[0].digest, v1.status.expect("status").digest);
     let pods: Api<Pod> = ns.api();
     answers_models(&pods, &status.routing[0].selector).await;
+    let policies: Api<k8s_openapi::api::networking::v1::NetworkPolicy> = ns.api();
+    let policy = policies
+        .get(&names::network_policy("chat"))
+        .await
+        .expect("the endpoint's NetworkPolicy exists");
+    let ingress = policy.spec.and_then(|s| s.ingress).expect("ingress rules");
+    assert_eq!(ingress.len(), 1, "one rule: gateway pods to the model port");
 
     // `kubectl scale` goes through the scale subresource to spec.replicas.desired.
     let scale = json!({"spec": {"replicas": 2}});
@@ -326,7 +339,8 @@ async fn an_endpoint_serves_a_verified_version_and_switches_blue_green() {
     answers_models(&pods, &status.routing[0].selector).await;
 }
 
-/// Every ready pod selected by `selector` answers `/v1/models`.
+/// Every ready pod selected by `selector` answers `/v1/models` with the endpoint's backend key from
+/// the Secret the operator minted, and only with it (401 without).
 async fn answers_models(pods: &Api<Pod>, selector: &str) {
     let list = pods
         .list(&kube::api::ListParams::default().labels(selector))
@@ -338,13 +352,37 @@ async fn answers_models(pods: &Api<Pod>, selector: &str) {
         .filter_map(|p| p.status.as_ref()?.pod_ip.clone())
         .collect();
     assert!(!ips.is_empty(), "pods of {selector}");
+    let ns = list.items[0].metadata.namespace.clone().expect("namespace");
+    let secrets: Api<Secret> = Api::namespaced(pods.clone().into_client(), &ns);
+    let secret = secrets
+        .get(&anshin_crds::labels::backend_key_secret("chat"))
+        .await
+        .expect("the endpoint's backend key Secret");
+    let key = String::from_utf8(
+        secret.data.expect("data")[names::SECRET_KEY_FIELD]
+            .0
+            .clone(),
+    )
+    .expect("utf8");
+    let client = reqwest::Client::new();
     for ip in ips {
-        let addr = format!("{ip}:8000").parse().expect("pod address");
-        let answer = anshin_e2e::http::get(addr, "/v1/models", Duration::from_secs(5)).await;
-        let ok = answer
-            .as_ref()
-            .is_ok_and(|r| r.status == 200 && r.body.contains("chat"));
-        assert!(ok, "pod {ip} answers /v1/models: {answer:?}");
+        let url = format!("http://{ip}:8000/v1/models");
+        let get = |key: Option<&str>| {
+            let mut req = client.get(&url).timeout(Duration::from_secs(5));
+            if let Some(k) = key {
+                req = req.bearer_auth(k);
+            }
+            req.send()
+        };
+        let with = get(Some(&key)).await.expect("GET with the key");
+        assert_eq!(with.status(), 200, "pod {ip} answers with the backend key");
+        assert!(with.text().await.unwrap_or_default().contains("chat"));
+        let without = get(None).await.expect("GET without a key");
+        assert_eq!(
+            without.status(),
+            401,
+            "pod {ip} refuses a caller without the key"
+        );
     }
 }
 
@@ -385,4 +423,89 @@ async fn invalid_objects_are_rejected_by_the_api_server_with_the_webhooks_messag
         .expect_err("bad digest format");
     assert!(err.contains("sha256"), "{err}");
     println!("API server refused: {err}");
+}
+
+/// Tenant names with a dot, of 63 and of 200 characters: the operator mints their keys into Secrets
+/// named and labelled by the shared contract, and the gateway (a real process on the same namespace)
+/// authenticates every one of them.
+#[tokio::test]
+async fn keys_of_dotted_and_long_tenant_names_authenticate_at_the_gateway() {
+    let cluster = cluster();
+    let ns = cluster.namespace("tenant-names").await;
+    let tenants: Api<Tenant> = ns.api();
+    let names = [
+        "toto.hospital.example".to_owned(),
+        format!("t{}", "6".repeat(62)),
+        format!("t{}", "2".repeat(199)),
+    ];
+    for name in &names {
+        let tenant: Tenant = object(json!({
+            "apiVersion": "anshin.dev/v1alpha1", "kind": "Tenant", "metadata": {"name": name},
+            "spec": {"displayName": "長い名前の病院", "endpoints": ["chat"], "keys": [{"name": "ehr"}]}
+        }));
+        tenants
+            .create(&PostParams::default(), &tenant)
+            .await
+            .unwrap_or_else(|e| panic!("create tenant of {} characters: {e}", name.len()));
+    }
+    let secrets: Api<Secret> = ns.api();
+    let mut keys = Vec::new();
+    for name in &names {
+        let status = eventually("the key in status", Duration::from_secs(30), || async {
+            let s = tenants.get(name).await.ok()?.status?;
+            (s.keys.len() == 1).then_some(s)
+        })
+        .await;
+        assert_eq!(status.keys[0].secret_name, names::key_secret(name, "ehr"));
+        let secret = secrets
+            .get(&status.keys[0].secret_name)
+            .await
+            .expect("key Secret");
+        keys.push(
+            String::from_utf8(
+                secret.data.expect("data")[names::SECRET_KEY_FIELD]
+                    .0
+                    .clone(),
+            )
+            .expect("utf8"),
+        );
+    }
+    let gateway = anshin_e2e::cluster::project_bin_dir()
+        .expect("target dir")
+        .join("anshin-gateway");
+    assert!(
+        gateway.exists(),
+        "build it first: cargo build -p anshin-gateway"
+    );
+    let dir = tempfile::tempdir().expect("dir");
+    let port = free_port();
+    let mut cmd = std::process::Command::new(gateway);
+    cmd.env("KUBECONFIG", cluster.kubeconfig())
+        .args(["serve", "--kube", "--kube-namespace", ns.name()])
+        .arg(format!("--listen=127.0.0.1:{port}"))
+        .arg(format!(
+            "--audit-log={}",
+            dir.path().join("audit.jsonl").display()
+        ));
+    let _gw =
+        anshin_e2e::process::ManagedProcess::spawn("gateway", &mut cmd, &dir.path().join("gw.log"))
+            .expect("gateway starts");
+    let models = |key: String| async move {
+        let r = reqwest::Client::new()
+            .get(format!("http://127.0.0.1:{port}/v1/models"))
+            .bearer_auth(key)
+            .timeout(Duration::from_secs(2))
+            .send()
+            .await
+            .ok()?;
+        Some(r.status().as_u16()).filter(|s| *s != 503)
+    };
+    for (name, key) in names.iter().zip(&keys) {
+        let status = eventually("the gateway to answer", Duration::from_secs(60), || {
+            models(key.clone())
+        })
+        .await;
+        assert_eq!(status, 200, "tenant name of {} characters", name.len());
+    }
+    assert_eq!(models("ansk-not-a-key".into()).await, Some(401));
 }

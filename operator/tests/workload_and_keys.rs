@@ -2,8 +2,10 @@
 
 mod support;
 
+use anshin_crds::conditions::ConditionStatus;
+use anshin_crds::tenant::TenantPhase;
 use anshin_crds::{InferenceEndpoint, ModelVersion, Tenant};
-use anshin_operator::{keys, names, workload};
+use anshin_operator::{backend_access, keys, names, workload};
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::ResourceExt;
@@ -158,5 +160,144 @@ fn minted_keys_are_long_random_and_prefixed() {
     assert!(
         a.starts_with(keys::KEY_PREFIX) && a.len() == keys::KEY_PREFIX.len() + 64,
         "{a}"
+    );
+}
+
+#[test]
+fn key_secrets_of_another_tenant_with_the_same_label_are_neither_reused_nor_deleted() {
+    // Tenants `toto.hospital` and `toto-hospital` share the sanitised label value; only the owner
+    // reference tells their Secrets apart.
+    let tenant: Tenant = fixture("tenant.yaml");
+    let mut other: Tenant = fixture("tenant.yaml");
+    other.metadata.name = Some("toto.hospital".into());
+    other.metadata.uid = Some("6f1c9a52-0000-4000-8000-0000000000ff".into());
+    let mut mint = || "ansk-other".to_owned();
+    let foreign = keys::plan(&other, &[], &mut mint, "t0").create;
+    assert_eq!(
+        foreign[0].metadata.labels.as_ref().expect("labels")[names::LABEL_TENANT],
+        "toto-hospital",
+        "the two tenants really share the label value"
+    );
+    let mut n = 0;
+    let plan = keys::plan(
+        &tenant,
+        &foreign,
+        || {
+            n += 1;
+            format!("ansk-own-{n}")
+        },
+        "t1",
+    );
+    assert_eq!(
+        plan.create.len(),
+        2,
+        "the other tenant's keys are not reused"
+    );
+    assert!(plan.delete.is_empty(), "nor deleted: {:?}", plan.delete);
+    assert_eq!(
+        plan.status[0].fingerprint,
+        names::key_fingerprint("ansk-own-1")
+    );
+}
+
+#[test]
+fn tenant_readiness_reflects_keys_that_really_exist() {
+    let ok = keys::readiness(2, &[]);
+    assert_eq!((ok.phase, ok.reason), (TenantPhase::Ready, "KeysMinted"));
+    let none = keys::readiness(0, &[]);
+    assert_eq!((none.phase, none.reason), (TenantPhase::Pending, "NoKeys"));
+    assert_eq!(none.status, ConditionStatus::False);
+    let taken = keys::readiness(2, &["toto-hospital-key-ehr-prod".into()]);
+    assert_eq!(
+        (taken.phase, taken.reason),
+        (TenantPhase::Pending, "KeySecretConflict")
+    );
+    assert!(
+        taken.message.contains("toto-hospital-key-ehr-prod")
+            && taken.message.contains("delete or rename"),
+        "{}",
+        taken.message
+    );
+}
+
+#[test]
+fn model_servers_need_the_endpoints_backend_key() {
+    let ie: InferenceEndpoint = fixture("endpoint.yaml");
+    let mv: ModelVersion = fixture("mv-hf-pvc.yaml");
+    let d = workload::deployment(&ie, &mv, 1).expect("pvc source");
+    let pod = d.spec.expect("spec").template.spec.expect("pod");
+    let args = pod.containers[0].args.clone().expect("args");
+    assert!(
+        args.contains(&"--api-key-file=/var/run/anshin/backend-key/api-key".to_owned()),
+        "{args:?}"
+    );
+    let volume = pod
+        .volumes
+        .iter()
+        .flatten()
+        .find(|v| v.name == "backend-key")
+        .expect("key volume");
+    let secret = volume.secret.as_ref().expect("secret volume");
+    assert_eq!(
+        secret.secret_name.as_deref(),
+        Some("med-ja-chat-backend-key")
+    );
+    assert_eq!(secret.default_mode, Some(0o440));
+    assert_eq!(
+        pod.security_context.and_then(|s| s.fs_group),
+        Some(65532),
+        "the non-root server can read the 0440 key through its group"
+    );
+    let key = backend_access::key_secret(&ie, "ansk-backend");
+    assert_eq!(
+        key.metadata.labels.as_ref().expect("labels")["anshin.dev/backend-key-of"],
+        "med-ja-chat"
+    );
+    assert_eq!(
+        key.metadata.owner_references.as_ref().expect("owned")[0].kind,
+        "InferenceEndpoint"
+    );
+}
+
+#[test]
+fn the_network_policy_admits_only_gateway_pods_and_monitoring_to_the_model_port() {
+    let ie: InferenceEndpoint = fixture("endpoint.yaml");
+    let net = backend_access::NetworkSettings {
+        gateway_namespace: "anshin-system".into(),
+        gateway_labels: [("app.kubernetes.io/name".into(), "anshin-gateway".into())].into(),
+        monitoring_namespace: Some("monitoring".into()),
+    };
+    let p = backend_access::network_policy(&ie, &net);
+    let v = serde_json::to_value(&p.spec).expect("json");
+    assert_eq!(
+        v,
+        serde_json::json!({
+            "podSelector": {"matchLabels": {"anshin.dev/endpoint": "med-ja-chat"}},
+            "policyTypes": ["Ingress"],
+            "ingress": [{
+                "from": [
+                    {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "anshin-system"}},
+                     "podSelector": {"matchLabels": {"app.kubernetes.io/name": "anshin-gateway"}}},
+                    {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
+                ],
+                "ports": [{"port": 8000, "protocol": "TCP"}]
+            }]
+        })
+    );
+    let without = backend_access::network_policy(
+        &ie,
+        &backend_access::NetworkSettings {
+            monitoring_namespace: None,
+            ..net
+        },
+    );
+    let from = without.spec.and_then(|s| s.ingress).expect("ingress")[0]
+        .from
+        .clone()
+        .expect("from");
+    assert_eq!(
+        from.len(),
+        1,
+        "without a monitoring namespace only the gateway"
     );
 }

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod backend;
+pub mod kube_objects;
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};

@@ -2,18 +2,21 @@
 //! status, and blue/green version changes.
 //!
 //! read (endpoint, target and served ModelVersions, the endpoint's Deployments) → `rollout::decide`
-//! (pure) → apply Deployments/Services of the versions to serve, delete the rest → status if changed.
+//! (pure) → backend key Secret and NetworkPolicy ([`crate::backend_access`]) → apply
+//! Deployments/Services of the versions to serve, delete the rest → status if changed.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
+use anshin_crds::labels::backend_key_secret;
 use anshin_crds::model_version::ModelVersionPhase;
 use anshin_crds::{InferenceEndpoint, ModelVersion};
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::Service;
-use kube::api::{Api, ListParams};
+use k8s_openapi::api::core::v1::{Secret, Service};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use kube::api::{Api, ListParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::EventType;
 use kube::runtime::reflector::ObjectRef;
@@ -23,7 +26,7 @@ use kube::{Client, ResourceExt};
 use crate::context::{Context, apply, apply_status, delete_if_exists};
 use crate::error::{Error, Result};
 use crate::rollout::{self, Decision, Observed, Target, VersionPods};
-use crate::{names, workload};
+use crate::{backend_access, keys, names, workload};
 
 const CONTROLLER: &str = "inferenceendpoint";
 
@@ -123,6 +126,7 @@ async fn reconcile(ie: Arc<InferenceEndpoint>, ctx: Arc<Context>) -> Result<Acti
         now: Timestamp::now(),
     };
     let decision = rollout::decide(&observed);
+    ensure_backend_access(&ie, &ctx).await?;
     apply_workloads(&ie, &ctx, &decision, &versions, &owned.items).await?;
     report(&ie, &ctx, &status, &decision.status).await?;
     let busy = decision.status.canary_version.is_some() || !decision.status.retiring.is_empty();
@@ -160,6 +164,41 @@ fn pods_by_version(
         );
     }
     out
+}
+
+/// Mints the endpoint's backend key once (never rewritten) and applies its NetworkPolicy.
+async fn ensure_backend_access(ie: &InferenceEndpoint, ctx: &Context) -> Result<()> {
+    let ns = ie.namespace().unwrap_or_default();
+    let secrets = Api::<Secret>::namespaced(ctx.client.clone(), &ns);
+    let name = backend_key_secret(&ie.name_any());
+    match secrets.get_opt(&name).await? {
+        None => {
+            let secret = backend_access::key_secret(ie, &keys::mint_key());
+            match secrets.create(&PostParams::default(), &secret).await {
+                // Created meanwhile by another reconcile of this endpoint: checked on the next pass.
+                Ok(_) => {}
+                Err(kube::Error::Api(s)) if s.code == 409 => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Some(s)
+            if s.owner_references()
+                .iter()
+                .any(|o| Some(&o.uid) == ie.uid().as_ref()) => {}
+        Some(_) => {
+            return Err(Error::NameTaken(format!(
+                "Secret {name} exists and is not owned by this InferenceEndpoint, so its model \
+                 servers cannot get a backend key: delete or rename that Secret"
+            )));
+        }
+    }
+    let policy = backend_access::network_policy(ie, &ctx.settings.network);
+    apply(
+        &Api::<NetworkPolicy>::namespaced(ctx.client.clone(), &ns),
+        &policy,
+    )
+    .await?;
+    Ok(())
 }
 
 async fn apply_workloads(

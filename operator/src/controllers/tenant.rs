@@ -6,8 +6,7 @@
 use std::sync::Arc;
 
 use anshin_crds::Tenant;
-use anshin_crds::conditions::{Condition, ConditionStatus, set_condition};
-use anshin_crds::tenant::TenantPhase;
+use anshin_crds::conditions::{Condition, set_condition};
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, ListParams, PostParams};
@@ -49,17 +48,28 @@ async fn reconcile(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<Action> {
         .list(&ListParams::default().labels(&selector))
         .await?;
     let now = Timestamp::now();
-    let plan = keys::plan(&tenant, &existing.items, keys::mint_key, &now.to_string());
+    let mut plan = keys::plan(&tenant, &existing.items, keys::mint_key, &now.to_string());
+    let mut taken = Vec::new();
     for secret in &plan.create {
         match secrets.create(&PostParams::default(), secret).await {
             Ok(_) => {}
-            // Created by a previous reconcile that failed later: keep that key, the next pass records it.
             Err(kube::Error::Api(s)) if s.code == 409 => {
-                return Ok(Action::requeue(std::time::Duration::from_secs(1)));
+                let name = secret.name_any();
+                match secrets.get_opt(&name).await? {
+                    // Created by a previous reconcile that failed later: keep that key, the next pass
+                    // records it.
+                    Some(own) if keys::owned_by(&own, &tenant) => {
+                        return Ok(Action::requeue(std::time::Duration::from_secs(1)));
+                    }
+                    // Someone else's Secret has this key's name: never reuse or overwrite it.
+                    _ => taken.push(name),
+                }
             }
             Err(e) => return Err(e.into()),
         }
     }
+    plan.status.retain(|k| !taken.contains(&k.secret_name));
+    plan.create.retain(|c| !taken.contains(&c.name_any()));
     for name in &plan.delete {
         delete_if_exists(&secrets, name).await?;
         ctx.event(
@@ -85,16 +95,16 @@ async fn reconcile(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<Action> {
     let mut status = tenant.status.clone().unwrap_or_default();
     status.active_keys = i32::try_from(plan.status.len()).unwrap_or(i32::MAX);
     status.keys = plan.status;
-    status.phase = TenantPhase::Ready;
+    let ready = keys::readiness(tenant.spec.keys.len(), &taken);
+    status.phase = ready.phase;
     status.observed_generation = tenant.metadata.generation;
-    let message = format!("{} API keys active", status.active_keys);
     set_condition(
         &mut status.conditions,
         Condition::new(
             "Ready",
-            ConditionStatus::True,
-            "KeysMinted",
-            message,
+            ready.status,
+            ready.reason,
+            ready.message.clone(),
             tenant.metadata.generation,
             now,
         ),
@@ -106,6 +116,10 @@ async fn reconcile(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<Action> {
             &status,
         )
         .await?;
+    }
+    if !taken.is_empty() {
+        // Backs off per object (2 s doubling to 5 min) and publishes the message as an Event.
+        return Err(Error::NameTaken(ready.message));
     }
     Ok(Action::requeue(std::time::Duration::from_secs(600)))
 }
