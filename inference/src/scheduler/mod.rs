@@ -8,20 +8,20 @@
 //! that begin like a running sequence's take its cached keys and values for the common part
 //! ([`crate::prefix`]), and one whose prefix another computes in this step sits the step out.
 
-use std::collections::VecDeque;
+mod actor;
+
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use crate::metrics::Metrics;
-use crate::model::{Llama, SeqStep};
-use crate::prefix;
-use crate::prefix_cache::PrefixCache;
+use crate::model::Llama;
 use crate::sampling::SamplingParams;
-use crate::sequence::{Sequence, StepOutcome};
 use crate::tokenizer::TextTokenizer;
+use actor::Actor;
 
 /// One generation request, already tokenized.
 #[derive(Debug, Clone)]
@@ -133,6 +133,7 @@ pub struct SchedulerConfig {
     pub prefix_cache: bool,
 }
 
+/// A request in the actor's queue.
 struct Job {
     req: GenerateRequest,
     events: mpsc::UnboundedSender<GenEvent>,
@@ -145,6 +146,8 @@ pub struct SchedulerHandle {
     tx: mpsc::UnboundedSender<Job>,
     waiting: Arc<AtomicUsize>,
     cfg: Arc<SchedulerConfig>,
+    /// Set once, with the reason, when the actor thread died.
+    died: watch::Receiver<Option<String>>,
 }
 
 impl SchedulerHandle {
@@ -193,226 +196,132 @@ impl SchedulerHandle {
     pub fn config(&self) -> &SchedulerConfig {
         &self.cfg
     }
+
+    /// Resolves, with the reason, once the actor thread has died (a panic); pending while it runs and
+    /// after a normal stop.
+    pub fn stopped(&self) -> impl Future<Output = String> + Send + 'static {
+        let mut died = self.died.clone();
+        async move {
+            let reason = died
+                .wait_for(Option::is_some)
+                .await
+                .map(|r| r.clone().unwrap_or_default());
+            match reason {
+                Ok(reason) => reason,
+                // The actor ended normally (every handle dropped): it never dies.
+                Err(_) => std::future::pending().await,
+            }
+        }
+    }
 }
 
 /// Starts the actor thread that owns `model`; it stops when every handle is dropped and work is done.
+/// The thread runs under a supervisor: if the actor panics, every request it held or that waits in its
+/// queue fails with the reason, new submits fail with [`SubmitError::Stopped`], and
+/// [`SchedulerHandle::stopped`] resolves, which the server turns into 503s and an exit.
 pub fn spawn(
     model: Llama,
     tokenizer: Arc<TextTokenizer>,
     cfg: SchedulerConfig,
     metrics: Metrics,
 ) -> SchedulerHandle {
+    spawn_actor(model, tokenizer, cfg, metrics, |_| {})
+}
+
+fn spawn_actor(
+    model: Llama,
+    tokenizer: Arc<TextTokenizer>,
+    cfg: SchedulerConfig,
+    metrics: Metrics,
+    configure: impl FnOnce(&mut Actor),
+) -> SchedulerHandle {
     let (tx, rx) = mpsc::unbounded_channel();
     let waiting = Arc::new(AtomicUsize::new(0));
     let cfg = Arc::new(cfg);
-    let mut actor = Actor {
-        model,
-        tokenizer,
-        cfg: cfg.clone(),
-        metrics,
-        rx,
-        waiting_count: waiting.clone(),
-        waiting: VecDeque::new(),
-        running: Vec::new(),
-        reserved: 0,
-        cache: PrefixCache::new(),
-        logits: Vec::new(),
-    };
+    let (died_tx, died) = watch::channel(None);
+    let mut actor = Actor::new(model, tokenizer, cfg.clone(), metrics, rx, waiting.clone());
+    configure(&mut actor);
     std::thread::Builder::new()
         .name("anshin-scheduler".into())
-        .spawn(move || actor.run())
+        .spawn(move || supervise(actor, died_tx))
         .expect("the OS can start one thread");
-    SchedulerHandle { tx, waiting, cfg }
+    SchedulerHandle {
+        tx,
+        waiting,
+        cfg,
+        died,
+    }
 }
 
-struct Actor {
-    model: Llama,
-    tokenizer: Arc<TextTokenizer>,
-    cfg: Arc<SchedulerConfig>,
-    metrics: Metrics,
-    rx: mpsc::UnboundedReceiver<Job>,
-    waiting_count: Arc<AtomicUsize>,
-    waiting: VecDeque<Job>,
-    running: Vec<Sequence>,
-    reserved: usize,
-    cache: PrefixCache,
-    /// The last step's logits, `[sequences, vocab]`: one buffer reused by every step.
-    logits: Vec<f32>,
+/// What requests the dead actor held are told (the panic's own text goes to the log, not to callers).
+pub const STOPPED_MESSAGE: &str = "the inference engine stopped; retry on another replica";
+
+/// Runs the actor; on a panic, fails its requests and reports the reason on `died`. The clean-up runs
+/// under its own `catch_unwind`, so `died` is set even if the actor's state is too broken to clean up.
+fn supervise(mut actor: Actor, died: watch::Sender<Option<String>>) {
+    let Err(panic) = std::panic::catch_unwind(AssertUnwindSafe(|| actor.run())) else {
+        return;
+    };
+    let what = panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".into());
+    let _ = std::panic::catch_unwind(AssertUnwindSafe(|| actor.fail_everything(STOPPED_MESSAGE)));
+    died.send_replace(Some(format!("the scheduler thread panicked: {what}")));
 }
 
-impl Actor {
-    fn run(&mut self) {
-        loop {
-            if self.running.is_empty() && self.waiting.is_empty() {
-                match self.rx.blocking_recv() {
-                    Some(job) => self.waiting.push_back(job),
-                    None => return,
-                }
-            }
-            while let Ok(job) = self.rx.try_recv() {
-                self.waiting.push_back(job);
-            }
-            self.drop_cancelled_waiting();
-            self.admit();
-            self.step();
-            self.publish_gauges();
-        }
-    }
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{fixture, loader};
 
-    fn drop_cancelled_waiting(&mut self) {
-        let before = self.waiting.len();
-        self.waiting.retain(|j| !j.events.is_closed());
-        let dropped = before - self.waiting.len();
-        for _ in 0..dropped {
-            self.waiting_count.fetch_sub(1, Ordering::SeqCst);
-            self.metrics.request_done("cancelled");
-        }
-    }
-
-    fn admit(&mut self) {
-        while self.running.len() < self.cfg.max_batch {
-            let Some(front) = self.waiting.front() else {
-                break;
-            };
-            let need = front.req.prompt.len() + front.req.max_tokens;
-            let Some(room) = self.cfg.kv_budget_tokens.checked_sub(self.reserved + need) else {
-                break;
-            };
-            // Finished requests' caches give way to a request that needs their room.
-            self.cache.shrink_to(room);
-            let Some(job) = self.waiting.pop_front() else {
-                break;
-            };
-            self.waiting_count.fetch_sub(1, Ordering::SeqCst);
-            self.reserved += need;
-            self.metrics
-                .prompt_tokens
-                .inc_by(job.req.prompt.len() as u64);
-            let layers = self.model.config().num_layers;
-            self.running.push(Sequence::new(
-                job.req,
-                job.events,
-                job.accepted,
-                layers,
-                need,
-            ));
-        }
-    }
-
-    fn step(&mut self) {
-        if self.running.is_empty() {
-            return;
-        }
-        let chunk = self.cfg.prefill_chunk;
-        let held = self.share_prefixes(chunk);
-        let mut batch: Vec<SeqStep<'_>> = self
-            .running
-            .iter_mut()
-            .zip(&held)
-            .filter(|(_, held)| !**held)
-            .map(|(s, _)| s.next_step(chunk))
-            .collect();
-        let mut logits = std::mem::take(&mut self.logits);
-        let vocab = self.model.forward_into(&mut batch, &mut logits);
-        drop(batch);
-        let mut rows = match vocab {
-            Ok(vocab) => logits.chunks_exact(vocab.max(1)),
-            Err(e) => {
-                self.logits = logits;
-                return self.fail_all(&e.to_string());
-            }
+    /// A panic in the actor (injected at its third step) fails the running and the waiting request,
+    /// refuses later submits, and resolves `stopped` with the panic's message — instead of a thread that
+    /// is gone and a handle that still accepts work.
+    #[test]
+    fn a_panicking_actor_fails_its_requests_and_reports_why() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = fixture::write_hf(dir.path(), false).expect("fixture");
+        let m = loader::load(&path, None, &candle_core::Device::Cpu).expect("load");
+        let tok = Arc::new(m.tokenizer);
+        let cfg = SchedulerConfig {
+            max_waiting: 8,
+            max_batch: 1,
+            kv_budget_tokens: 8192,
+            prefill_chunk: 8,
+            max_context: 4096,
+            prefix_cache: false,
         };
-        let mut keep = Vec::with_capacity(self.running.len());
-        for (mut seq, held) in std::mem::take(&mut self.running).into_iter().zip(held) {
-            let outcome = match (held, seq.is_cancelled()) {
-                (true, false) => StepOutcome::Continue,
-                (true, true) => StepOutcome::Finished("cancelled"),
-                // One row per fed sequence, in order (`forward` returns as many rows as it was given).
-                (false, _) => match rows.next() {
-                    Some(row) => seq.after_step(row, &self.tokenizer, &self.metrics),
-                    None => {
-                        seq.fail("the model returned fewer logits rows than sequences");
-                        StepOutcome::Finished("error")
-                    }
-                },
-            };
-            match outcome {
-                StepOutcome::Continue => keep.push(seq),
-                StepOutcome::Finished(status) => {
-                    self.reserved -= seq.reserved_tokens();
-                    self.metrics.request_done(status);
-                    if self.cfg.prefix_cache && status != "error" {
-                        // Its reservation (prompt + max_tokens) covered these rows and is released.
-                        let (tokens, cache, scope) = seq.into_cached();
-                        self.cache.insert(tokens, cache, scope);
-                    }
-                }
+        let handle = spawn_actor(m.model, tok.clone(), cfg, Metrics::new(), |a| {
+            a.panic_at_step = Some(3)
+        });
+        let req = GenerateRequest {
+            prompt: tok.encode("患者は").expect("encode"),
+            max_tokens: 50,
+            sampling: SamplingParams::default(),
+            stop: vec![],
+            ignore_eos: true,
+            cache_scope: 0,
+        };
+        let running = handle.submit(req.clone()).expect("accepted");
+        let queued = handle.submit(req.clone()).expect("accepted");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .expect("runtime");
+        let wait = std::time::Duration::from_secs(30);
+        let reason = rt
+            .block_on(async { tokio::time::timeout(wait, handle.stopped()).await })
+            .expect("the supervisor reports the death");
+        assert!(reason.contains("injected scheduler fault"), "{reason}");
+        for mut rx in [running, queued] {
+            let mut last = None;
+            while let Some(ev) = rx.blocking_recv() {
+                last = Some(ev);
             }
+            assert_eq!(last, Some(GenEvent::Failed(STOPPED_MESSAGE.into())));
         }
-        self.running = keep;
-        self.logits = logits;
-    }
-
-    /// Applies [`prefix::plan`]: copies shared prefixes from running sequences and from finished ones'
-    /// caches (donors after the running ones); returns, per running sequence, whether it sits out this
-    /// step.
-    fn share_prefixes(&mut self, chunk: usize) -> Vec<bool> {
-        let host = self.model.caches_host_rows();
-        let n = self.running.len();
-        let standings: Vec<_> = (self.running.iter().map(|s| s.standing(host)))
-            .chain((0..self.cache.len()).map(|i| self.cache.standing(i)))
-            .collect();
-        let actions = prefix::plan(&standings, chunk);
-        let mut used = Vec::new();
-        for (i, action) in actions.iter().enumerate().take(n) {
-            let Some((from, upto)) = action.copy else {
-                continue;
-            };
-            let copied = if from < n {
-                let (seq, donor) = pair_mut(&mut self.running, i, from);
-                seq.copy_prefix(donor.donor(), upto)
-            } else {
-                used.push(from - n);
-                self.running[i].copy_prefix(self.cache.donor(from - n), upto)
-            };
-            self.metrics.prefix_shared_tokens.inc_by(copied as u64);
-        }
-        self.cache.touch(&used);
-        actions.iter().take(n).map(|a| a.hold).collect()
-    }
-
-    fn fail_all(&mut self, err: &str) {
-        tracing::error!(error = %err, sequences = self.running.len(), "forward pass failed");
-        for seq in self.running.drain(..) {
-            seq.fail(err);
-            self.reserved -= seq.reserved_tokens();
-            self.metrics.request_done("error");
-        }
-    }
-
-    fn publish_gauges(&self) {
-        let used: usize = self.running.iter().map(Sequence::cached_tokens).sum();
-        self.metrics
-            .kv_utilization
-            .set(used as f64 / self.cfg.kv_budget_tokens.max(1) as f64);
-        self.metrics.running.set(self.running.len() as i64);
-        self.metrics
-            .prefix_cache_tokens
-            .set(self.cache.tokens() as i64);
-        self.metrics
-            .queue_depth
-            .set(self.waiting_count.load(Ordering::SeqCst) as i64);
-    }
-}
-
-/// `(&mut v[i], &v[j])` for `i != j`.
-fn pair_mut<T>(v: &mut [T], i: usize, j: usize) -> (&mut T, &T) {
-    assert_ne!(i, j, "a sequence is not its own donor");
-    if i < j {
-        let (head, tail) = v.split_at_mut(j);
-        (&mut head[i], &tail[0])
-    } else {
-        let (head, tail) = v.split_at_mut(i);
-        (&mut tail[0], &head[j])
+        assert_eq!(handle.submit(req).err(), Some(SubmitError::Stopped));
     }
 }
