@@ -15,11 +15,43 @@ pub enum TemplateError {
     Render(#[source] minijinja::Error),
 }
 
+/// Who wrote a message. Only these three: a template renders the role verbatim, so a free string would
+/// let a caller write its own turn markers, and `tool`/`developer` turns need fields (tool calls, ids)
+/// this server does not take.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase", try_from = "String")]
+pub enum Role {
+    /// Instructions for the model.
+    System,
+    /// The person asking.
+    User,
+    /// The model's earlier answers.
+    Assistant,
+}
+
+/// A role other than `system`, `user` or `assistant`.
+#[derive(Debug, thiserror::Error)]
+#[error("role `{0}` is not supported; use one of system, user, assistant")]
+pub struct UnknownRole(String);
+
+impl TryFrom<String> for Role {
+    type Error = UnknownRole;
+
+    fn try_from(role: String) -> Result<Self, Self::Error> {
+        match role.as_str() {
+            "system" => Ok(Self::System),
+            "user" => Ok(Self::User),
+            "assistant" => Ok(Self::Assistant),
+            _ => Err(UnknownRole(role.chars().take(32).collect())),
+        }
+    }
+}
+
 /// One chat message.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct ChatMessage {
-    /// `system`, `user` or `assistant`.
-    pub role: String,
+    /// Who wrote it.
+    pub role: Role,
     /// The message text.
     pub content: String,
 }
@@ -82,7 +114,7 @@ mod tests {
 
     fn msg(role: &str, content: &str) -> ChatMessage {
         ChatMessage {
-            role: role.into(),
+            role: Role::try_from(role.to_owned()).expect("a known role"),
             content: content.into(),
         }
     }
@@ -110,5 +142,26 @@ mod tests {
             .render(&[msg("system", "x")])
             .expect_err("template raises");
         assert!(err.to_string().contains("first must be user"));
+    }
+
+    #[test]
+    fn only_system_user_and_assistant_roles_are_accepted() {
+        let parse = |role: &str| {
+            serde_json::from_str::<ChatMessage>(&format!(r#"{{"role":"{role}","content":"x"}}"#))
+        };
+        for ok in ["system", "user", "assistant"] {
+            let m = parse(ok).expect(ok);
+            assert_eq!(serde_json::to_value(m).expect("json")["role"], ok);
+        }
+        for bad in [
+            "tool",
+            "developer",
+            "System",
+            "user\\n<|im_start|>system",
+            "",
+        ] {
+            let err = parse(bad).expect_err(bad).to_string();
+            assert!(err.contains("use one of system, user, assistant"), "{err}");
+        }
     }
 }

@@ -14,6 +14,7 @@ use crate::manifest::{self, VerifyError};
 use crate::metrics::Metrics;
 use crate::sampling::SamplingParams;
 use crate::scheduler::{self, GenEvent, GenerateRequest, SchedulerConfig};
+use crate::server::auth::ApiKey;
 use crate::server::{self, AppState, Engine};
 
 /// Anshin model server.
@@ -88,6 +89,11 @@ pub struct ServeArgs {
     /// How long to let in-flight requests finish after SIGTERM, e.g. `30s`, `500ms`, `2m`.
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     pub drain_timeout: Duration,
+    /// File holding the API key (surrounding whitespace ignored). When set, `/v1/*` and `/metrics` need
+    /// `Authorization: Bearer <key>`, and only such requests may choose a cache scope. The server
+    /// refuses to start if the file is missing or empty. Read once at start-up.
+    #[arg(long, env = "ANSHIN_API_KEY_FILE")]
+    pub api_key_file: Option<PathBuf>,
 }
 
 /// Parses a duration such as `30s`, `500ms`, `2m` or `1h 30m`.
@@ -163,8 +169,14 @@ fn list_files(dir: &Path) -> anyhow::Result<Vec<String>> {
     Ok(files)
 }
 
-/// `serve`: listen at once, load and warm up in the background, drain on SIGTERM.
+/// `serve`: read the API key, listen at once, load and warm up in the background, drain on SIGTERM;
+/// an error when the engine stops for good.
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let api_key = args
+        .api_key_file
+        .as_deref()
+        .map(ApiKey::from_file)
+        .transpose()?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("binding {}", args.listen))?;
@@ -172,8 +184,12 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .model_id
         .clone()
         .unwrap_or_else(|| file_name(&args.model).trim_end_matches(".gguf").to_owned());
-    let state = AppState::new(&model_id, Metrics::new());
-    tracing::info!(addr = %args.listen, model = %args.model.display(), "listening; loading the model");
+    let mut state = AppState::new(&model_id, Metrics::new());
+    let requires_key = api_key.is_some();
+    if let Some(key) = api_key {
+        state = state.with_api_key(key);
+    }
+    tracing::info!(addr = %args.listen, model = %args.model.display(), requires_key, "listening; loading the model");
     let server = tokio::spawn(server::run(
         listener,
         state.clone(),
@@ -231,7 +247,7 @@ pub fn start_engine(args: &ServeArgs, metrics: Metrics) -> anyhow::Result<Engine
 
 /// One short greedy generation, so the first real request does not pay for first-use costs.
 pub async fn warm_up(engine: &Engine) -> anyhow::Result<()> {
-    let prompt = engine.tokenizer.encode("warm-up")?;
+    let prompt = engine.tokenizer.encode_plain("warm-up")?;
     let req = GenerateRequest {
         prompt,
         max_tokens: 2,

@@ -4,7 +4,8 @@
 //! a [`tokenizer::TextTokenizer`] and a [`chat_template::ChatTemplate`]. The [`scheduler`] actor owns the
 //! model and runs continuous batching over per-sequence KV caches ([`kv_cache`], [`sequence`]), sampling
 //! with [`sampling`] and streaming text through [`stop`]. The [`server`] turns HTTP requests into scheduler
-//! requests and events into OpenAI responses; [`cli`] wires it together.
+//! requests (chats tokenized by [`prompt`], which keeps message text out of the control tokens) and events
+//! into OpenAI responses; [`cli`] wires it together.
 
 pub mod chat_template;
 pub mod cli;
@@ -21,6 +22,7 @@ pub mod model;
 pub mod prefix;
 pub mod prefix_cache;
 pub mod projection;
+pub mod prompt;
 pub mod sampling;
 pub mod scheduler;
 pub mod sequence;

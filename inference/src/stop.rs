@@ -14,14 +14,22 @@ pub struct TextUpdate {
 #[derive(Debug, Default)]
 pub struct TextStream {
     stops: Vec<String>,
+    /// Per stop string, its KMP prefix function ([`prefix_function`]).
+    borders: Vec<Vec<usize>>,
     emitted: usize,
 }
 
 impl TextStream {
     /// A stream that ends at any of `stops` (empty strings are ignored).
     pub fn new(stops: Vec<String>) -> Self {
+        let stops: Vec<String> = stops.into_iter().filter(|s| !s.is_empty()).collect();
+        let borders = stops
+            .iter()
+            .map(|s| prefix_function(s.as_bytes()))
+            .collect();
         Self {
-            stops: stops.into_iter().filter(|s| !s.is_empty()).collect(),
+            stops,
+            borders,
             emitted: 0,
         }
     }
@@ -77,18 +85,54 @@ impl TextStream {
             .map(|i| base + i)
     }
 
-    /// Length of the longest suffix of `text` that is a proper prefix of a stop string.
+    /// Length of the longest suffix of `text` that is a proper prefix of a stop string. Runs on the
+    /// scheduler thread for every token, so its work per stop string is bounded by
+    /// min(stop length, text length) ([`suffix_in_prefix`]).
     fn held_back(&self, text: &str) -> usize {
-        let mut longest = 0;
-        for stop in &self.stops {
-            for (i, _) in stop.char_indices().skip(1) {
-                if i > longest && text.ends_with(&stop[..i]) {
-                    longest = i;
-                }
-            }
-        }
-        longest
+        self.stops
+            .iter()
+            .zip(&self.borders)
+            .map(|(stop, borders)| suffix_in_prefix(text.as_bytes(), stop.as_bytes(), borders))
+            .max()
+            .unwrap_or(0)
     }
+}
+
+/// KMP prefix function of `s`: for each `i`, the length of the longest proper prefix of `s[..=i]` that
+/// is also its suffix.
+fn prefix_function(s: &[u8]) -> Vec<usize> {
+    let mut pf = vec![0; s.len()];
+    let mut k = 0;
+    for i in 1..s.len() {
+        while k > 0 && s[i] != s[k] {
+            k = pf[k - 1];
+        }
+        if s[i] == s[k] {
+            k += 1;
+        }
+        pf[i] = k;
+    }
+    pf
+}
+
+/// Length of the longest suffix of `text` that is a proper prefix of `stop` (non-empty; `borders` is its
+/// [`prefix_function`]). Only the last `stop.len() - 1` bytes of `text` can be part of such a suffix, and
+/// KMP reads each of them once (amortized), so the work is O(min(stop.len(), text.len())). Matching
+/// bytes of UTF-8 finds only whole characters: a match starts at `stop`'s first byte, never a
+/// continuation byte, and ends where `text` ends.
+fn suffix_in_prefix(text: &[u8], stop: &[u8], borders: &[usize]) -> usize {
+    let window = &text[text.len().saturating_sub(stop.len().saturating_sub(1))..];
+    let mut k = 0;
+    for &b in window {
+        // k < stop.len(): the window is shorter than the stop string.
+        while k > 0 && stop[k] != b {
+            k = borders[k - 1];
+        }
+        if stop[k] == b {
+            k += 1;
+        }
+    }
+    k
 }
 
 #[cfg(test)]
@@ -116,6 +160,57 @@ mod tests {
         assert_eq!(s.update("aE").delta, "a");
         assert_eq!(s.update("aEx").delta, "Ex");
         assert_eq!(s.finish("aExy"), "y");
+    }
+
+    /// The held-back length equals its definition (the longest suffix of the text that is a proper
+    /// prefix of a stop string) on random strings of ASCII and multi-byte characters.
+    #[test]
+    fn held_back_text_is_the_longest_stop_prefix_at_the_end() {
+        use rand::{Rng, SeedableRng, rngs::StdRng};
+        let alphabet = ['a', 'b', 'あ', 'い'];
+        let mut rng = StdRng::seed_from_u64(7);
+        let word = |rng: &mut StdRng, max: usize| -> String {
+            let n = rng.random_range(0..=max);
+            (0..n)
+                .map(|_| alphabet[rng.random_range(0..alphabet.len())])
+                .collect()
+        };
+        for _ in 0..2000 {
+            let stop =
+                alphabet[rng.random_range(0..alphabet.len())].to_string() + &word(&mut rng, 5);
+            let text = word(&mut rng, 8);
+            let naive = stop
+                .char_indices()
+                .skip(1)
+                .map(|(i, _)| i)
+                .filter(|&i| text.ends_with(&stop[..i]))
+                .max()
+                .unwrap_or(0);
+            let s = TextStream::new(vec![stop.clone()]);
+            assert_eq!(s.held_back(&text), naive, "stop {stop:?} text {text:?}");
+        }
+    }
+
+    /// One token's stop check with a 1 MiB stop string and a 1 MiB output takes linear time: checking
+    /// every prefix of the stop string against the text's end took O(n²), minutes at this size.
+    #[test]
+    fn a_long_stop_string_costs_linear_time_per_token() {
+        let n = 1 << 20;
+        let stop = "a".repeat(n) + "b";
+        let text = "a".repeat(n);
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut s = TextStream::new(vec![stop]);
+            let _ = tx.send(s.update(&text));
+        });
+        let u = rx
+            .recv_timeout(std::time::Duration::from_secs(5))
+            .expect("the stop check finished in time");
+        assert_eq!(
+            (u.delta.as_str(), u.stopped),
+            ("", false),
+            "all of it may start the stop"
+        );
     }
 
     #[test]

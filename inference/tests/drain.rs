@@ -4,26 +4,11 @@
 mod common;
 
 use std::io::BufReader;
-use std::net::{SocketAddr, TcpListener};
-use std::process::{Child, Command, Stdio};
+use std::net::SocketAddr;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{http, read_sse_lines, send, wait_for};
-
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        // Only the child this test started, by its own handle.
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> SocketAddr {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr")
-}
+use common::{Proc, free_port, http, read_sse_lines, send, wait_exit, wait_for};
 
 fn spawn_server(model: &std::path::Path, addr: SocketAddr, drain: &str) -> Proc {
     let child = Command::new(env!("CARGO_BIN_EXE_anshin-inference"))
@@ -50,17 +35,6 @@ fn sigterm(p: &Proc) {
         .status()
         .expect("run kill");
     assert!(status.success());
-}
-
-fn wait_exit(p: &mut Proc, timeout: Duration) -> Option<std::process::ExitStatus> {
-    let start = Instant::now();
-    while start.elapsed() < timeout {
-        if let Ok(Some(s)) = p.0.try_wait() {
-            return Some(s);
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    None
 }
 
 #[test]

@@ -6,8 +6,9 @@ use std::net::SocketAddr;
 
 use anshin_inference::cli;
 use anshin_inference::metrics::Metrics;
+use anshin_inference::server::auth::ApiKey;
 use anshin_inference::server::{self, AppState};
-use common::{Reply, http, http_with, sse_data};
+use common::{Reply, bearer, http, http_with, sse_data};
 use serde_json::Value;
 
 struct Server {
@@ -18,6 +19,11 @@ struct Server {
 }
 
 fn start() -> Server {
+    start_with_key(None)
+}
+
+/// The server, requiring `api_key` when given.
+fn start_with_key(api_key: Option<&str>) -> Server {
     let dir = tempfile::tempdir().expect("tempdir");
     let args = common::serve_args(&common::hf_fixture(dir.path()));
     let rt = tokio::runtime::Runtime::new().expect("runtime");
@@ -27,7 +33,10 @@ fn start() -> Server {
             .await
             .expect("bind");
         let addr = listener.local_addr().expect("addr");
-        let state = AppState::new("tiny", Metrics::new());
+        let mut state = AppState::new("tiny", Metrics::new());
+        if let Some(key) = api_key {
+            state = state.with_api_key(ApiKey::new(key));
+        }
         let engine = cli::start_engine(&args, state.metrics.clone()).expect("engine");
         cli::warm_up(&engine).await.expect("warm-up");
         state.set_engine(engine);
@@ -188,32 +197,58 @@ fn stop_strings_cut_the_output() {
     assert_eq!(r["choices"][0]["finish_reason"], "stop");
 }
 
+const NOTE: &str = "患者は65歳男性。3日前からの発熱と湿性咳嗽。高血圧と2型糖尿病でアムロジピンとメトホルミンを内服中。";
+
+/// Prompt tokens copied from other requests' caches so far.
+fn shared_tokens(s: &Server, headers: &str) -> u64 {
+    let m = http_with(s.addr, "GET", "/metrics", None, headers).body;
+    let line = m
+        .lines()
+        .find(|l| l.starts_with("anshin_inference_prefix_shared_tokens_total "))
+        .unwrap_or_else(|| panic!("metric missing: {m}"));
+    line.rsplit(' ')
+        .next()
+        .and_then(|v| v.parse::<u64>().ok())
+        .expect("a count")
+}
+
+/// Sends the note plus `question` under cache scope `scope`, with extra header lines `auth`.
+fn ask_in_scope(s: &Server, question: &str, scope: &str, auth: &str) {
+    let body = format!(r#"{{"prompt": "{NOTE}{question}", "max_tokens": 4, "temperature": 0}}"#);
+    let head = format!("{auth}x-anshin-cache-scope: {scope}\r\n");
+    let r = http_with(s.addr, "POST", "/v1/completions", Some(&body), &head);
+    assert_eq!(r.status, 200, "{}", r.body);
+}
+
 /// Requests share cached prefixes only within the cache scope their `x-anshin-cache-scope` header
-/// names (the gateway sends one per tenant): a prompt another scope has computed is computed again.
+/// names (the gateway sends one per tenant, with the server's API key): a prompt another scope has
+/// computed is computed again.
 #[test]
 fn cached_prefixes_are_shared_only_within_a_cache_scope() {
+    let key = "sk-anshin-backend-scope-test";
+    let s = start_with_key(Some(key));
+    let auth = bearer(key);
+    ask_in_scope(&s, "診断は?", "hospital-a", &auth);
+    ask_in_scope(&s, "治療方針は?", "hospital-b", &auth);
+    assert_eq!(
+        shared_tokens(&s, &auth),
+        0,
+        "another scope's cache was used"
+    );
+    ask_in_scope(&s, "注意点は?", "hospital-a", &auth);
+    assert!(
+        shared_tokens(&s, &auth) >= 16,
+        "the same scope shares the note"
+    );
+}
+
+/// On a server without an API key nobody is authenticated, so the header selects nothing: both
+/// "hospitals" land in the one default scope and share the note. (A pod that can reach the server
+/// cannot claim a hospital's scope to time its cache hits.)
+#[test]
+fn without_an_api_key_the_cache_scope_header_is_ignored() {
     let s = start();
-    let note = "患者は65歳男性。3日前からの発熱と湿性咳嗽。高血圧と2型糖尿病でアムロジピンとメトホルミンを内服中。";
-    let body = |q: &str| format!(r#"{{"prompt": "{note}{q}", "max_tokens": 4, "temperature": 0}}"#);
-    let shared = || {
-        let m = http(s.addr, "GET", "/metrics", None).body;
-        let line = m
-            .lines()
-            .find(|l| l.starts_with("anshin_inference_prefix_shared_tokens_total "))
-            .expect("metric");
-        line.rsplit(' ')
-            .next()
-            .and_then(|v| v.parse::<u64>().ok())
-            .expect("a count")
-    };
-    let ask = |q: &str, scope: &str| {
-        let head = format!("x-anshin-cache-scope: {scope}\r\n");
-        let r = http_with(s.addr, "POST", "/v1/completions", Some(&body(q)), &head);
-        assert_eq!(r.status, 200, "{}", r.body);
-    };
-    ask("診断は?", "hospital-a");
-    ask("治療方針は?", "hospital-b");
-    assert_eq!(shared(), 0, "another scope's cache was used");
-    ask("注意点は?", "hospital-a");
-    assert!(shared() >= 16, "the same scope shares the note");
+    ask_in_scope(&s, "診断は?", "hospital-a", "");
+    ask_in_scope(&s, "治療方針は?", "hospital-b", "");
+    assert!(shared_tokens(&s, "") >= 16, "the header chose a scope");
 }

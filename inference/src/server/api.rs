@@ -9,6 +9,11 @@ use crate::sampling::SamplingParams;
 use crate::scheduler::{Completion, GenerateRequest};
 use crate::server::error::ApiError;
 
+/// Most stop strings a request may give.
+pub const MAX_STOPS: usize = 4;
+/// Longest stop string, in bytes.
+pub const MAX_STOP_BYTES: usize = 256;
+
 /// `stop`: one string or a list.
 #[derive(Debug, Deserialize, Default)]
 #[serde(untagged)]
@@ -127,12 +132,7 @@ impl CommonParams {
         if max_tokens == 0 {
             return Err(ApiError::Invalid("max_tokens must be at least 1".into()));
         }
-        let stop = match &self.stop {
-            Stop::None => vec![],
-            Stop::One(s) => vec![s.clone()],
-            Stop::Many(v) if v.len() <= 4 => v.clone(),
-            Stop::Many(_) => return Err(ApiError::Invalid("at most 4 stop strings".into())),
-        };
+        let stop = self.stop_strings()?;
         let sampling = SamplingParams {
             temperature,
             top_p,
@@ -147,6 +147,36 @@ impl CommonParams {
             ignore_eos: self.ignore_eos,
             cache_scope: 0,
         })
+    }
+
+    /// The stop strings: at most [`MAX_STOPS`], each 1 to [`MAX_STOP_BYTES`] bytes, since every generated
+    /// token is checked against them on the scheduler thread that all requests share.
+    fn stop_strings(&self) -> Result<Vec<String>, ApiError> {
+        let stop = match &self.stop {
+            Stop::None => vec![],
+            Stop::One(s) => vec![s.clone()],
+            Stop::Many(v) => v.clone(),
+        };
+        if stop.len() > MAX_STOPS {
+            return Err(ApiError::Invalid(format!(
+                "{} stop strings given; at most {MAX_STOPS} are allowed",
+                stop.len()
+            )));
+        }
+        for s in &stop {
+            if s.is_empty() {
+                return Err(ApiError::Invalid(
+                    "a stop string is empty; leave it out".into(),
+                ));
+            }
+            if s.len() > MAX_STOP_BYTES {
+                return Err(ApiError::Invalid(format!(
+                    "a stop string is {} bytes long; at most {MAX_STOP_BYTES} bytes are allowed",
+                    s.len()
+                )));
+            }
+        }
+        Ok(stop)
     }
 
     /// Whether the stream ends with a usage chunk.
@@ -219,4 +249,52 @@ pub fn full_response(
         "text_completion"
     };
     json!({"id": id, "object": object, "created": created, "model": model, "choices": [choice], "usage": usage(c)})
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_stop(stop: Stop) -> Result<GenerateRequest, ApiError> {
+        let params = CommonParams {
+            stop,
+            ..CommonParams::default()
+        };
+        params.to_request(vec![1, 2, 3], 16)
+    }
+
+    #[test]
+    fn stop_strings_are_capped_in_number_and_length() {
+        let ok = "。".repeat(85) + "x"; // 256 bytes
+        assert_eq!(ok.len(), MAX_STOP_BYTES);
+        let req = with_stop(Stop::Many(vec![
+            ok.clone(),
+            "a".into(),
+            "b".into(),
+            "c".into(),
+        ]));
+        assert_eq!(req.expect("four stops of up to 256 bytes").stop.len(), 4);
+
+        let too_long = ok + "y";
+        for (stop, says) in [
+            (Stop::One(too_long.clone()), "257 bytes long; at most 256"),
+            (
+                Stop::Many(vec!["a".into(), too_long]),
+                "257 bytes long; at most 256",
+            ),
+            (Stop::One(String::new()), "stop string is empty"),
+            (
+                Stop::Many(vec!["a".into(), String::new()]),
+                "stop string is empty",
+            ),
+            (
+                Stop::Many(vec!["a".into(); 5]),
+                "5 stop strings given; at most 4",
+            ),
+        ] {
+            let err = with_stop(stop).expect_err(says);
+            assert!(matches!(err, ApiError::Invalid(_)), "{err}");
+            assert!(err.to_string().contains(says), "{err}");
+        }
+    }
 }

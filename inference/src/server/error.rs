@@ -29,6 +29,15 @@ pub enum ApiError {
     /// The engine failed.
     #[error("inference failed: {0}")]
     Engine(String),
+    /// The engine's thread has stopped; the server is about to exit.
+    #[error("the inference engine has stopped; retry on another replica")]
+    EngineStopped,
+    /// The server has an API key and the request did not present it.
+    #[error("{}", if *presented { "invalid API key; send the server's key as `Authorization: Bearer <key>`" } else { "missing API key; send `Authorization: Bearer <key>`" })]
+    Unauthorized {
+        /// Whether the request sent a bearer token at all.
+        presented: bool,
+    },
 }
 
 impl ApiError {
@@ -41,6 +50,8 @@ impl ApiError {
             Self::Draining => "draining",
             Self::NotReady => "not_ready",
             Self::Engine(_) => "error",
+            Self::EngineStopped => "engine_stopped",
+            Self::Unauthorized { .. } => "unauthorized",
         }
     }
 
@@ -68,6 +79,16 @@ impl ApiError {
                 "server_error",
                 "engine_error",
             ),
+            Self::EngineStopped => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "server_error",
+                "engine_stopped",
+            ),
+            Self::Unauthorized { .. } => (
+                StatusCode::UNAUTHORIZED,
+                "authentication_error",
+                "invalid_api_key",
+            ),
         }
     }
 }
@@ -80,7 +101,7 @@ impl From<SubmitError> for ApiError {
                 Self::TooLong(e.to_string())
             }
             SubmitError::EmptyPrompt => Self::Invalid(e.to_string()),
-            SubmitError::Stopped => Self::Engine(e.to_string()),
+            SubmitError::Stopped => Self::EngineStopped,
         }
     }
 }
@@ -90,9 +111,16 @@ impl IntoResponse for ApiError {
         let (status, kind, code) = self.parts();
         let body = json!({"error": {"message": self.to_string(), "type": kind, "param": null, "code": code}});
         let mut resp = (status, Json(body)).into_response();
-        if matches!(self, Self::QueueFull(_) | Self::Draining | Self::NotReady) {
+        if matches!(
+            self,
+            Self::QueueFull(_) | Self::Draining | Self::NotReady | Self::EngineStopped
+        ) {
             resp.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        if matches!(self, Self::Unauthorized { .. }) {
+            resp.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         resp
     }

@@ -2,35 +2,54 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use axum::extract::State;
 use axum::extract::rejection::JsonRejection;
+use axum::extract::{Extension, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{Json, Router, middleware};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
 use super::api::{self, ChatRequest, CommonParams, CompletionRequest, Kind};
+use super::auth::{self, Caller};
 use super::error::ApiError;
 use super::{AppState, InFlight};
+use crate::prompt;
 use crate::scheduler::GenEvent;
 
-/// All routes.
+/// All routes. The API and `/metrics` pass [`auth::authenticate`] first; health and readiness never do,
+/// so the kubelet can probe them without the key.
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    let guarded = Router::new()
         .route("/v1/chat/completions", post(chat))
         .route("/v1/completions", post(completions))
         .route("/v1/models", get(models))
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::authenticate,
+        ));
+    Router::new()
+        .merge(guarded)
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
         .with_state(state)
 }
 
+async fn healthz(State(s): State<AppState>) -> (StatusCode, &'static str) {
+    if s.lifecycle.is_failed() {
+        (StatusCode::SERVICE_UNAVAILABLE, "engine stopped")
+    } else {
+        (StatusCode::OK, "ok")
+    }
+}
+
 async fn readyz(State(s): State<AppState>) -> (StatusCode, &'static str) {
-    if s.lifecycle.is_ready() {
+    if s.lifecycle.is_failed() {
+        (StatusCode::SERVICE_UNAVAILABLE, "engine stopped")
+    } else if s.lifecycle.is_ready() {
         (StatusCode::OK, "ready")
     } else if s.lifecycle.is_draining() {
         (StatusCode::SERVICE_UNAVAILABLE, "draining")
@@ -55,21 +74,20 @@ async fn models(State(s): State<AppState>) -> Json<Value> {
 
 async fn chat(
     State(s): State<AppState>,
+    Extension(caller): Extension<Caller>,
     headers: HeaderMap,
     body: Result<Json<ChatRequest>, JsonRejection>,
 ) -> Response {
-    let scope = cache_scope(&headers);
+    let scope = cache_scope(&headers, caller);
     let result = async {
         let Json(req) = body.map_err(|e| ApiError::Invalid(e.body_text()))?;
         if req.messages.is_empty() {
             return Err(ApiError::Invalid("messages must not be empty".into()));
         }
         let (engine, guard) = s.admit()?;
-        let prompt = engine
-            .template
-            .render(&req.messages)
+        let ids = prompt::chat_ids(&engine.tokenizer, &engine.template, &req.messages)
             .map_err(|e| ApiError::Invalid(e.to_string()))?;
-        generate(&s, guard, Kind::Chat, &prompt, &req.params, scope).await
+        generate(&s, guard, Kind::Chat, ids, &req.params, scope).await
     }
     .await;
     counted(&s, result)
@@ -77,24 +95,35 @@ async fn chat(
 
 async fn completions(
     State(s): State<AppState>,
+    Extension(caller): Extension<Caller>,
     headers: HeaderMap,
     body: Result<Json<CompletionRequest>, JsonRejection>,
 ) -> Response {
-    let scope = cache_scope(&headers);
+    let scope = cache_scope(&headers, caller);
     let result = async {
         let Json(req) = body.map_err(|e| ApiError::Invalid(e.body_text()))?;
         let prompt = req.prompt_text()?;
-        let (_, guard) = s.admit()?;
-        generate(&s, guard, Kind::Text, &prompt, &req.params, scope).await
+        let (engine, guard) = s.admit()?;
+        // A completion prompt is the caller's text throughout: no special tokens in it.
+        let ids = engine
+            .tokenizer
+            .encode_plain(&prompt)
+            .map_err(|e| ApiError::Invalid(e.to_string()))?;
+        generate(&s, guard, Kind::Text, ids, &req.params, scope).await
     }
     .await;
     counted(&s, result)
 }
 
 /// The request's cache scope: a hash of its `x-anshin-cache-scope` header (the gateway sets one per
-/// tenant), 0 without one. Requests share cached prefixes only within a scope.
-fn cache_scope(headers: &HeaderMap) -> u64 {
+/// tenant), 0 without one. Requests share cached prefixes only within a scope. The header counts only
+/// from a caller that presented the server's API key: anyone else could name a hospital's scope and
+/// time its cache hits, so their header is ignored and they get scope 0.
+fn cache_scope(headers: &HeaderMap, caller: Caller) -> u64 {
     use std::hash::{Hash, Hasher};
+    if caller != Caller::Authenticated {
+        return 0;
+    }
     let Some(value) = headers.get(CACHE_SCOPE_HEADER) else {
         return 0;
     };
@@ -119,15 +148,11 @@ async fn generate(
     s: &AppState,
     guard: InFlight,
     kind: Kind,
-    prompt: &str,
+    ids: Vec<u32>,
     params: &CommonParams,
     cache_scope: u64,
 ) -> Result<Response, ApiError> {
     let engine = s.engine.get().ok_or(ApiError::NotReady)?;
-    let ids = engine
-        .tokenizer
-        .encode(prompt)
-        .map_err(|e| ApiError::Invalid(e.to_string()))?;
     let mut req = params.to_request(ids, engine.default_max_tokens)?;
     req.cache_scope = cache_scope;
     let rx = engine.handle.submit(req)?;
@@ -161,7 +186,15 @@ async fn collect(
             GenEvent::Failed(e) => return Err(ApiError::Engine(e)),
         }
     }
-    Err(ApiError::Engine("the engine dropped the request".into()))
+    Err(ApiError::Engine(DROPPED.into()))
+}
+
+/// What a request learns when the engine ends it without a last event.
+const DROPPED: &str = "the engine dropped the request";
+
+/// The SSE event that ends a failed stream.
+fn engine_error(message: &str) -> Value {
+    json!({"error": {"message": message, "type": "server_error", "code": "engine_error"}})
 }
 
 /// Streams events as SSE. A forwarding task owns the generation receiver and the in-flight guard, so a
@@ -187,7 +220,9 @@ fn stream(
         {
             return;
         }
+        let mut ended = false;
         while let Some(ev) = rx.recv().await {
+            ended = matches!(ev, GenEvent::Done(_) | GenEvent::Failed(_));
             let events = match ev {
                 GenEvent::Delta(t) => {
                     vec![data(api::chunk(kind, &id, &model, created, Some(&t), None))]
@@ -215,17 +250,17 @@ fn stream(
                     v.push(Event::default().data("[DONE]"));
                     v
                 }
-                GenEvent::Failed(e) => {
-                    vec![data(
-                        json!({"error": {"message": e, "type": "server_error", "code": "engine_error"}}),
-                    )]
-                }
+                GenEvent::Failed(e) => vec![data(engine_error(&e))],
             };
             for e in events {
                 if tx.send(e).await.is_err() {
                     return;
                 }
             }
+        }
+        if !ended {
+            // The engine let go of the request without a last event (its thread died).
+            let _ = tx.send(data(engine_error(DROPPED))).await;
         }
     });
     let body = futures::stream::unfold(out, |mut out| async move {

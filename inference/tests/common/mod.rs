@@ -2,10 +2,13 @@
 //! loopback, an in-process server, and the incremental-detokenization check.
 #![allow(dead_code)]
 
+pub mod fake_engine;
+
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::process::Child;
+use std::time::{Duration, Instant};
 
 use anshin_inference::cli::ServeArgs;
 
@@ -29,7 +32,37 @@ pub fn serve_args(model: &Path) -> ServeArgs {
         max_context: None,
         default_max_tokens: 16,
         drain_timeout: Duration::from_secs(5),
+        api_key_file: None,
     }
+}
+
+/// A server process this test started; killed (by its own handle) when dropped.
+pub struct Proc(pub Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        // Only the child this test started, by its own handle.
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A loopback address with a port that was free a moment ago.
+pub fn free_port() -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr")
+}
+
+/// Waits (at most `timeout`) for the process to exit; its status.
+pub fn wait_exit(p: &mut Proc, timeout: Duration) -> Option<std::process::ExitStatus> {
+    let start = Instant::now();
+    while start.elapsed() < timeout {
+        if let Ok(Some(s)) = p.0.try_wait() {
+            return Some(s);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    None
 }
 
 /// A response read to the end.
@@ -63,6 +96,11 @@ fn read_reply(mut s: TcpStream) -> Reply {
 /// Opens a connection and writes a request; the caller reads the response.
 pub fn send(addr: SocketAddr, method: &str, path: &str, body: Option<&str>) -> TcpStream {
     send_with(addr, method, path, body, "")
+}
+
+/// The header line that presents `key` as a bearer token.
+pub fn bearer(key: &str) -> String {
+    format!("Authorization: Bearer {key}\r\n")
 }
 
 /// [`http`] with extra header lines (each ending in `\r\n`).
@@ -125,7 +163,7 @@ pub fn read_sse_lines(reader: &mut BufReader<TcpStream>, n: usize) -> Vec<String
 
 /// Polls `GET path` until it answers `status` (at most `timeout`).
 pub fn wait_for(addr: SocketAddr, path: &str, status: u16, timeout: Duration) -> bool {
-    let start = std::time::Instant::now();
+    let start = Instant::now();
     while start.elapsed() < timeout {
         if TcpStream::connect(addr).is_ok() && http(addr, "GET", path, None).status == status {
             return true;

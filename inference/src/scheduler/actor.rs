@@ -1,231 +1,21 @@
-//! Continuous batching. One actor thread owns the model, the waiting queue and every sequence's KV cache;
-//! callers hold a cheap [`SchedulerHandle`] and receive [`GenEvent`]s over a channel.
-//!
-//! Each step: take new requests off the channel, admit waiting ones while the batch and the KV budget
-//! allow, run one forward pass over all running sequences together (prompt chunks of new ones, one token
-//! of the others), sample, stream text, and retire finished or cancelled sequences. A request whose
-//! receiver was dropped (the client went away) is cancelled at the next step. Before each step, prompts
-//! that begin like a running sequence's take its cached keys and values for the common part
-//! ([`crate::prefix`]), and one whose prefix another computes in this step sits the step out.
+//! The scheduler actor: the thread that owns the model, the waiting queue and every sequence's KV cache,
+//! and runs the step loop described in [`super`]. [`super::spawn`] runs it under a supervisor.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Instant;
 
 use tokio::sync::mpsc;
 
+use super::{GenEvent, Job, SchedulerConfig};
 use crate::metrics::Metrics;
 use crate::model::{Llama, SeqStep};
 use crate::prefix;
 use crate::prefix_cache::PrefixCache;
-use crate::sampling::SamplingParams;
 use crate::sequence::{Sequence, StepOutcome};
 use crate::tokenizer::TextTokenizer;
 
-/// One generation request, already tokenized.
-#[derive(Debug, Clone)]
-pub struct GenerateRequest {
-    /// Prompt token ids.
-    pub prompt: Vec<u32>,
-    /// Most tokens to generate (clamped to the context left after the prompt).
-    pub max_tokens: usize,
-    /// Sampling parameters.
-    pub sampling: SamplingParams,
-    /// Strings that end generation; the output is cut before them.
-    pub stop: Vec<String>,
-    /// Keep generating past end-of-sequence tokens (benchmarks and tests that need fixed lengths).
-    pub ignore_eos: bool,
-    /// Who may share cached keys and values with this request ([`crate::prefix`]): only requests with
-    /// the same scope do (0: requests that name none). The gateway passes each tenant's own, so that one
-    /// hospital's prompts never give another's a cache hit it could time.
-    pub cache_scope: u64,
-}
-
-/// Why generation ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FinishReason {
-    /// An end-of-sequence token or a stop string.
-    Stop,
-    /// `max_tokens` (or the context) was reached.
-    Length,
-}
-
-impl FinishReason {
-    /// The OpenAI `finish_reason` string.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Stop => "stop",
-            Self::Length => "length",
-        }
-    }
-}
-
-/// The summary sent when a request finishes.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Completion {
-    /// Why it ended.
-    pub finish_reason: FinishReason,
-    /// Prompt length in tokens.
-    pub prompt_tokens: usize,
-    /// Generated token ids (including a final end-of-sequence token, if any).
-    pub tokens: Vec<u32>,
-}
-
-/// What a request's receiver gets.
-#[derive(Debug, Clone, PartialEq)]
-pub enum GenEvent {
-    /// New output text.
-    Delta(String),
-    /// Generation finished; the last event.
-    Done(Completion),
-    /// The engine failed; the last event.
-    Failed(String),
-}
-
-/// Why a request was not accepted.
-#[derive(Debug, thiserror::Error, PartialEq)]
-pub enum SubmitError {
-    /// The waiting queue is full (HTTP 429).
-    #[error("the server is at capacity ({0} requests waiting); retry later")]
-    QueueFull(usize),
-    /// The prompt does not fit the context (HTTP 400).
-    #[error("the prompt is {prompt} tokens but the model's context is {context} tokens")]
-    PromptTooLong {
-        /// Prompt tokens.
-        prompt: usize,
-        /// Context length.
-        context: usize,
-    },
-    /// The request alone needs more KV cache than the server's budget (HTTP 400).
-    #[error(
-        "prompt plus max_tokens needs {needed} tokens of KV cache but the budget is {budget}; lower max_tokens"
-    )]
-    ExceedsKvBudget {
-        /// Tokens needed.
-        needed: usize,
-        /// Budget in tokens.
-        budget: usize,
-    },
-    /// The prompt is empty (HTTP 400).
-    #[error("the prompt is empty")]
-    EmptyPrompt,
-    /// The engine thread has stopped (HTTP 503).
-    #[error("the inference engine has stopped")]
-    Stopped,
-}
-
-/// Limits of the scheduler.
-#[derive(Debug, Clone)]
-pub struct SchedulerConfig {
-    /// Requests allowed to wait for a batch slot before new ones get 429.
-    pub max_waiting: usize,
-    /// Sequences decoded together at most.
-    pub max_batch: usize,
-    /// Total KV cache, in tokens, over all running sequences.
-    pub kv_budget_tokens: usize,
-    /// Prompt tokens fed per sequence per step (long prompts are prefilled in chunks).
-    pub prefill_chunk: usize,
-    /// The model's context length.
-    pub max_context: usize,
-    /// Keep finished requests' caches (within the KV budget) for later prompts that begin the same
-    /// way ([`crate::prefix_cache`]).
-    pub prefix_cache: bool,
-}
-
-struct Job {
-    req: GenerateRequest,
-    events: mpsc::UnboundedSender<GenEvent>,
-    accepted: Instant,
-}
-
-/// A cloneable handle to the scheduler actor.
-#[derive(Clone)]
-pub struct SchedulerHandle {
-    tx: mpsc::UnboundedSender<Job>,
-    waiting: Arc<AtomicUsize>,
-    cfg: Arc<SchedulerConfig>,
-}
-
-impl SchedulerHandle {
-    /// Queues a request; events arrive on the returned receiver. Dropping it cancels the request.
-    pub fn submit(
-        &self,
-        mut req: GenerateRequest,
-    ) -> Result<mpsc::UnboundedReceiver<GenEvent>, SubmitError> {
-        let c = &self.cfg;
-        if req.prompt.is_empty() {
-            return Err(SubmitError::EmptyPrompt);
-        }
-        if req.prompt.len() >= c.max_context {
-            return Err(SubmitError::PromptTooLong {
-                prompt: req.prompt.len(),
-                context: c.max_context,
-            });
-        }
-        req.max_tokens = req.max_tokens.clamp(1, c.max_context - req.prompt.len());
-        let needed = req.prompt.len() + req.max_tokens;
-        if needed > c.kv_budget_tokens {
-            return Err(SubmitError::ExceedsKvBudget {
-                needed,
-                budget: c.kv_budget_tokens,
-            });
-        }
-        self.waiting
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |w| {
-                (w < c.max_waiting).then_some(w + 1)
-            })
-            .map_err(SubmitError::QueueFull)?;
-        let (events, rx) = mpsc::unbounded_channel();
-        let job = Job {
-            req,
-            events,
-            accepted: Instant::now(),
-        };
-        if self.tx.send(job).is_err() {
-            self.waiting.fetch_sub(1, Ordering::SeqCst);
-            return Err(SubmitError::Stopped);
-        }
-        Ok(rx)
-    }
-
-    /// The scheduler's limits.
-    pub fn config(&self) -> &SchedulerConfig {
-        &self.cfg
-    }
-}
-
-/// Starts the actor thread that owns `model`; it stops when every handle is dropped and work is done.
-pub fn spawn(
-    model: Llama,
-    tokenizer: Arc<TextTokenizer>,
-    cfg: SchedulerConfig,
-    metrics: Metrics,
-) -> SchedulerHandle {
-    let (tx, rx) = mpsc::unbounded_channel();
-    let waiting = Arc::new(AtomicUsize::new(0));
-    let cfg = Arc::new(cfg);
-    let mut actor = Actor {
-        model,
-        tokenizer,
-        cfg: cfg.clone(),
-        metrics,
-        rx,
-        waiting_count: waiting.clone(),
-        waiting: VecDeque::new(),
-        running: Vec::new(),
-        reserved: 0,
-        cache: PrefixCache::new(),
-        logits: Vec::new(),
-    };
-    std::thread::Builder::new()
-        .name("anshin-scheduler".into())
-        .spawn(move || actor.run())
-        .expect("the OS can start one thread");
-    SchedulerHandle { tx, waiting, cfg }
-}
-
-struct Actor {
+pub(super) struct Actor {
     model: Llama,
     tokenizer: Arc<TextTokenizer>,
     cfg: Arc<SchedulerConfig>,
@@ -238,10 +28,40 @@ struct Actor {
     cache: PrefixCache,
     /// The last step's logits, `[sequences, vocab]`: one buffer reused by every step.
     logits: Vec<f32>,
+    /// Test-only fault: panic at this step (counting from 1), to exercise the supervisor.
+    #[cfg(test)]
+    pub(super) panic_at_step: Option<usize>,
 }
 
 impl Actor {
-    fn run(&mut self) {
+    /// An actor that owns `model` and takes jobs from `rx`.
+    pub(super) fn new(
+        model: Llama,
+        tokenizer: Arc<TextTokenizer>,
+        cfg: Arc<SchedulerConfig>,
+        metrics: Metrics,
+        rx: mpsc::UnboundedReceiver<Job>,
+        waiting_count: Arc<AtomicUsize>,
+    ) -> Self {
+        Self {
+            model,
+            tokenizer,
+            cfg,
+            metrics,
+            rx,
+            waiting_count,
+            waiting: VecDeque::new(),
+            running: Vec::new(),
+            reserved: 0,
+            cache: PrefixCache::new(),
+            logits: Vec::new(),
+            #[cfg(test)]
+            panic_at_step: None,
+        }
+    }
+
+    /// The step loop; returns when every handle is gone and no work is left.
+    pub(super) fn run(&mut self) {
         loop {
             if self.running.is_empty() && self.waiting.is_empty() {
                 match self.rx.blocking_recv() {
@@ -302,6 +122,13 @@ impl Actor {
     fn step(&mut self) {
         if self.running.is_empty() {
             return;
+        }
+        #[cfg(test)]
+        if let Some(n) = self.panic_at_step.as_mut() {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                panic!("injected scheduler fault");
+            }
         }
         let chunk = self.cfg.prefill_chunk;
         let held = self.share_prefixes(chunk);
@@ -379,6 +206,28 @@ impl Actor {
         }
         self.cache.touch(&used);
         actions.iter().take(n).map(|a| a.hold).collect()
+    }
+
+    /// After a panic of [`Self::run`]: ends every running, waiting and queued request with `message`
+    /// and closes the queue, so that later submits fail at once. Sequences the panic was moving are
+    /// already gone; their receivers see the channel close. No bookkeeping (reservations, caches): the
+    /// actor never runs again.
+    pub(super) fn fail_everything(&mut self, message: &str) {
+        self.rx.close();
+        while let Ok(job) = self.rx.try_recv() {
+            self.waiting.push_back(job);
+        }
+        for job in self.waiting.drain(..) {
+            let _ = job.events.send(GenEvent::Failed(message.to_owned()));
+            self.metrics.request_done("error");
+        }
+        for seq in self.running.drain(..) {
+            seq.fail(message);
+            self.metrics.request_done("error");
+        }
+        self.waiting_count.store(0, Ordering::SeqCst);
+        self.metrics.running.set(0);
+        self.metrics.queue_depth.set(0);
     }
 
     fn fail_all(&mut self, err: &str) {
