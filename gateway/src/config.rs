@@ -250,4 +250,27 @@ mod tests {
         assert!(parse("endpoints: [{name: m}, {name: m}]").is_err());
         assert!(parse("peers: ['https://x']").is_err());
     }
+
+    #[test]
+    fn a_backend_key_file_is_read_and_an_unusable_one_rejected() {
+        let dir = tempfile::tempdir().expect("dir");
+        let key = dir.path().join("k");
+        std::fs::write(&key, "ansk-backend\n").expect("write");
+        let s = parse(&format!(
+            "endpoints: [{{name: m, backend_key_file: '{}'}}]",
+            key.display()
+        ))
+        .expect("valid");
+        let auth = s.endpoints["m"].backend_auth.clone().expect("a key");
+        assert_eq!(auth.to_str().ok(), Some("Bearer ansk-backend"));
+        let missing = parse("endpoints: [{name: m, backend_key_file: /nonexistent/k}]");
+        let msg = missing.err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(msg.contains("cannot read backend_key_file"), "{msg}");
+        std::fs::write(&key, "  \n").expect("write");
+        let empty = parse(&format!(
+            "endpoints: [{{name: m, backend_key_file: '{}'}}]",
+            key.display()
+        ));
+        assert!(empty.is_err());
+    }
 }

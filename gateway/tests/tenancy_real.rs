@@ -132,27 +132,46 @@ async fn keys_tenants_and_limits_are_enforced() {
     );
 }
 
-/// The same clinical note from two hospitals through one gateway to one inference server: the second
-/// hospital's request computes the note again (no cache hit it could time), the first hospital's next
-/// request copies it.
+/// The same clinical note from two hospitals through one gateway to one inference server that needs
+/// the gateway's backend key: the second hospital's request computes the note again (no cache hit it
+/// could time), the first hospital's next request copies it; a caller without the key — another pod
+/// trying to bypass the gateway, or to set a hospital's cache scope itself — gets 401.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn cached_prompt_prefixes_are_shared_only_within_a_tenant() {
     let dir = tempfile::tempdir().expect("tempdir");
     let model = fixture_model(dir.path());
-    let inf = start_inference(&model, "a").await;
+    let key_file = dir.path().join("backend.key");
+    std::fs::write(&key_file, "ansk-backend-0123456789\n").expect("key file");
+    let inf = start_inference_with_key(&model, "a", &key_file).await;
     let routing_path = dir.path().join("routing.yaml");
     let backend = inf.addr.to_string();
+    let key_path = key_file.display();
     write_routing(
         &routing_path,
         &format!(
             "tenants:\n  - name: hosp-a\n    endpoints: [med]\n    keys: [{{name: main, sha256: '{}'}}]\n\
              \x20 - name: hosp-b\n    endpoints: [med]\n    keys: [{{name: main, sha256: '{}'}}]\n\
-             endpoints:\n  - name: med\n    versions: [{{name: v1, weight: 1, backends: ['{backend}']}}]\n",
+             endpoints:\n  - name: med\n    backend_key_file: '{key_path}'\n\
+             \x20   versions: [{{name: v1, weight: 1, backends: ['{backend}']}}]\n",
             key_hash(KEY),
             key_hash("sk-hosp-b")
         ),
     );
     let gw = start_gateway(&routing_path, &dir.path().join("audit.jsonl")).await;
+    let bypass = json!({"model": "tiny", "prompt": "患者", "max_tokens": 2});
+    let direct = send_with_headers(
+        inf.addr,
+        "POST",
+        "/v1/completions",
+        None,
+        &[("x-anshin-cache-scope", "0123456789abcdef")],
+        Some(bypass.to_string()),
+    )
+    .await
+    .expect("direct call");
+    assert_eq!(direct.status, 401, "a caller without the backend key");
+    let wrong = post(inf.addr, "/v1/completions", Some("ansk-guess"), &bypass).await;
+    assert_eq!(wrong.status, 401, "a caller with a wrong key");
     let note = "患者は65歳男性。3日前からの発熱と湿性咳嗽。高血圧と2型糖尿病でアムロジピンとメトホルミンを内服中。";
     let ask = |key: &'static str, question: &str| {
         let body = json!({"model": "med", "prompt": format!("{note}{question}"), "max_tokens": 2});
@@ -163,7 +182,10 @@ async fn cached_prompt_prefixes_are_shared_only_within_a_tenant() {
         }
     };
     let shared = || async {
-        let m = get(inf.addr, "/metrics", None).await.expect("metrics").body;
+        let m = get(inf.addr, "/metrics", Some("ansk-backend-0123456789"))
+            .await
+            .expect("metrics")
+            .body;
         metric_sum(&m, "anshin_inference_prefix_shared_tokens_total", &[])
     };
     ask(KEY, "診断は?").await;

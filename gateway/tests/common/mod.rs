@@ -77,6 +77,16 @@ pub fn fixture_model(dir: &Path) -> PathBuf {
 
 /// Starts `anshin-inference serve` on the fixture model and waits until it is ready.
 pub async fn start_inference(model: &Path, name: &str) -> Proc {
+    start_inference_with(model, name, &[]).await
+}
+
+/// [`start_inference`] requiring the backend key in `key_file` (`--api-key-file`) on its API routes.
+pub async fn start_inference_with_key(model: &Path, name: &str, key_file: &Path) -> Proc {
+    let flag = format!("--api-key-file={}", key_file.display());
+    start_inference_with(model, name, &[&flag]).await
+}
+
+async fn start_inference_with(model: &Path, name: &str, extra_args: &[&str]) -> Proc {
     let addr = free_addr();
     let child = Command::new(inference_bin())
         .args(["serve", "--model"])
@@ -91,6 +101,7 @@ pub async fn start_inference(model: &Path, name: &str) -> Proc {
             "--drain-timeout",
             "1s",
         ])
+        .args(extra_args)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
