@@ -7,18 +7,23 @@
 //! A single writer thread owns the file and assigns `seq` and hashes in order; the request path only
 //! sends records over a channel.
 
+mod chain;
+mod verify;
+mod writer;
+
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
-/// The hash before the first record.
-pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+pub use chain::GENESIS;
+use chain::{Chained, split_line};
+pub use verify::{Broken, verify, verify_file};
+use writer::Writer;
 
 /// When the writer calls `fsync`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,15 +77,6 @@ pub struct Event {
     pub latency_ms: u64,
 }
 
-/// A chained record as written.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct Chained {
-    seq: u64,
-    prev_hash: String,
-    #[serde(flatten)]
-    event: Event,
-}
-
 /// Why an audit log could not be opened.
 #[derive(Debug, thiserror::Error)]
 pub enum AuditError {
@@ -105,76 +101,6 @@ pub enum AuditError {
         /// What is wrong.
         reason: String,
     },
-}
-
-/// The first broken record of a chain.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("line {line}: {reason}")]
-pub struct Broken {
-    /// 1-based line number.
-    pub line: usize,
-    /// What is wrong.
-    pub reason: String,
-}
-
-fn chain_hash(prev: &str, body: &str) -> String {
-    let mut h = Sha256::new();
-    h.update(prev.as_bytes());
-    h.update(b"\n");
-    h.update(body.as_bytes());
-    hex::encode(h.finalize())
-}
-
-/// Splits a line into (body without hash, hash).
-fn split_line(line: &str) -> Option<(String, &str)> {
-    let idx = line.rfind(",\"hash\":\"")?;
-    let hash = line[idx + 9..].strip_suffix("\"}")?;
-    Some((format!("{}}}", &line[..idx]), hash))
-}
-
-/// Checks one line against the previous (seq, hash); returns its own.
-fn check_line(line: &str, prev: &(u64, String)) -> Result<(u64, String), String> {
-    let (body, hash) = split_line(line).ok_or("no trailing \"hash\" field")?;
-    let rec: Chained =
-        serde_json::from_str(&body).map_err(|e| format!("not a valid record: {e}"))?;
-    if rec.prev_hash != prev.1 {
-        return Err("prev_hash does not match the previous record (a record was edited, removed or inserted)".into());
-    }
-    if rec.seq != prev.0 + 1 {
-        return Err(format!(
-            "seq {} follows seq {} (a record is missing)",
-            rec.seq, prev.0
-        ));
-    }
-    if chain_hash(&prev.1, &body) != hash {
-        return Err("hash does not match the record's content (the record was edited)".into());
-    }
-    Ok((rec.seq, hash.to_owned()))
-}
-
-/// Verifies a whole chain; returns the number of records, or the first broken one.
-pub fn verify(reader: impl BufRead) -> Result<u64, Broken> {
-    let mut prev = (0u64, GENESIS.to_owned());
-    for (i, line) in reader.lines().enumerate() {
-        let line = line.map_err(|e| Broken {
-            line: i + 1,
-            reason: format!("unreadable: {e}"),
-        })?;
-        prev = check_line(&line, &prev).map_err(|reason| Broken {
-            line: i + 1,
-            reason,
-        })?;
-    }
-    Ok(prev.0)
-}
-
-/// Verifies the chain in a file.
-pub fn verify_file(path: &Path) -> Result<u64, Broken> {
-    let f = File::open(path).map_err(|e| Broken {
-        line: 0,
-        reason: format!("cannot open {}: {e}", path.display()),
-    })?;
-    verify(BufReader::new(f))
 }
 
 /// Handle to the writer thread; cheap to clone.
@@ -286,128 +212,4 @@ fn open_file(path: &Path) -> Result<Opened, AuditError> {
         .open(path)
         .map_err(io)?;
     Ok((Box::new(f), prev))
-}
-
-/// The writer thread's state: the sink, the chain position and the lines not yet written.
-struct Writer<F> {
-    out: Box<dyn Write + Send>,
-    file: Option<File>,
-    prev: (u64, String),
-    fsync: FsyncPolicy,
-    on_error: F,
-    batch: Vec<u8>,
-}
-
-impl<F: Fn()> Writer<F> {
-    /// Takes records in batches — everything queued — and writes each batch with one `write`
-    /// followed, per policy, by one `fsync` (group commit). `always` waits on the channel, so a record
-    /// is on disk as soon as the disk allows; `interval` and `never` poll every [`BATCH_TICK`] while
-    /// records keep coming and wait on the channel only when idle.
-    fn run(mut self, rx: mpsc::Receiver<Msg>) {
-        let mut last_sync = Instant::now();
-        let mut dirty = false;
-        let mut busy = false;
-        loop {
-            let mut acks = Vec::new();
-            let mut open = true;
-            if busy && self.fsync != FsyncPolicy::Always {
-                std::thread::sleep(BATCH_TICK);
-            } else {
-                let wait = match self.fsync {
-                    FsyncPolicy::Interval(d) if dirty => d.saturating_sub(last_sync.elapsed()),
-                    _ => Duration::MAX,
-                };
-                match rx.recv_timeout(wait) {
-                    Ok(m) => self.take(m, &mut acks),
-                    Err(mpsc::RecvTimeoutError::Timeout) => {}
-                    Err(mpsc::RecvTimeoutError::Disconnected) => open = false,
-                }
-            }
-            loop {
-                match rx.try_recv() {
-                    Ok(m) => self.take(m, &mut acks),
-                    Err(mpsc::TryRecvError::Empty) => break,
-                    Err(mpsc::TryRecvError::Disconnected) => {
-                        open = false;
-                        break;
-                    }
-                }
-            }
-            busy = !self.batch.is_empty();
-            if busy {
-                self.write_batch();
-                dirty = true;
-            }
-            let due = match self.fsync {
-                FsyncPolicy::Always => true,
-                FsyncPolicy::Interval(d) => last_sync.elapsed() >= d,
-                FsyncPolicy::Never => false,
-            };
-            let stopping = !open || !acks.is_empty();
-            if dirty && (due || stopping) && self.fsync != FsyncPolicy::Never {
-                sync(&self.file);
-                last_sync = Instant::now();
-                dirty = false;
-            }
-            for ack in acks {
-                let _ = ack.send(());
-            }
-            if !open {
-                return;
-            }
-        }
-    }
-
-    fn take(&mut self, m: Msg, acks: &mut Vec<mpsc::SyncSender<()>>) {
-        match m {
-            Msg::Record(event) => match append(&mut self.batch, &self.prev, *event) {
-                Ok(next) => self.prev = next,
-                Err(e) => {
-                    tracing::error!(error = %e, "encoding audit record");
-                    (self.on_error)();
-                }
-            },
-            Msg::Flush(ack) => acks.push(ack),
-        }
-    }
-
-    fn write_batch(&mut self) {
-        let written = self
-            .out
-            .write_all(&self.batch)
-            .and_then(|()| self.out.flush());
-        if let Err(e) = written {
-            tracing::error!(error = %e, "writing audit records");
-            (self.on_error)();
-        }
-        self.batch.clear();
-    }
-}
-
-fn sync(file: &Option<File>) {
-    if let Some(f) = file
-        && let Err(e) = f.sync_data()
-    {
-        tracing::error!(error = %e, "fsync of the audit log");
-    }
-}
-
-/// Appends one chained line to `batch`; returns the new chain position.
-fn append(
-    batch: &mut Vec<u8>,
-    prev: &(u64, String),
-    event: Event,
-) -> serde_json::Result<(u64, String)> {
-    let rec = Chained {
-        seq: prev.0 + 1,
-        prev_hash: prev.1.clone(),
-        event,
-    };
-    let body = serde_json::to_string(&rec)?;
-    let hash = chain_hash(&prev.1, &body);
-    batch.extend_from_slice(&body.as_bytes()[..body.len() - 1]);
-    batch.extend_from_slice(b",\"hash\":\"");
-    batch.extend_from_slice(hash.as_bytes());
-    batch.extend_from_slice(b"\"}\n");
-    Ok((rec.seq, hash))
 }
