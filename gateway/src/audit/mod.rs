@@ -225,6 +225,17 @@ impl AuditLog {
     /// Opens the sink (continuing its chain, cutting a torn last line) and starts the writer.
     pub fn start(config: AuditConfig, metrics: AuditMetrics) -> Result<AuditLog, AuditError> {
         let (medium, head, recovered) = open_sink(&config)?;
+        AuditLog::launch(config, metrics, medium, head, recovered)
+    }
+
+    /// Starts the writer on an opened medium, continuing the chain at `head`.
+    fn launch(
+        config: AuditConfig,
+        metrics: AuditMetrics,
+        medium: Box<dyn Medium>,
+        head: Position,
+        recovered: Option<Recovered>,
+    ) -> Result<AuditLog, AuditError> {
         if !config.key.is_keyed() {
             tracing::warn!(
                 "audit chain is plain SHA-256: anyone who can write the file can rewrite it undetected; set --audit-hmac-key-file"

@@ -2,6 +2,7 @@
 //! unauthenticated counts, end to end through [`AuditLog`].
 
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::Value;
@@ -184,4 +185,91 @@ fn unauthenticated_requests_become_one_record_per_source_and_status() {
     assert_eq!(l[1]["outcomes"]["missing_api_key"], 8);
     assert_eq!(l[2]["source"], "2001:db8:5:6::/64");
     assert_eq!(l[2]["count"], 10);
+}
+
+/// A medium whose first write waits until the test lets it go: the writer is stuck, as on a slow disk.
+struct Stuck {
+    entered: Option<mpsc::SyncSender<()>>,
+    release: mpsc::Receiver<()>,
+    data: Arc<Mutex<Vec<u8>>>,
+}
+
+impl Medium for Stuck {
+    fn room(&self) -> Option<u64> {
+        None
+    }
+    fn fresh(&self) -> bool {
+        false
+    }
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        if let Some(entered) = self.entered.take() {
+            let _ = entered.send(());
+            let _ = self.release.recv();
+        }
+        self.data.lock().expect("lock").extend_from_slice(bytes);
+        Ok(())
+    }
+    fn sync(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+    fn rotate(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn a_full_queue_refuses_requests_loses_records_visibly_and_recovers() {
+    let (entered_tx, entered) = mpsc::sync_channel(1);
+    let (release, release_rx) = mpsc::sync_channel(1);
+    let data = Arc::new(Mutex::new(Vec::new()));
+    let medium = Stuck {
+        entered: Some(entered_tx),
+        release: release_rx,
+        data: data.clone(),
+    };
+    let config = AuditConfig {
+        queue_capacity: 2,
+        ..AuditConfig::default()
+    };
+    let metrics = AuditMetrics::default();
+    let log = AuditLog::launch(
+        config,
+        metrics.clone(),
+        Box::new(medium),
+        Position::genesis(),
+        None,
+    )
+    .expect("start");
+    log.record(request(0), None);
+    entered
+        .recv_timeout(Duration::from_secs(5))
+        .expect("the writer is writing");
+    assert!(!log.refuses_requests());
+    for i in 1..6 {
+        log.record(request(i), None);
+    }
+    assert!(
+        log.refuses_requests(),
+        "a full queue refuses requests (reject)"
+    );
+    assert_eq!(
+        metrics.lost.get(),
+        3,
+        "two fit in the queue, three are lost"
+    );
+    assert_eq!(metrics.writable.get(), 0);
+    release.send(()).expect("release");
+    assert!(log.flush(Duration::from_secs(5)));
+    assert!(
+        !log.refuses_requests(),
+        "served again once the writer caught up"
+    );
+    let data = data.lock().expect("lock").clone();
+    let v = verify(&data[..], &VerifyOptions::default()).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(v.records, 4, "three requests and one `lost` record");
+    let text = String::from_utf8(data).expect("utf-8");
+    assert!(
+        text.contains("\"kind\":\"lost\"") && text.contains("\"count\":3"),
+        "{text}"
+    );
 }
