@@ -10,7 +10,10 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
-use crate::audit::{AuditLog, FsyncPolicy, Sink, verify_file};
+use crate::audit::{
+    AuditConfig, AuditLog, ChainKey, FsyncPolicy, OnFailure, Position, Sink, VerifyOptions,
+    verify_log,
+};
 use crate::keys::{fingerprint, hash_key};
 use crate::metrics::Metrics;
 use crate::server::{Gateway, GatewayOptions};
@@ -30,11 +33,9 @@ pub struct Cli {
 pub enum Command {
     /// Serve the OpenAI-compatible endpoint.
     Serve(Box<ServeArgs>),
-    /// Verify an audit log's hash chain; exit 0 when intact, 1 at the first broken record.
-    Verify {
-        /// The audit log (JSON lines).
-        path: PathBuf,
-    },
+    /// Verify an audit log's hash chain (its rotated files first); exit 0 when intact, 1 at the
+    /// first broken record or when it ends before a published head.
+    Verify(VerifyArgs),
     /// Read an API key from stdin; print its sha256 (for the routing file) and fingerprint.
     HashKey,
 }
@@ -62,9 +63,35 @@ pub struct ServeArgs {
     /// Peer region gateways (`http://host:port`, comma separated) used with `--kube`.
     #[arg(long, value_delimiter = ',')]
     pub peers: Vec<String>,
-    /// Audit log file, or `-` for stdout.
+    /// Audit log file, or `-` for stdout (a new chain on every start: not for production).
     #[arg(long, default_value = "-", env = "ANSHIN_GATEWAY_AUDIT_LOG")]
     pub audit_log: String,
+    /// Records the audit queue holds; also the most records kept for a retry while the log cannot be
+    /// written.
+    #[arg(long, default_value_t = 10_000, value_parser = parse_count)]
+    pub audit_queue_capacity: usize,
+    /// While audit records cannot be persisted: `reject` (503 to new requests, /readyz 503) or
+    /// `continue` (serve; records beyond what can be kept are lost and counted).
+    #[arg(long, default_value = "reject", value_parser = parse_on_failure)]
+    pub audit_on_failure: OnFailure,
+    /// Rotate the audit file before it would grow past this size (bytes, or with a `K`, `M`, `G`
+    /// suffix: powers of 1024).
+    #[arg(long, default_value = "100M", value_parser = parse_bytes)]
+    pub audit_max_bytes: u64,
+    /// Rotated audit files to keep (older ones are deleted); 0 keeps all.
+    #[arg(long, default_value_t = 0)]
+    pub audit_keep: usize,
+    /// File holding the audit chain's HMAC-SHA256 key (e.g. a mounted Secret; at least 32 bytes).
+    /// Without it the chain is plain SHA-256.
+    #[arg(long, env = "ANSHIN_GATEWAY_AUDIT_HMAC_KEY_FILE")]
+    pub audit_hmac_key_file: Option<PathBuf>,
+    /// How often the audit chain head (seq and hash) is logged.
+    #[arg(long, default_value = "60s", value_parser = parse_positive_duration)]
+    pub audit_head_interval: Duration,
+    /// Interval over which unauthenticated requests are counted per source before one record per
+    /// source and status is written.
+    #[arg(long, default_value = "10s", value_parser = parse_positive_duration)]
+    pub audit_unauthenticated_interval: Duration,
     /// Export traces over OTLP/HTTP to this collector (base URL, e.g. `http://127.0.0.1:4318`; spans go
     /// to `<url>/v1/traces`). Off when unset. The service name is `OTEL_SERVICE_NAME` or `anshin-gateway`.
     #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
@@ -89,10 +116,71 @@ pub struct ServeArgs {
     pub reload_interval: Duration,
 }
 
+/// Flags of `verify`.
+#[derive(Args, Debug, Clone)]
+pub struct VerifyArgs {
+    /// The audit log (JSON lines); its rotated files `PATH.1`, `PATH.2`, … are read first.
+    pub path: PathBuf,
+    /// The key file the log was written with (`serve --audit-hmac-key-file`).
+    #[arg(long)]
+    pub hmac_key_file: Option<PathBuf>,
+    /// A published head `SEQ:HASH` (the gateway's `audit chain head` log line): the log must reach
+    /// it, with that hash at that seq.
+    #[arg(long)]
+    pub head: Option<Position>,
+    /// Accept a chain that starts after seq 1 (older rotated files deleted by `--audit-keep`).
+    #[arg(long)]
+    pub allow_pruned: bool,
+}
+
 /// Parses a duration such as `30s`, `500ms`, `2m` or `1h 30m`.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s)
         .map_err(|e| format!("`{s}` is not a duration like 30s, 500ms or 2m: {e}"))
+}
+
+fn parse_positive_duration(s: &str) -> Result<Duration, String> {
+    parse_duration(s).and_then(|d| {
+        if d.is_zero() {
+            Err(format!("`{s}` must be longer than zero"))
+        } else {
+            Ok(d)
+        }
+    })
+}
+
+fn parse_count(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(format!("`{s}` is not a count of at least 1")),
+    }
+}
+
+fn parse_on_failure(s: &str) -> Result<OnFailure, String> {
+    match s {
+        "reject" => Ok(OnFailure::Reject),
+        "continue" => Ok(OnFailure::Continue),
+        other => Err(format!("`{other}` is not `reject` or `continue`")),
+    }
+}
+
+/// Parses a size: bytes, or a number with a `K`, `M` or `G` suffix (powers of 1024; `Ki`, `KiB`
+/// and the like are accepted too).
+pub fn parse_bytes(s: &str) -> Result<u64, String> {
+    let digits = s.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+    let unit = match &s[digits.len()..] {
+        "" | "B" => 1u64,
+        "K" | "Ki" | "KiB" => 1 << 10,
+        "M" | "Mi" | "MiB" => 1 << 20,
+        "G" | "Gi" | "GiB" => 1 << 30,
+        _ => return Err(format!("`{s}` is not a size like 104857600, 100M or 1G")),
+    };
+    digits
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(unit))
+        .filter(|n| *n > 0)
+        .ok_or_else(|| format!("`{s}` is not a size like 104857600, 100M or 1G"))
 }
 
 fn parse_fsync(s: &str) -> Result<FsyncPolicy, String> {
@@ -126,16 +214,7 @@ pub fn main(cli: Cli) -> ExitCode {
                 }
             }
         }
-        Command::Verify { path } => match verify_file(&path) {
-            Ok(n) => {
-                println!("OK: {n} records, chain intact ({})", path.display());
-                ExitCode::SUCCESS
-            }
-            Err(b) => {
-                println!("BROKEN: {} at {b}", path.display());
-                ExitCode::FAILURE
-            }
-        },
+        Command::Verify(args) => verify(&args),
         Command::HashKey => {
             let mut key = String::new();
             if std::io::stdin().read_line(&mut key).is_err() {
@@ -153,19 +232,58 @@ pub fn main(cli: Cli) -> ExitCode {
     }
 }
 
+/// `verify`: prints `OK: …`, `BROKEN: …` or `TRUNCATED: …`.
+fn verify(args: &VerifyArgs) -> ExitCode {
+    let key = match &args.hmac_key_file {
+        Some(p) => match ChainKey::load(p) {
+            Ok(k) => k,
+            Err(e) => {
+                eprintln!("ERROR: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+        None => ChainKey::none(),
+    };
+    let opts = VerifyOptions {
+        key,
+        head: args.head.clone(),
+        allow_pruned: args.allow_pruned,
+    };
+    let path = args.path.display();
+    match verify_log(&args.path, &opts) {
+        Ok(v) => {
+            let head = match &args.head {
+                Some(h) => format!(", reaches the published head seq {}", h.seq),
+                None => String::new(),
+            };
+            println!(
+                "OK: {} records (seq {}..{}) in {} file(s), chain intact{head} ({path})",
+                v.records, v.first_seq, v.last.seq, v.files
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e @ crate::audit::VerifyError::Truncated { .. }) => {
+            println!("TRUNCATED: {path}: {e}");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            println!("BROKEN: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 /// `serve`: load the guardrail dictionary, open the audit log, start the table source, serve.
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let detector = tokio::task::spawn_blocking(anshin_guardrails::Detector::load_default)
         .await?
         .context("loading the guardrails dictionary (run scripts/setup.sh, or set ANSHIN_GUARDRAILS_DICT)")?;
     let metrics = Metrics::new();
-    let sink = if args.audit_log == "-" {
-        Sink::Stdout
-    } else {
-        Sink::File(PathBuf::from(&args.audit_log))
-    };
-    let audit_errors = metrics.audit_errors.clone();
-    let audit = AuditLog::start(sink, args.audit_fsync, move || audit_errors.inc())?;
+    let audit = AuditLog::start(audit_config(&args)?, metrics.audit())?;
+    let head_task = tokio::spawn(crate::audit::publish_head(
+        audit.clone(),
+        args.audit_head_interval,
+    ));
     let table = SharedTable::new();
     let options = GatewayOptions {
         max_body_bytes: args.max_body_bytes,
@@ -188,11 +306,35 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     tracing::info!(addr = %args.listen, "gateway listening");
     let served = gw.serve(listener, shutdown_signal()).await;
     source.abort();
+    head_task.abort();
     // The writer batches records; write and sync what the last requests queued before exiting.
     if !tokio::task::block_in_place(|| audit.flush(Duration::from_secs(5))) {
         tracing::error!("audit records of the last requests may not have been written");
     }
+    audit.log_head();
     served.context("serving HTTP")
+}
+
+fn audit_config(args: &ServeArgs) -> anyhow::Result<AuditConfig> {
+    let sink = if args.audit_log == "-" {
+        Sink::Stdout
+    } else {
+        Sink::File(PathBuf::from(&args.audit_log))
+    };
+    let key = match &args.audit_hmac_key_file {
+        Some(p) => ChainKey::load(p)?,
+        None => ChainKey::none(),
+    };
+    Ok(AuditConfig {
+        sink,
+        fsync: args.audit_fsync,
+        queue_capacity: args.audit_queue_capacity,
+        on_failure: args.audit_on_failure,
+        max_bytes: args.audit_max_bytes,
+        keep: args.audit_keep,
+        key,
+        unauthenticated_interval: args.audit_unauthenticated_interval,
+    })
 }
 
 async fn start_source(
@@ -234,5 +376,45 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = term => tracing::info!("SIGTERM received"),
         _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_take_binary_suffixes_and_refuse_zero_or_junk() {
+        assert_eq!(parse_bytes("4096"), Ok(4096));
+        assert_eq!(parse_bytes("2K"), Ok(2048));
+        assert_eq!(parse_bytes("100M"), Ok(100 << 20));
+        assert_eq!(parse_bytes("1GiB"), Ok(1 << 30));
+        for bad in ["0", "", "M", "10MB", "1.5G", "-1", "99999999999999999999G"] {
+            assert!(parse_bytes(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn audit_flags_default_to_reject_100_mib_keep_all_and_a_minute_head() {
+        let cli = Cli::try_parse_from(["anshin-gateway", "serve", "--routing-file", "r.yaml"])
+            .expect("parse");
+        let Command::Serve(args) = cli.command else {
+            panic!("serve")
+        };
+        assert_eq!(args.audit_on_failure, OnFailure::Reject);
+        assert_eq!(args.audit_queue_capacity, 10_000);
+        assert_eq!(args.audit_max_bytes, 100 << 20);
+        assert_eq!(args.audit_keep, 0);
+        assert_eq!(args.audit_head_interval, Duration::from_secs(60));
+        assert_eq!(args.audit_unauthenticated_interval, Duration::from_secs(10));
+        let bad = [
+            "anshin-gateway",
+            "serve",
+            "--routing-file",
+            "r",
+            "--audit-on-failure",
+            "drop",
+        ];
+        assert!(Cli::try_parse_from(bad).is_err());
     }
 }

@@ -1,6 +1,7 @@
 //! The OpenAI endpoints: authenticate, authorise, limit, guard the input, forward, guard the output,
 //! and finish every request — success or failure — with metrics and one audit record.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -20,25 +21,27 @@ use crate::keys::Identity;
 use crate::limits::Permit;
 use crate::proxy::{FORWARDED_HEADER, Outgoing, Upstream};
 use crate::routing::Lease;
-use crate::server::Gateway;
+use crate::server::{ClientIp, Gateway};
 use crate::table::{Action, Endpoint, Limits, Snapshot, Tenant};
 
 /// `POST /v1/chat/completions`.
 pub async fn chat(
     State(gw): State<Gateway>,
+    ClientIp(source): ClientIp,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    gw.complete(Kind::Chat, headers, body).await
+    gw.complete(Kind::Chat, source, headers, body).await
 }
 
 /// `POST /v1/completions`.
 pub async fn completions(
     State(gw): State<Gateway>,
+    ClientIp(source): ClientIp,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    gw.complete(Kind::Completion, headers, body).await
+    gw.complete(Kind::Completion, source, headers, body).await
 }
 
 /// `GET /v1/models`: only the endpoints the caller's tenant may use.
@@ -65,6 +68,8 @@ pub(crate) struct Ctx {
     pub(crate) tenant: Option<(String, Limits)>,
     pub(crate) permit: Option<Permit>,
     pub(crate) lease: Option<Lease>,
+    /// The peer's address (unauthenticated requests are audited per source).
+    pub(crate) source: Option<IpAddr>,
     /// The request's trace span; [`Gateway::finish`] records the outcome on it and ends it.
     pub(crate) span: tracing::Span,
 }
@@ -147,6 +152,7 @@ impl Gateway {
     async fn complete(
         &self,
         kind: Kind,
+        source: Option<IpAddr>,
         headers: HeaderMap,
         body: Result<Bytes, BytesRejection>,
     ) -> Response {
@@ -161,6 +167,7 @@ impl Gateway {
             tenant: None,
             permit: None,
             lease: None,
+            source,
             span: tracing::Span::none(),
         };
         let rid = ctx.event.request_id.clone();

@@ -2,9 +2,11 @@
 //! routing table (tenant, endpoint, version names), never from request content or error text.
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
+
+use crate::audit::AuditMetrics;
 
 /// Every metric of the gateway, registered in its own registry.
 #[derive(Debug, Clone)]
@@ -36,8 +38,16 @@ pub struct Metrics {
     pub health_check_failures: IntCounter,
     /// Routing-table reloads by source and result (`ok`, `error`).
     pub reloads: IntCounterVec,
-    /// Audit records that could not be written.
+    /// Failed writes, syncs and rotations of the audit log.
     pub audit_errors: IntCounter,
+    /// Audit records never written (queue or retry buffer full).
+    pub audit_lost: IntCounter,
+    /// Seq of the last durable audit record.
+    pub audit_head_seq: IntGauge,
+    /// 1 while audit records can be persisted, else 0.
+    pub audit_writable: IntGauge,
+    /// Requests refused with 503 because audit records could not be persisted.
+    pub audit_refused: IntCounter,
     /// Guardrail time per request direction (`input`, `output`).
     pub guardrail_seconds: HistogramVec,
 }
@@ -55,6 +65,13 @@ fn counter1(r: &Registry, name: &str, help: &str) -> IntCounter {
     r.register(Box::new(c.clone()))
         .unwrap_or_else(|e| panic!("registering {name}: {e}"));
     c
+}
+
+fn gauge1(r: &Registry, name: &str, help: &str) -> IntGauge {
+    let g = IntGauge::new(name, help).unwrap_or_else(|e| panic!("metric {name}: {e}"));
+    r.register(Box::new(g.clone()))
+        .unwrap_or_else(|e| panic!("registering {name}: {e}"));
+    g
 }
 
 fn histogram(r: &Registry, name: &str, help: &str, labels: &[&str]) -> HistogramVec {
@@ -157,7 +174,27 @@ impl Metrics {
             audit_errors: counter1(
                 &r,
                 "anshin_gateway_audit_write_errors_total",
-                "Audit records not written",
+                "Failed writes, syncs and rotations of the audit log",
+            ),
+            audit_lost: counter1(
+                &r,
+                "anshin_gateway_audit_records_lost_total",
+                "Audit records never written (queue or retry buffer full)",
+            ),
+            audit_head_seq: gauge1(
+                &r,
+                "anshin_gateway_audit_head_seq",
+                "Seq of the last durable audit record",
+            ),
+            audit_writable: gauge1(
+                &r,
+                "anshin_gateway_audit_writable",
+                "1 while audit records can be persisted, 0 while they cannot",
+            ),
+            audit_refused: counter1(
+                &r,
+                "anshin_gateway_audit_refused_requests_total",
+                "Requests answered 503 because audit records could not be persisted",
             ),
             guardrail_seconds: histogram(
                 &r,
@@ -166,6 +203,16 @@ impl Metrics {
                 &["direction"],
             ),
             registry: r,
+        }
+    }
+
+    /// The handles the audit log keeps up to date.
+    pub fn audit(&self) -> AuditMetrics {
+        AuditMetrics {
+            write_errors: self.audit_errors.clone(),
+            lost: self.audit_lost.clone(),
+            head_seq: self.audit_head_seq.clone(),
+            writable: self.audit_writable.clone(),
         }
     }
 

@@ -276,7 +276,7 @@ impl Gateway {
         tracing::debug!(parent: span, request_id = %ev.request_id, tenant, endpoint, version, status,
             outcome = %ev.outcome, latency_ms = ev.latency_ms, "request finished");
         if let Some(audit) = &self.inner.audit {
-            audit.record(ev);
+            audit.record(ev, ctx.source);
         }
     }
 }

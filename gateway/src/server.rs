@@ -1,11 +1,13 @@
 //! The gateway's shared state, its router and the listener.
 
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
 use anshin_guardrails::Detector;
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequestParts, State};
+use axum::http::request::Parts;
 use axum::http::{StatusCode, Uri};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
@@ -113,6 +115,10 @@ impl Gateway {
         Router::new()
             .route("/v1/chat/completions", post(handler::chat))
             .route("/v1/completions", post(handler::completions))
+            .route_layer(axum::middleware::from_fn_with_state(
+                self.clone(),
+                refuse_unaudited,
+            ))
             .route("/v1/models", get(handler::models))
             .route("/healthz", get(|| async { "ok" }))
             .route("/readyz", get(readyz))
@@ -140,7 +146,10 @@ impl Gateway {
         let listener = listener.tap_io(|tcp| {
             let _ = tcp.set_nodelay(true);
         });
-        let result = axum::serve(listener, self.router())
+        let app = self
+            .router()
+            .into_make_service_with_connect_info::<SocketAddr>();
+        let result = axum::serve(listener, app)
             .with_graceful_shutdown(shutdown)
             .await;
         checker.abort();
@@ -168,14 +177,56 @@ async fn reject_oversized(
     next.run(req).await
 }
 
+/// With `--audit-on-failure reject`, answers 503 instead of serving a request whose audit record
+/// could not be persisted: nothing is served unaudited while the audit log cannot be written.
+async fn refuse_unaudited(
+    State(gw): State<Gateway>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    if gw
+        .inner
+        .audit
+        .as_ref()
+        .is_some_and(|a| a.refuses_requests())
+    {
+        gw.inner.metrics.audit_refused.inc();
+        return ApiError::Unavailable.into_response();
+    }
+    next.run(req).await
+}
+
 async fn readyz(State(gw): State<Gateway>) -> impl IntoResponse {
-    if gw.inner.table.is_loaded() {
-        (StatusCode::OK, "ready")
-    } else {
-        (
+    if !gw.inner.table.is_loaded() {
+        return (
             StatusCode::SERVICE_UNAVAILABLE,
             "routing table not loaded yet",
-        )
+        );
+    }
+    if gw
+        .inner
+        .audit
+        .as_ref()
+        .is_some_and(|a| a.refuses_requests())
+    {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "audit records cannot be persisted",
+        );
+    }
+    (StatusCode::OK, "ready")
+}
+
+/// The IP address of a request's peer (none when the router runs without connect info).
+#[derive(Debug, Clone, Copy)]
+pub struct ClientIp(pub Option<IpAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>();
+        Ok(ClientIp(peer.map(|c| c.0.ip())))
     }
 }
 

@@ -205,7 +205,9 @@ async fn audit_chain_verifies_and_edits_or_deletions_are_detected() {
         ),
     );
     let audit = dir.path().join("audit.jsonl");
-    let gw = start_gateway(&path, &audit).await;
+    // Refusals before authentication are counted per source and written once per interval.
+    let args = ["--audit-unauthenticated-interval", "200ms"];
+    let gw = start_gateway_with(&path, &audit, &args, &[]).await;
     for i in 0..5 {
         let stream = i % 2 == 0;
         assert_eq!(chat(&gw, PATIENT, stream).await.status, 200);

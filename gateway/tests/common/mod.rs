@@ -3,6 +3,7 @@
 //! a small async HTTP client. Every process is killed when its guard drops.
 #![allow(dead_code)]
 
+pub mod audit;
 pub mod backend;
 pub mod kube_objects;
 
@@ -127,9 +128,21 @@ pub async fn start_gateway_with(
     extra_args: &[&str],
     env: &[(&str, &str)],
 ) -> Proc {
+    let (cmd, addr) = gateway_command(routing, audit, extra_args, env);
+    spawn_gateway(cmd, addr).await
+}
+
+/// The command [`start_gateway_with`] runs (logs on stderr only with `ANSHIN_TEST_LOGS`), and the
+/// address the gateway will listen on; for tests that change more (limits, where stderr goes).
+pub fn gateway_command(
+    routing: &Path,
+    audit: &Path,
+    extra_args: &[&str],
+    env: &[(&str, &str)],
+) -> (Command, SocketAddr) {
     let addr = free_addr();
-    let child = Command::new(gateway_bin())
-        .args(["serve", "--listen", &addr.to_string(), "--routing-file"])
+    let mut cmd = Command::new(gateway_bin());
+    cmd.args(["serve", "--listen", &addr.to_string(), "--routing-file"])
         .arg(routing)
         .arg("--audit-log")
         .arg(audit)
@@ -154,9 +167,13 @@ pub async fn start_gateway_with(
             Stdio::inherit()
         } else {
             Stdio::null()
-        })
-        .spawn()
-        .expect("spawn anshin-gateway");
+        });
+    (cmd, addr)
+}
+
+/// Spawns a gateway command that listens on `addr` and waits until it is ready.
+pub async fn spawn_gateway(mut cmd: Command, addr: SocketAddr) -> Proc {
+    let child = cmd.spawn().expect("spawn anshin-gateway");
     let p = Proc {
         child,
         addr,
