@@ -5,8 +5,8 @@ Prints one JSON object: our figures, llama.cpp's, their ratios, and whether each
 Not a test. Single-stream prefill/decode for llama.cpp use its Python API (llama-cpp-python, no HTTP); ours go
 through HTTP streaming (so they include HTTP overhead). Concurrent streams go through HTTP for both: against
 llama.cpp's own `llama-server` with as many parallel slots as streams (`--llama-server`, built by
-build_llama_server.sh from the same vendored llama.cpp), or, when that binary is absent, llama-cpp-python's
-bundled server, which has no parallel slots (one request at a time) — the JSON says which peer ran.
+build_llama_server.sh from the same vendored llama.cpp). Without that binary it stops with an error: it never
+swaps in another peer (llama-cpp-python's bundled server has no parallel slots, an unfair comparison).
 Run through inference/scripts/bench.sh, which builds the release binary first. `--no-peer` runs ours alone
 (no llama.cpp needed: the GPU machine, see docs/inference.md "GPU"); no targets are judged then.
 """
@@ -104,20 +104,6 @@ def llama_server_conc(binary, model, threads, runs, max_tokens):
     return out
 
 
-def python_server_conc(model, threads, runs, max_tokens):
-    """llama-cpp-python's server (no parallel slots): the fallback peer."""
-    port = free_port()
-    srv = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--model", model, "--port", str(port),
-                            "--host", "127.0.0.1", "--n_threads", str(threads), "--n_ctx", "4096"],
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        base = f"http://127.0.0.1:{port}"
-        wait_ready(base + "/v1/models")
-        return [concurrent(base, n, max_tokens, {}, shared) for n, shared in runs]
-    finally:
-        srv.terminate(); srv.wait(timeout=60)
-
-
 # Concurrent runs: (streams, whether the prompts share a prefix). Shared: the same clinical note, then
 # "Case i." — the common ≈36 tokens are what a server with prefix sharing computes once. Distinct: "Case i."
 # first, so no two prompts share more than one token and every prompt is computed in full.
@@ -212,11 +198,15 @@ def main():
     ap.add_argument("--decode-tokens", type=int, default=128)
     ap.add_argument("--stream-tokens", type=int, default=64)
     ap.add_argument("--llama-server", default=os.path.expanduser("~/.cache/anshin/llama-server/bin/llama-server"),
-                    help="llama.cpp's llama-server binary; the Python server is the fallback when it is absent")
+                    help="llama.cpp's llama-server binary (required unless --no-peer)")
     ap.add_argument("--no-peer", action="store_true", help="run ours alone, without llama.cpp (e.g. on a GPU)")
     args = ap.parse_args()
     if args.no_peer:
         return ours_alone(args)
+    if not (args.llama_server and os.access(args.llama_server, os.X_OK)):
+        sys.exit(f"bench.py: llama-server not found at {args.llama_server!r}: build it with "
+                 "inference/scripts/build_llama_server.sh (the concurrent-streams peer is never replaced "
+                 "by another server)")
     import llama_cpp
 
     llm = llama_cpp.Llama(model_path=args.model, n_ctx=2048, n_threads=args.threads, n_threads_batch=args.threads,
@@ -231,13 +221,8 @@ def main():
 
     op, od, ours_conc = run_ours(args, {"text": long_text, "ids": long_ids})
 
-    if args.llama_server and os.access(args.llama_server, os.X_OK):
-        peer = "llama-server (llama.cpp, same vendored source), --parallel N slots, -t/-tb threads"
-        llama_conc = llama_server_conc(args.llama_server, args.model, args.threads, RUNS, args.stream_tokens)
-    else:
-        peer = ("llama-cpp-python server: no parallel slots, one request at a time; its streams may stop early "
-                "at EOS (no ignore_eos). Build llama-server with build_llama_server.sh for a fair peer.")
-        llama_conc = python_server_conc(args.model, args.threads, RUNS, args.stream_tokens)
+    peer = "llama-server (llama.cpp, same vendored source), --parallel N slots, -t/-tb threads"
+    llama_conc = llama_server_conc(args.llama_server, args.model, args.threads, RUNS, args.stream_tokens)
 
     single = {
         "anshin_prefill_tok_s_http": round(op, 1), "llama_cpp_prefill_tok_s_api": round(lp, 1),

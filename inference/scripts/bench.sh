@@ -15,8 +15,11 @@ if ! "$py" -c "import llama_cpp, uvicorn, fastapi, sse_starlette, starlette_cont
     starlette-context pydantic-settings
 fi
 (cd "$ANSHIN_ROOT" && cargo build --release -p anshin-inference)
-# llama.cpp's own server with parallel slots, the fair peer for concurrent streams (built once, cached; if it
-# cannot be built, bench.py falls back to llama-cpp-python's server and says so).
-llama_server="$("$(dirname "$0")/build_llama_server.sh")" || llama_server=""
+# llama.cpp's own server with parallel slots, the fair peer for concurrent streams (built once, cached). If it
+# cannot be built the benchmark stops: it never compares against another, unfair peer.
+llama_server="$("$(dirname "$0")/build_llama_server.sh")" || {
+  echo "bench.sh: llama-server could not be built (see above); no benchmark without the fair peer" >&2
+  exit 1
+}
 exec "$py" "$(dirname "$0")/bench.py" --binary "$CARGO_TARGET_DIR/release/anshin-inference" \
   --llama-server "$llama_server" "$@"
