@@ -3,6 +3,8 @@
 //! a real model server and switches versions blue/green without ever leaving the routing table empty.
 
 mod support;
+#[path = "cluster/verification.rs"]
+mod verification;
 
 use std::path::Path;
 use std::sync::OnceLock;
@@ -14,6 +16,7 @@ use anshin_crds::{InferenceEndpoint, ModelVersion, Tenant};
 use anshin_e2e::fixture::{TestCluster, eventually, shared};
 use anshin_operator::context::{Context, Settings};
 use anshin_operator::metrics::Metrics;
+use anshin_operator::policy::{DEFAULT_VERIFIER_IMAGE, HostPathPolicy};
 use anshin_operator::{names, runtime, startup, webhook};
 use futures::FutureExt;
 use k8s_openapi::api::apps::v1::Deployment;
@@ -52,16 +55,21 @@ fn start_operator(cluster: &'static TestCluster) {
             }
             let _ = startup::wait_for_crds(&client).await;
             let port = free_port();
+            // The tests' models are written to temporary directories.
+            let host_paths = HostPathPolicy::new(&[std::env::temp_dir().to_string_lossy()])
+                .expect("temp dir is absolute");
             let webhook = webhook::Settings {
                 listen: ([127, 0, 0, 1], port).into(),
                 url: format!("https://127.0.0.1:{port}/validate"),
                 cert_dir: None,
+                host_paths: host_paths.clone(),
             };
             if let Err(e) = webhook::start(client.clone(), &webhook).await {
                 return drop(tx.send(Err(format!("starting the webhook: {e}"))));
             }
             let settings = Settings {
-                inference_image: "anshin/inference:latest".into(),
+                verifier_image: DEFAULT_VERIFIER_IMAGE.into(),
+                host_paths,
             };
             let ctx = Context::new(
                 client.clone(),
