@@ -77,6 +77,7 @@ YAML
 say "starting the operator and the gateway (logs in $DEMO)"
 stop_pidfile operator; stop_pidfile gateway
 KUBECONFIG="$KC" setsid "$B/anshin-operator" --install-crds --identity demo --lease-namespace "$NS" \
+  --allow-host-path "$ANSHIN_CACHE/models" \
   --listen 127.0.0.1:18081 --webhook-listen 127.0.0.1:18443 >"$DEMO/operator.log" 2>&1 < /dev/null &
 echo $! > "$DEMO/operator.pid"
 KUBECONFIG="$KC" setsid "$B/anshin-gateway" serve --kube --kube-namespace "$NS" --listen "127.0.0.1:$GATEWAY_PORT" \

@@ -208,6 +208,9 @@ pub enum RolloutStrategy {
 #[x_kube(validation = Rule::new("!has(self.steps) || (self.steps.map(s, s.weight).isSorted() && self.steps.all(s, self.steps.exists_one(t, t.weight == s.weight)))").message(
     "rollout.steps weights must strictly increase (e.g. 5, 25, 50): reorder or remove duplicate steps"
 ))]
+#[x_kube(validation = Rule::new("!has(self.maxSurge) || self.maxSurge >= 1").message(
+    "rollout.maxSurge must be at least 1: the new version's pods start beside the serving ones (maxUnavailable is always 0), so a rollout needs room for one more pod"
+))]
 #[serde(rename_all = "camelCase")]
 pub struct Rollout {
     /// Canary or BlueGreen (default BlueGreen).
@@ -220,9 +223,10 @@ pub struct Rollout {
     /// Thresholds a canary step must meet to go on; otherwise the rollout is rolled back.
     #[serde(default)]
     pub analysis: Analysis,
-    /// Extra pods a rollout may start above replicas.max.
+    /// Extra pods a rollout may start above replicas.max, 1–1000 (default 1); 0 is refused, since
+    /// pods are never taken down before their successors are Ready.
     #[serde(default = "default_max_surge")]
-    #[schemars(range(min = 0, max = 1000))]
+    #[schemars(range(min = 1, max = 1000))]
     pub max_surge: i32,
 }
 

@@ -72,9 +72,11 @@ pub enum ArtifactFormat {
 #[serde(rename_all = "camelCase")]
 pub struct Artifact {
     /// Where the files are: `pvc://CLAIM/PATH` (a PersistentVolumeClaim in the same namespace) or
-    /// `file:///PATH` (a directory on the node). `s3://`, `gs://` and `hf://` are accepted but not served yet.
+    /// `file:///PATH` (a directory on the node, accepted only under a prefix the operator was started
+    /// with, `--allow-host-path`; none by default). No path segment may be `.` or `..`. `s3://`,
+    /// `gs://` and `hf://` are accepted but not served yet.
     #[schemars(pattern(
-        r"^(pvc://[a-z0-9]([-a-z0-9]*[a-z0-9])?(/.*)?|file:///.+|s3://.+|gs://.+|hf://.+)$"
+        r"^(pvc://[a-z0-9]([-a-z0-9]*[a-z0-9])?(/([^/.][^/]*|\.[^/.][^/]*|\.\.[^/]+)?)*|file:///([^/.][^/]*|\.[^/.][^/]*|\.\.[^/]+)(/([^/.][^/]*|\.[^/.][^/]*|\.\.[^/]+)?)*|s3://.+|gs://.+|hf://.+)$"
     ))]
     pub uri: String,
     /// Layout of the files (default HuggingFace).

@@ -147,8 +147,10 @@ pub fn default_gpu_product() -> String {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CheckpointSpec {
-    /// Where checkpoints go: `pvc://CLAIM/PATH` or `file:///PATH`.
-    #[schemars(pattern(r"^(pvc://[a-z0-9]([-a-z0-9]*[a-z0-9])?(/.*)?|file:///.+)$"))]
+    /// Where checkpoints go: `pvc://CLAIM/PATH` or `file:///PATH`; no path segment may be `.` or `..`.
+    #[schemars(pattern(
+        r"^(pvc://[a-z0-9]([-a-z0-9]*[a-z0-9])?(/([^/.][^/]*|\.[^/.][^/]*|\.\.[^/]+)?)*|file:///([^/.][^/]*|\.[^/.][^/]*|\.\.[^/]+)(/([^/.][^/]*|\.[^/.][^/]*|\.\.[^/]+)?)*)$"
+    ))]
     pub uri: String,
     /// Write a checkpoint every this many steps.
     #[serde(default = "default_every_steps")]
@@ -178,8 +180,11 @@ pub struct TrainingOutput {
     /// Version label of the new version.
     #[schemars(length(min = 1, max = 63), pattern(r"^[A-Za-z0-9][A-Za-z0-9._-]*$"))]
     pub version: String,
-    /// Where the trained weights are written: `pvc://CLAIM/PATH` or `file:///PATH`.
-    #[schemars(pattern(r"^(pvc://[a-z0-9]([-a-z0-9]*[a-z0-9])?(/.*)?|file:///.+)$"))]
+    /// Where the trained weights are written: `pvc://CLAIM/PATH` or `file:///PATH`; no path segment may
+    /// be `.` or `..`.
+    #[schemars(pattern(
+        r"^(pvc://[a-z0-9]([-a-z0-9]*[a-z0-9])?(/([^/.][^/]*|\.[^/.][^/]*|\.\.[^/]+)?)*|file:///([^/.][^/]*|\.[^/.][^/]*|\.\.[^/]+)(/([^/.][^/]*|\.[^/.][^/]*|\.\.[^/]+)?)*)$"
+    ))]
     pub uri: String,
 }
 

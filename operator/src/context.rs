@@ -16,12 +16,15 @@ use serde::de::DeserializeOwned;
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
 use crate::names::FIELD_MANAGER;
+use crate::policy::HostPathPolicy;
 
 /// Operator settings.
 #[derive(Clone, Debug)]
 pub struct Settings {
-    /// Image of the model server (also runs the verification Jobs).
-    pub inference_image: String,
+    /// Image that runs the verification Jobs (`anshin-inference verify`); pinned by tag or digest.
+    pub verifier_image: String,
+    /// Node directories `file://` artifacts may use.
+    pub host_paths: HostPathPolicy,
     /// Who may call the model servers (the NetworkPolicy of every endpoint).
     pub network: crate::backend_access::NetworkSettings,
 }

@@ -12,13 +12,19 @@ struct Args {
     /// Address for /healthz, /readyz and /metrics.
     #[arg(long, env = "ANSHIN_OPERATOR_LISTEN", default_value = "0.0.0.0:8080")]
     listen: SocketAddr,
-    /// Image of the model server (also runs the verification Jobs).
+    /// Image of the verification Jobs (`anshin-inference verify`): a release tag or a digest;
+    /// `latest` and untagged images are refused.
     #[arg(
         long,
-        env = "ANSHIN_INFERENCE_IMAGE",
-        default_value = "anshin/inference:latest"
+        alias = "inference-image",
+        env = "ANSHIN_VERIFIER_IMAGE",
+        default_value = anshin_operator::policy::DEFAULT_VERIFIER_IMAGE
     )]
-    inference_image: String,
+    verifier_image: String,
+    /// Node directory under which `file:///PATH` artifacts may be mounted (repeatable; none by
+    /// default, so only pvc:// artifacts verify and serve).
+    #[arg(long = "allow-host-path", value_name = "PREFIX")]
+    allow_host_paths: Vec<String>,
     /// Namespace of the leader-election Lease.
     #[arg(long, env = "POD_NAMESPACE", default_value = "anshin-system")]
     lease_namespace: String,
@@ -69,9 +75,11 @@ async fn main() -> anyhow::Result<()> {
         let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
         format!("{}-{}", host.trim(), std::process::id())
     });
+    let host_paths = anshin_operator::policy::HostPathPolicy::new(&args.allow_host_paths)?;
     anshin_operator::runtime::run(anshin_operator::runtime::Config {
         listen: args.listen,
-        inference_image: args.inference_image,
+        verifier_image: args.verifier_image,
+        host_paths: host_paths.clone(),
         network: anshin_operator::backend_access::NetworkSettings {
             gateway_namespace: args
                 .gateway_namespace
@@ -91,6 +99,7 @@ async fn main() -> anyhow::Result<()> {
                     .webhook_url
                     .unwrap_or_else(|| format!("https://{listen}/validate")),
                 cert_dir: args.webhook_cert_dir,
+                host_paths: host_paths.clone(),
             }),
         install_crds: args.install_crds,
     })

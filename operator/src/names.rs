@@ -20,9 +20,11 @@ pub fn version_workload(endpoint: &str, model_version: &str) -> String {
     bounded(&format!("{endpoint}-{model_version}"), 46)
 }
 
-/// Name of the Job (and its manifest ConfigMap) that verifies a ModelVersion.
-pub fn verify_job(model_version: &str) -> String {
-    bounded(&format!("{model_version}-verify"), MAX_NAME)
+/// Name of the Job (and its manifest ConfigMap) that verifies a ModelVersion: `<name>-verify-<first 8
+/// characters of its UID>`, so an object left from a deleted version of the same name is never reused.
+pub fn verify_job(model_version: &str, uid: &str) -> String {
+    let bound = bounded(&format!("{model_version}-verify"), MAX_NAME - 9);
+    format!("{bound}-{}", uid.get(..8).unwrap_or(uid))
 }
 
 /// Name of the NetworkPolicy admitting callers to an endpoint's model servers.

@@ -18,6 +18,7 @@ use tokio::sync::watch;
 use crate::context::{Context, Settings};
 use crate::leader::{self, LeaseConfig};
 use crate::metrics::Metrics;
+use crate::policy::{HostPathPolicy, check_pinned_image};
 use crate::{controllers, startup};
 
 /// Settings of one operator process.
@@ -25,8 +26,11 @@ use crate::{controllers, startup};
 pub struct Config {
     /// Address of `/healthz`, `/readyz` and `/metrics`.
     pub listen: SocketAddr,
-    /// Model server image.
-    pub inference_image: String,
+    /// Image of the verification Jobs; refused at start unless pinned by a tag other than `latest`
+    /// or a digest.
+    pub verifier_image: String,
+    /// Node directories `file://` artifacts may use (the webhook has its own copy in its settings).
+    pub host_paths: HostPathPolicy,
     /// Who may call the model servers.
     pub network: crate::backend_access::NetworkSettings,
     /// Namespace of the leader Lease.
@@ -51,6 +55,7 @@ struct Health {
 
 /// Runs the operator until SIGTERM/SIGINT or until it loses leadership.
 pub async fn run(config: Config) -> anyhow::Result<()> {
+    check_pinned_image(&config.verifier_image)?;
     let client = Client::try_default()
         .await
         .context("cannot build a Kubernetes client (kubeconfig or in-cluster)")?;
@@ -99,7 +104,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     }
     metrics.leader.set(1);
     let settings = Settings {
-        inference_image: config.inference_image.clone(),
+        verifier_image: config.verifier_image.clone(),
+        host_paths: config.host_paths.clone(),
         network: config.network.clone(),
     };
     let ctx = Context::new(

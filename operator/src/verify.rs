@@ -1,10 +1,12 @@
-//! ModelVersion verification, the pure part: where the artifact is, the Job that checks its digests,
-//! and what the Job's outcome means for the version's status.
+//! ModelVersion verification, the pure part: the Job that checks the artifact's digests, and what the
+//! Job's outcome means for the version's status.
 //!
-//! Flow: `parse_source` (pvc:// or file:///; other schemes are reported as not supported yet) →
-//! `build` (a ConfigMap with the digest manifest and a Job running `anshin-inference verify`) → the
-//! reconciler applies them → `outcome` reads the finished Job → `status` turns it into phase and
-//! conditions. A failed verification is final: the version is Rejected and can never be served.
+//! Flow: `artifact::source_of` (pvc://, or file:/// under an allowed host path) → `build` (an immutable
+//! ConfigMap with the digest manifest and a Job running `anshin-inference verify`, both named after
+//! the version's UID and controlled by it) → the reconciler creates them, or takes existing ones only
+//! when `ownership` says they are the version's own → `outcome` reads the finished Job → `status`
+//! turns it into phase and conditions. A failed verification is final: the version is Rejected and can
+//! never be served.
 
 use std::collections::BTreeMap;
 
@@ -13,109 +15,24 @@ use anshin_crds::model_version::{ModelVersion, ModelVersionPhase, ModelVersionSt
 use jiff::Timestamp;
 use k8s_openapi::api::batch::v1::{Job, JobSpec};
 use k8s_openapi::api::core::v1::{
-    ConfigMap, ConfigMapVolumeSource, Container, HostPathVolumeSource,
-    PersistentVolumeClaimVolumeSource, Pod, PodSecurityContext, PodSpec, PodTemplateSpec,
+    ConfigMap, ConfigMapVolumeSource, Container, Pod, PodSecurityContext, PodSpec, PodTemplateSpec,
     SecurityContext, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::{Resource, ResourceExt};
 use sha2::{Digest, Sha256};
 
+use crate::artifact::{ARTIFACT_MOUNT, source_of};
+pub use crate::artifact::{Source, SourceError, artifact_volume, parse_source};
 use crate::names;
+use crate::policy::HostPathPolicy;
 
 /// Condition type set by verification.
 pub const ARTIFACT_VERIFIED: &str = "ArtifactVerified";
-const ARTIFACT_MOUNT: &str = "/artifact";
+/// Condition (and Event) reason: an object under the verification name is not the version's own.
+pub const FOREIGN_OBJECT: &str = "ForeignVerificationObject";
 const MANIFEST_MOUNT: &str = "/manifest";
 const MANIFEST_FILE: &str = "manifest.json";
-
-/// Where an artifact's files are.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Source {
-    /// A PersistentVolumeClaim in the version's namespace, and a directory inside it.
-    Pvc {
-        /// Claim name.
-        claim: String,
-        /// Directory inside the claim ("" for its root).
-        path: String,
-    },
-    /// A directory on the node (`file:///PATH`).
-    HostPath {
-        /// Absolute directory.
-        path: String,
-    },
-}
-
-/// Why an artifact cannot be verified here.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum SourceError {
-    /// The scheme is valid in the schema but Anshin cannot read it yet.
-    #[error(
-        "artifact URIs with scheme {scheme}:// are not supported yet: copy the files to a PersistentVolumeClaim and use pvc://CLAIM/PATH, or use file:///PATH"
-    )]
-    Unsupported {
-        /// The scheme.
-        scheme: String,
-    },
-    /// The URI has no scheme or no claim name.
-    #[error("artifact URI {0:?} is malformed: use pvc://CLAIM/PATH or file:///PATH")]
-    Malformed(String),
-}
-
-/// Parses `spec.artifact.uri`.
-pub fn parse_source(uri: &str) -> Result<Source, SourceError> {
-    let Some((scheme, rest)) = uri.split_once("://") else {
-        return Err(SourceError::Malformed(uri.to_owned()));
-    };
-    match scheme {
-        "pvc" => {
-            let (claim, path) = rest.split_once('/').unwrap_or((rest, ""));
-            if claim.is_empty() {
-                return Err(SourceError::Malformed(uri.to_owned()));
-            }
-            Ok(Source::Pvc {
-                claim: claim.to_owned(),
-                path: path.trim_matches('/').to_owned(),
-            })
-        }
-        "file" if rest.starts_with('/') && rest.len() > 1 => Ok(Source::HostPath {
-            path: rest.to_owned(),
-        }),
-        "file" => Err(SourceError::Malformed(uri.to_owned())),
-        other => Err(SourceError::Unsupported {
-            scheme: other.to_owned(),
-        }),
-    }
-}
-
-/// The volume holding the artifact, and the model path inside the container.
-pub fn artifact_volume(source: &Source) -> (Volume, String) {
-    let mut volume = Volume {
-        name: "artifact".into(),
-        ..Volume::default()
-    };
-    let model_path = match source {
-        Source::Pvc { claim, path } => {
-            volume.persistent_volume_claim = Some(PersistentVolumeClaimVolumeSource {
-                claim_name: claim.clone(),
-                read_only: Some(true),
-            });
-            if path.is_empty() {
-                ARTIFACT_MOUNT.to_owned()
-            } else {
-                format!("{ARTIFACT_MOUNT}/{path}")
-            }
-        }
-        Source::HostPath { path } => {
-            volume.host_path = Some(HostPathVolumeSource {
-                path: path.clone(),
-                type_: Some("Directory".into()),
-            });
-            ARTIFACT_MOUNT.to_owned()
-        }
-    };
-    (volume, model_path)
-}
 
 /// The digest manifest (`[{path, sha256, size}]`) that `anshin-inference verify` reads.
 pub fn manifest_json(mv: &ModelVersion) -> String {
@@ -138,10 +55,20 @@ pub fn artifact_digest(mv: &ModelVersion) -> String {
     )
 }
 
-/// The ConfigMap and Job that verify `mv` with the model server image `image`.
-pub fn build(mv: &ModelVersion, image: &str) -> Result<(ConfigMap, Job), SourceError> {
-    let source = parse_source(&mv.spec.artifact.uri)?;
-    let name = names::verify_job(&mv.name_any());
+/// Name of `mv`'s verification Job and manifest ConfigMap (carries its UID fragment).
+pub fn object_name(mv: &ModelVersion) -> String {
+    names::verify_job(&mv.name_any(), &mv.uid().unwrap_or_default())
+}
+
+/// The ConfigMap and Job that verify `mv` with the model server image `image`; a `file://` artifact
+/// must lie under `host_paths`.
+pub fn build(
+    mv: &ModelVersion,
+    image: &str,
+    host_paths: &HostPathPolicy,
+) -> Result<(ConfigMap, Job), SourceError> {
+    let source = source_of(mv, host_paths)?;
+    let name = object_name(mv);
     let labels = BTreeMap::from([
         (
             names::LABEL_VERIFIES.to_owned(),
@@ -165,6 +92,8 @@ pub fn build(mv: &ModelVersion, image: &str) -> Result<(ConfigMap, Job), SourceE
             MANIFEST_FILE.to_owned(),
             manifest_json(mv),
         )])),
+        // The serving pods re-verify against this manifest: nobody may edit it after verification.
+        immutable: Some(true),
         ..ConfigMap::default()
     };
     let (artifact, model_path) = artifact_volume(&source);
@@ -268,10 +197,12 @@ pub enum Outcome {
     Passed,
     /// A file differed or was missing; the message names it.
     Failed(String),
+    /// An object under the verification name is not this version's own, so there is no verdict.
+    Foreign(String),
 }
 
 /// Reads the Job's conditions; on failure the message is the verifier's own output when the
-/// container status carries it, else the Job's reason.
+/// container status of a pod the Job controls carries it, else the Job's reason.
 pub fn outcome(job: &Job, pods: &[Pod]) -> Outcome {
     let conditions = job.status.as_ref().and_then(|s| s.conditions.as_ref());
     let holds = |t: &str| {
@@ -286,7 +217,10 @@ pub fn outcome(job: &Job, pods: &[Pod]) -> Outcome {
     let Some(failed) = holds("Failed") else {
         return Outcome::Running;
     };
-    let from_pod = pods.iter().find_map(termination_message);
+    let from_pod = pods
+        .iter()
+        .filter(|p| is_controlled_by(p, job))
+        .find_map(termination_message);
     let fallback = || {
         format!(
             "verification job failed ({})",
@@ -298,6 +232,13 @@ pub fn outcome(job: &Job, pods: &[Pod]) -> Outcome {
         )
     };
     Outcome::Failed(from_pod.unwrap_or_else(fallback))
+}
+
+fn is_controlled_by(pod: &Pod, job: &Job) -> bool {
+    let Some(uid) = job.uid() else { return false };
+    pod.owner_references()
+        .iter()
+        .any(|o| o.controller == Some(true) && o.uid == uid)
 }
 
 fn termination_message(pod: &Pod) -> Option<String> {
@@ -321,8 +262,14 @@ pub fn status(
         Err(e) => (
             ModelVersionPhase::Pending,
             ConditionStatus::False,
-            "UnsupportedSource",
+            e.reason(),
             e.to_string(),
+        ),
+        Ok(Outcome::Foreign(why)) => (
+            ModelVersionPhase::Pending,
+            ConditionStatus::False,
+            FOREIGN_OBJECT,
+            why.clone(),
         ),
         Ok(Outcome::Running) => (
             ModelVersionPhase::Verifying,

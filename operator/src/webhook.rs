@@ -3,9 +3,11 @@
 //!
 //! Servers before 1.25 do not run CEL `x-kubernetes-validations` (1.20 cannot even store them), so the
 //! API server sends every create/update of an Anshin object here; [`validate`] evaluates the same rules
-//! with `anshin_crds::schema_check::check_cel` and adds cross-object checks (an InferenceEndpoint's
-//! ModelVersion must exist). The webhook serves TLS; [`self_signed`] makes a CA and a serving
-//! certificate for development clusters, and [`configuration`] registers it with that CA.
+//! with `anshin_crds::schema_check::check_cel` and adds what no schema can express: an
+//! InferenceEndpoint's ModelVersion must exist, and a ModelVersion's `file://` artifact must lie under
+//! a directory the operator was started with (`--allow-host-path`). The webhook serves TLS;
+//! [`self_signed`] makes a CA and a serving certificate for development clusters, and
+//! [`configuration`] registers it with that CA.
 
 use std::sync::Arc;
 
@@ -22,7 +24,9 @@ use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview};
 use serde_json::Value;
 
+use crate::artifact;
 use crate::names::FIELD_MANAGER;
+use crate::policy::HostPathPolicy;
 
 /// Name of the ValidatingWebhookConfiguration the operator registers.
 pub const CONFIGURATION_NAME: &str = "anshin-operator";
@@ -91,12 +95,14 @@ pub enum Reference {
     Missing,
 }
 
-/// Everything wrong with `object` of `kind` (empty: admit). Pure.
+/// Everything wrong with `object` of `kind` (empty: admit); `host_paths` are the node directories a
+/// ModelVersion's `file://` artifact may use. Pure.
 pub fn validate(
     kind: &str,
     object: &Value,
     old: Option<&Value>,
     reference: Reference,
+    host_paths: &HostPathPolicy,
 ) -> Vec<String> {
     let Some((_, crd)) = anshin_crds::all_crds()
         .into_iter()
@@ -111,6 +117,9 @@ pub fn validate(
         .into_iter()
         .map(|v| v.to_string())
         .collect();
+    if kind == "ModelVersion" {
+        problems.extend(artifact_problem(object, old, host_paths));
+    }
     if reference == Reference::Missing {
         let name = object["spec"]["modelVersion"].as_str().unwrap_or_default();
         problems.push(format!(
@@ -118,6 +127,25 @@ pub fn validate(
         ));
     }
     problems
+}
+
+/// Why the operator could not mount a ModelVersion's artifact. Checked when the URI is new (on create;
+/// the spec is immutable), so a later change of the allowed prefixes does not block edits of metadata.
+fn artifact_problem(
+    object: &Value,
+    old: Option<&Value>,
+    host_paths: &HostPathPolicy,
+) -> Option<String> {
+    let uri = object["spec"]["artifact"]["uri"].as_str()?;
+    if old.is_some_and(|o| o["spec"]["artifact"]["uri"].as_str() == Some(uri)) {
+        return None;
+    }
+    let admitted = artifact::parse_source(uri).and_then(|s| artifact::admit(s, host_paths));
+    match admitted {
+        // Accepted by the schema, reported by the controller until Anshin reads it.
+        Ok(_) | Err(artifact::SourceError::Unsupported { .. }) => None,
+        Err(e) => Some(format!("spec.artifact.uri: {e}")),
+    }
 }
 
 /// The ValidatingWebhookConfiguration for every Anshin kind, calling `url` and trusting `ca_pem`.
@@ -182,6 +210,8 @@ pub struct Settings {
     /// Directory with `tls.crt`, `tls.key` and `ca.crt` (e.g. a mounted cert-manager Secret); without it a
     /// self-signed CA is made at start-up (one replica only: each replica would register its own CA).
     pub cert_dir: Option<std::path::PathBuf>,
+    /// Node directories a ModelVersion's `file://` artifact may use (the operator's `--allow-host-path`).
+    pub host_paths: HostPathPolicy,
 }
 
 /// Loads or makes the certificates, starts serving and registers the configuration.
@@ -218,7 +248,7 @@ pub async fn start(client: Client, settings: &Settings) -> anyhow::Result<()> {
         crate::tls::server_config(&certs.cert_pem, &certs.key_pem)?,
     )?;
     tracing::info!(addr = %settings.listen, url = %settings.url, "serving the validating webhook");
-    let app = router(client.clone());
+    let app = router(client.clone(), settings.host_paths.clone());
     tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app).await {
             tracing::error!(error = %e, "webhook server failed");
@@ -229,14 +259,14 @@ pub async fn start(client: Client, settings: &Settings) -> anyhow::Result<()> {
 }
 
 /// The `/validate` route.
-pub fn router(client: Client) -> Router {
+pub fn router(client: Client, host_paths: HostPathPolicy) -> Router {
     Router::new()
         .route("/validate", post(review))
-        .with_state(Arc::new(client))
+        .with_state(Arc::new((client, host_paths)))
 }
 
 async fn review(
-    State(client): State<Arc<Client>>,
+    State(state): State<Arc<(Client, HostPathPolicy)>>,
     Json(review): Json<AdmissionReview<DynamicObject>>,
 ) -> Json<AdmissionReview<DynamicObject>> {
     let request: AdmissionRequest<DynamicObject> = match review.try_into() {
@@ -256,8 +286,9 @@ async fn review(
         .old_object
         .as_ref()
         .and_then(|o| serde_json::to_value(o).ok());
-    let reference = lookup(&client, kind, &value, request.namespace.as_deref()).await;
-    let problems = validate(kind, &value, old.as_ref(), reference);
+    let (client, host_paths) = state.as_ref();
+    let reference = lookup(client, kind, &value, request.namespace.as_deref()).await;
+    let problems = validate(kind, &value, old.as_ref(), reference, host_paths);
     let response = if problems.is_empty() {
         response
     } else {

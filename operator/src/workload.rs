@@ -99,7 +99,7 @@ pub fn deployment(
     let manifest = Volume {
         name: "manifest".into(),
         config_map: Some(ConfigMapVolumeSource {
-            name: names::verify_job(&mv.name_any()),
+            name: verify::object_name(mv),
             ..ConfigMapVolumeSource::default()
         }),
         ..Volume::default()
@@ -141,7 +141,7 @@ pub fn deployment(
                 type_: Some("RollingUpdate".into()),
                 rolling_update: Some(RollingUpdateDeployment {
                     max_unavailable: Some(IntOrString::Int(0)),
-                    max_surge: Some(IntOrString::Int(ie.spec.rollout.max_surge.max(1))),
+                    max_surge: Some(IntOrString::Int(ie.spec.rollout.max_surge)),
                 }),
             }),
             template: PodTemplateSpec {

@@ -3,6 +3,10 @@
 //! a real model server and switches versions blue/green without ever leaving the routing table empty.
 
 mod support;
+#[path = "cluster/tenants.rs"]
+mod tenants;
+#[path = "cluster/verification.rs"]
+mod verification;
 
 use std::path::Path;
 use std::sync::OnceLock;
@@ -10,10 +14,11 @@ use std::time::Duration;
 
 use anshin_crds::inference_endpoint::EndpointPhase;
 use anshin_crds::model_version::ModelVersionPhase;
-use anshin_crds::{InferenceEndpoint, ModelVersion, Tenant};
+use anshin_crds::{InferenceEndpoint, ModelVersion};
 use anshin_e2e::fixture::{TestCluster, eventually, shared};
 use anshin_operator::context::{Context, Settings};
 use anshin_operator::metrics::Metrics;
+use anshin_operator::policy::{DEFAULT_VERIFIER_IMAGE, HostPathPolicy};
 use anshin_operator::{names, runtime, startup, webhook};
 use futures::FutureExt;
 use k8s_openapi::api::apps::v1::Deployment;
@@ -52,16 +57,21 @@ fn start_operator(cluster: &'static TestCluster) {
             }
             let _ = startup::wait_for_crds(&client).await;
             let port = free_port();
+            // The tests' models are written to temporary directories.
+            let host_paths = HostPathPolicy::new(&[std::env::temp_dir().to_string_lossy()])
+                .expect("temp dir is absolute");
             let webhook = webhook::Settings {
                 listen: ([127, 0, 0, 1], port).into(),
                 url: format!("https://127.0.0.1:{port}/validate"),
                 cert_dir: None,
+                host_paths: host_paths.clone(),
             };
             if let Err(e) = webhook::start(client.clone(), &webhook).await {
                 return drop(tx.send(Err(format!("starting the webhook: {e}"))));
             }
             let settings = Settings {
-                inference_image: "anshin/inference:latest".into(),
+                verifier_image: DEFAULT_VERIFIER_IMAGE.into(),
+                host_paths,
                 network: anshin_operator::backend_access::NetworkSettings {
                     gateway_namespace: "anshin-system".into(),
                     gateway_labels: [("app.kubernetes.io/name".into(), "anshin-gateway".into())]
@@ -85,73 +95,6 @@ fn start_operator(cluster: &'static TestCluster) {
         Ok(Err(e)) => panic!("the operator could not start: {e}"),
         Err(_) => panic!("the operator did not start within 120 s"),
     }
-}
-
-#[tokio::test]
-async fn tenant_keys_are_minted_into_secrets_and_revoked() {
-    let ns = cluster().namespace("tenant-keys").await;
-    let tenants: Api<Tenant> = ns.api();
-    let tenant: Tenant = object(json!({
-        "apiVersion": "anshin.dev/v1alpha1", "kind": "Tenant", "metadata": {"name": "toto"},
-        "spec": {"displayName": "東都病院", "endpoints": ["chat"], "keys": [{"name": "ehr"}, {"name": "app"}]}
-    }));
-    tenants
-        .create(&PostParams::default(), &tenant)
-        .await
-        .expect("create tenant");
-    let status = eventually("two keys in status", Duration::from_secs(30), || async {
-        let s = tenants.get("toto").await.ok()?.status?;
-        (s.keys.len() == 2).then_some(s)
-    })
-    .await;
-    let secrets: Api<Secret> = ns.api();
-    let secret = secrets
-        .get("toto-key-ehr")
-        .await
-        .expect("key Secret exists");
-    let key = String::from_utf8(
-        secret.data.expect("data")[names::SECRET_KEY_FIELD]
-            .0
-            .clone(),
-    )
-    .expect("utf8");
-    let recorded = status
-        .keys
-        .iter()
-        .find(|k| k.name == "ehr")
-        .expect("ehr in status");
-    assert_eq!(recorded.fingerprint, names::key_fingerprint(&key));
-    assert!(
-        !serde_json::to_string(&status).expect("json").contains(&key),
-        "status never holds the key"
-    );
-    let owner = &secret.metadata.owner_references.expect("owned")[0];
-    assert_eq!(owner.kind, "Tenant");
-
-    let patch = json!({"spec": {"keys": [{"name": "ehr"}]}});
-    tenants
-        .patch("toto", &PatchParams::default(), &Patch::Merge(&patch))
-        .await
-        .expect("remove a key");
-    eventually(
-        "the removed key's Secret to be deleted",
-        Duration::from_secs(30),
-        || async {
-            secrets
-                .get_opt("toto-key-app")
-                .await
-                .ok()?
-                .is_none()
-                .then_some(())
-        },
-    )
-    .await;
-    let again = secrets.get("toto-key-ehr").await.expect("kept key");
-    assert_eq!(
-        again.data.expect("data")[names::SECRET_KEY_FIELD].0,
-        key.as_bytes(),
-        "kept key unchanged"
-    );
 }
 
 fn model_version(name: &str, dir: &Path, files: &[serde_json::Value]) -> ModelVersion {
@@ -423,89 +366,4 @@ async fn invalid_objects_are_rejected_by_the_api_server_with_the_webhooks_messag
         .expect_err("bad digest format");
     assert!(err.contains("sha256"), "{err}");
     println!("API server refused: {err}");
-}
-
-/// Tenant names with a dot, of 63 and of 200 characters: the operator mints their keys into Secrets
-/// named and labelled by the shared contract, and the gateway (a real process on the same namespace)
-/// authenticates every one of them.
-#[tokio::test]
-async fn keys_of_dotted_and_long_tenant_names_authenticate_at_the_gateway() {
-    let cluster = cluster();
-    let ns = cluster.namespace("tenant-names").await;
-    let tenants: Api<Tenant> = ns.api();
-    let names = [
-        "toto.hospital.example".to_owned(),
-        format!("t{}", "6".repeat(62)),
-        format!("t{}", "2".repeat(199)),
-    ];
-    for name in &names {
-        let tenant: Tenant = object(json!({
-            "apiVersion": "anshin.dev/v1alpha1", "kind": "Tenant", "metadata": {"name": name},
-            "spec": {"displayName": "長い名前の病院", "endpoints": ["chat"], "keys": [{"name": "ehr"}]}
-        }));
-        tenants
-            .create(&PostParams::default(), &tenant)
-            .await
-            .unwrap_or_else(|e| panic!("create tenant of {} characters: {e}", name.len()));
-    }
-    let secrets: Api<Secret> = ns.api();
-    let mut keys = Vec::new();
-    for name in &names {
-        let status = eventually("the key in status", Duration::from_secs(30), || async {
-            let s = tenants.get(name).await.ok()?.status?;
-            (s.keys.len() == 1).then_some(s)
-        })
-        .await;
-        assert_eq!(status.keys[0].secret_name, names::key_secret(name, "ehr"));
-        let secret = secrets
-            .get(&status.keys[0].secret_name)
-            .await
-            .expect("key Secret");
-        keys.push(
-            String::from_utf8(
-                secret.data.expect("data")[names::SECRET_KEY_FIELD]
-                    .0
-                    .clone(),
-            )
-            .expect("utf8"),
-        );
-    }
-    let gateway = anshin_e2e::cluster::project_bin_dir()
-        .expect("target dir")
-        .join("anshin-gateway");
-    assert!(
-        gateway.exists(),
-        "build it first: cargo build -p anshin-gateway"
-    );
-    let dir = tempfile::tempdir().expect("dir");
-    let port = free_port();
-    let mut cmd = std::process::Command::new(gateway);
-    cmd.env("KUBECONFIG", cluster.kubeconfig())
-        .args(["serve", "--kube", "--kube-namespace", ns.name()])
-        .arg(format!("--listen=127.0.0.1:{port}"))
-        .arg(format!(
-            "--audit-log={}",
-            dir.path().join("audit.jsonl").display()
-        ));
-    let _gw =
-        anshin_e2e::process::ManagedProcess::spawn("gateway", &mut cmd, &dir.path().join("gw.log"))
-            .expect("gateway starts");
-    let models = |key: String| async move {
-        let r = reqwest::Client::new()
-            .get(format!("http://127.0.0.1:{port}/v1/models"))
-            .bearer_auth(key)
-            .timeout(Duration::from_secs(2))
-            .send()
-            .await
-            .ok()?;
-        Some(r.status().as_u16()).filter(|s| *s != 503)
-    };
-    for (name, key) in names.iter().zip(&keys) {
-        let status = eventually("the gateway to answer", Duration::from_secs(60), || {
-            models(key.clone())
-        })
-        .await;
-        assert_eq!(status, 200, "tenant name of {} characters", name.len());
-    }
-    assert_eq!(models("ansk-not-a-key".into()).await, Some(401));
 }

@@ -40,7 +40,14 @@ fn bin(name: &str) -> PathBuf {
     path
 }
 
-fn start_operator(ns: &str, kubeconfig: &Path, log: &Path, name: &str) -> ManagedProcess {
+/// An operator process; `models` is the directory its `file://` models may be under.
+fn start_operator(
+    ns: &str,
+    kubeconfig: &Path,
+    models: &Path,
+    log: &Path,
+    name: &str,
+) -> ManagedProcess {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_anshin-operator"));
     cmd.env("KUBECONFIG", kubeconfig)
         .args([
@@ -51,6 +58,7 @@ fn start_operator(ns: &str, kubeconfig: &Path, log: &Path, name: &str) -> Manage
             "--lease-seconds",
             "4",
         ])
+        .arg(format!("--allow-host-path={}", models.display()))
         .arg(format!("--listen=127.0.0.1:{}", free_port()));
     ManagedProcess::spawn(name, &mut cmd, log).expect("operator starts")
 }
@@ -181,6 +189,7 @@ async fn switching_versions_under_load_fails_no_request_even_when_the_operator_i
     let mut operator = start_operator(
         ns.name(),
         &kubeconfig,
+        dir.path(),
         &dir.path().join("operator-1.log"),
         "operator-1",
     );
@@ -314,6 +323,7 @@ async fn switching_versions_under_load_fails_no_request_even_when_the_operator_i
     let mut operator = start_operator(
         ns.name(),
         &kubeconfig,
+        dir.path(),
         &dir.path().join("operator-2.log"),
         "operator-2",
     );

@@ -4,11 +4,14 @@ mod support;
 
 use anshin_crds::ModelVersion;
 use anshin_crds::model_version::ModelVersionPhase;
+use anshin_operator::policy::HostPathPolicy;
 use anshin_operator::verify::{self, Outcome, Source, SourceError};
 use jiff::Timestamp;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
 use support::fixture;
+
+const IMAGE: &str = "anshin/inference:0.1.0";
 
 #[test]
 fn sources_are_parsed_and_unsupported_schemes_are_named() {
@@ -34,7 +37,7 @@ fn sources_are_parsed_and_unsupported_schemes_are_named() {
 fn the_verify_job_mounts_the_claim_and_the_manifest() {
     let mv: ModelVersion = fixture("mv-hf-pvc.yaml");
     let (config_map, job) =
-        verify::build(&mv, "anshin/inference:latest").expect("pvc is supported");
+        verify::build(&mv, IMAGE, &HostPathPolicy::default()).expect("pvc is supported");
     let manifest = &config_map.data.as_ref().expect("data")["manifest.json"];
     let files: serde_json::Value = serde_json::from_str(manifest).expect("manifest is JSON");
     assert_eq!(files[1]["path"], "model.safetensors");
@@ -131,9 +134,53 @@ fn a_running_job_means_verifying_and_is_not_final() {
 #[test]
 fn an_unsupported_source_stays_pending_with_a_clear_message() {
     let mv: ModelVersion = fixture("mv-s3.yaml");
-    let err = verify::build(&mv, "img").expect_err("s3");
+    let err = verify::build(&mv, IMAGE, &HostPathPolicy::default()).expect_err("s3");
     let status = verify::status(&mv, Err(&err), Timestamp::now());
     assert_eq!(status.phase, ModelVersionPhase::Pending);
     assert_eq!(status.conditions[0].reason, "UnsupportedSource");
     assert!(status.conditions[0].message.contains("pvc://CLAIM/PATH"));
+}
+
+#[test]
+fn dot_segments_in_artifact_paths_are_refused() {
+    for uri in [
+        "pvc://models/med-ja/../other-team",
+        "pvc://models/./v2",
+        "file:///var/lib/anshin/models/../../../etc",
+    ] {
+        assert_eq!(
+            verify::parse_source(uri),
+            Err(SourceError::DotSegment(uri.into())),
+            "{uri}"
+        );
+    }
+    assert!(verify::parse_source("pvc://models/.cache/v2").is_ok());
+}
+
+#[test]
+fn a_host_path_artifact_outside_the_allowed_prefixes_is_refused_with_a_way_out() {
+    let mv: ModelVersion = fixture("mv-gguf-file.yaml");
+    let err = verify::build(&mv, IMAGE, &HostPathPolicy::default()).expect_err("none allowed");
+    let status = verify::status(&mv, Err(&err), Timestamp::now());
+    assert_eq!(status.phase, ModelVersionPhase::Pending);
+    let condition = &status.conditions[0];
+    assert_eq!(condition.reason, "HostPathNotAllowed");
+    for hint in [
+        "/var/lib/anshin/models/smollm2",
+        "pvc://",
+        "--allow-host-path",
+    ] {
+        assert!(condition.message.contains(hint), "{}", condition.message);
+    }
+    let sibling = HostPathPolicy::new(&["/var/lib/anshin/model"]).expect("prefix");
+    assert!(verify::build(&mv, IMAGE, &sibling).is_err(), "segment-wise");
+
+    let allowed = HostPathPolicy::new(&["/var/lib/anshin/models"]).expect("prefix");
+    let (_, job) = verify::build(&mv, IMAGE, &allowed).expect("allowed prefix");
+    let pod = job.spec.and_then(|s| s.template.spec).expect("pod spec");
+    let host = pod.volumes.expect("volumes")[0].host_path.clone();
+    assert_eq!(
+        host.map(|h| h.path).as_deref(),
+        Some("/var/lib/anshin/models/smollm2")
+    );
 }

@@ -1,5 +1,8 @@
 //! The webhook's verdicts on the project's own example and rejected-fixture YAML.
 
+mod support;
+
+use anshin_operator::policy::HostPathPolicy;
 use anshin_operator::webhook::{Reference, self_signed, validate};
 use serde_json::Value;
 
@@ -22,6 +25,7 @@ fn verdict(path: &str, reference: Reference) -> Vec<String> {
         new,
         old,
         reference,
+        &HostPathPolicy::default(),
     )
 }
 
@@ -68,6 +72,10 @@ fn cel_rules_are_enforced_with_their_messages() {
         ),
         ("rejected/ge-duplicate-region.yaml", "same name"),
         ("rejected/tn-duplicate-key.yaml", "same name"),
+        (
+            "rejected/ie-zero-max-surge.yaml",
+            "rollout.maxSurge must be at least 1",
+        ),
     ];
     for (path, message) in cases {
         let found = verdict(path, Reference::NotApplicable);
@@ -85,6 +93,61 @@ fn an_endpoint_naming_a_missing_model_version_is_refused() {
     assert!(
         found[0].contains("med-ja-v2-sft") && found[0].contains("does not exist"),
         "{found:?}"
+    );
+}
+
+fn host_path_verdict(uri: &str, old_uri: Option<&str>, allowed: &[&str]) -> Vec<String> {
+    let mut mv: Value = support::fixture("mv-gguf-file.yaml");
+    let old = old_uri.map(|u| {
+        let mut o = mv.clone();
+        o["spec"]["artifact"]["uri"] = u.into();
+        o
+    });
+    mv["spec"]["artifact"]["uri"] = uri.into();
+    let policy = HostPathPolicy::new(allowed).expect("clean prefixes");
+    validate(
+        "ModelVersion",
+        &mv,
+        old.as_ref(),
+        Reference::NotApplicable,
+        &policy,
+    )
+}
+
+#[test]
+fn a_host_path_artifact_is_refused_unless_under_an_allowed_prefix() {
+    let uri = "file:///var/lib/anshin/models/smollm2";
+    let found = host_path_verdict(uri, None, &[]);
+    assert_eq!(found.len(), 1, "{found:?}");
+    for hint in [
+        "spec.artifact.uri",
+        "allowed: none",
+        "pvc://",
+        "--allow-host-path",
+    ] {
+        assert!(found[0].contains(hint), "{hint}: {found:?}");
+    }
+    assert_eq!(
+        host_path_verdict(uri, None, &["/var/lib/anshin/models"]),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        host_path_verdict(uri, None, &["/var/lib/anshin/model", "/srv"]).len(),
+        1,
+        "prefixes match whole path segments"
+    );
+    let escape = "file:///var/lib/anshin/models/../../../etc";
+    let found = host_path_verdict(escape, None, &["/var/lib/anshin/models"]);
+    assert!(found.iter().any(|m| m.contains("`..`")), "{found:?}");
+}
+
+#[test]
+fn an_existing_host_path_version_stays_editable_when_the_prefixes_change() {
+    let uri = "file:///var/lib/anshin/models/smollm2";
+    assert_eq!(
+        host_path_verdict(uri, Some(uri), &[]),
+        Vec::<String>::new(),
+        "labels of a stored version can still change"
     );
 }
 
