@@ -132,8 +132,11 @@ fn gateway_bin() -> PathBuf {
     )
 }
 
-fn start_gateway(dir: &Path, backend: SocketAddr) -> (Killed, SocketAddr) {
+/// Starts the gateway; returns it, its API address and its metrics address (passed in the environment,
+/// which older builds and `bare_proxy` ignore: their metrics then read as NaN).
+fn start_gateway(dir: &Path, backend: SocketAddr) -> (Killed, SocketAddr, SocketAddr) {
     let addr = free_addr();
+    let metrics = free_addr();
     let hash = hex::encode(Sha256::digest(KEY.as_bytes()));
     let routing = format!(
         "tenants: [{{name: bench, endpoints: ['*'], keys: [{{name: k, sha256: '{hash}'}}]}}]\n\
@@ -149,11 +152,12 @@ fn start_gateway(dir: &Path, backend: SocketAddr) -> (Killed, SocketAddr) {
         .arg(dir.join("audit.jsonl"))
         .args(["--audit-fsync", "1s"])
         .env("RUST_LOG", "warn")
+        .env("ANSHIN_GATEWAY_METRICS_LISTEN", metrics.to_string())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn gateway");
-    (Killed(child), addr)
+    (Killed(child), addr, metrics)
 }
 
 fn body(model: &str) -> Bytes {
@@ -353,7 +357,7 @@ async fn run() -> Value {
         .pool_max_idle_per_host(256)
         .build(HttpConnector::new());
     let (nginx_proc, nginx) = start_nginx(dir.path(), backend.addr);
-    let (gw_proc, gw) = start_gateway(dir.path(), backend.addr);
+    let (gw_proc, gw, gw_metrics) = start_gateway(dir.path(), backend.addr);
     wait_up(&client, nginx, "/readyz").await;
     wait_up(&client, gw, "/readyz").await;
     let (nginx_pid, gw_pid) = (nginx_proc.0.id(), gw_proc.0.id());
@@ -373,7 +377,7 @@ async fn run() -> Value {
         }
     }
     let mut phases = vec![Phase::default(); targets.len()];
-    let guard0 = guardrail_seconds(&client, gw).await;
+    let guard0 = guardrail_seconds(&client, gw_metrics).await;
     for _ in 0..secs {
         for ((_, addr, model, pid), phase) in targets.iter().zip(&mut phases) {
             phase.slice(&client, *addr, body(model), rate, *pid).await;
@@ -388,7 +392,7 @@ async fn run() -> Value {
         .map_or(0, |(_, p)| p.lat.len())
         .max(1) as f64;
     let per_request = |after: f64, before: f64| ((after - before) * 1e6 / guarded).round();
-    let guard1 = guardrail_seconds(&client, gw).await;
+    let guard1 = guardrail_seconds(&client, gw_metrics).await;
     let guard_us = json!({
         "input": per_request(guard1.0, guard0.0),
         "output": per_request(guard1.1, guard0.1),

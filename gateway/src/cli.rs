@@ -15,6 +15,7 @@ use crate::audit::{
     verify_log,
 };
 use crate::keys::{fingerprint, hash_key};
+use crate::listener::ConnLimits;
 use crate::metrics::Metrics;
 use crate::server::{Gateway, GatewayOptions};
 use crate::table::SharedTable;
@@ -46,6 +47,28 @@ pub struct ServeArgs {
     /// Address to listen on.
     #[arg(long, default_value = "0.0.0.0:8080", env = "ANSHIN_GATEWAY_LISTEN")]
     pub listen: SocketAddr,
+    /// Address of `/metrics` (tenant names and activity), never the public port: loopback by default;
+    /// in a pod, the pod IP or `0.0.0.0` with a NetworkPolicy admitting only the monitoring namespace.
+    #[arg(
+        long,
+        default_value = "127.0.0.1:9464",
+        env = "ANSHIN_GATEWAY_METRICS_LISTEN"
+    )]
+    pub metrics_listen: SocketAddr,
+    /// Connections served at once; more wait in the kernel's accept queue.
+    #[arg(long, default_value_t = 10_000, value_parser = parse_count)]
+    pub max_connections: usize,
+    /// Time a client has to send a request's headers (slow clients are cut off), also the longest
+    /// idle keep-alive.
+    #[arg(long, default_value = "10s", value_parser = parse_positive_duration)]
+    pub header_read_timeout: Duration,
+    /// Time a client has to send a request's body once authenticated (408 after it).
+    #[arg(long, default_value = "30s", value_parser = parse_positive_duration)]
+    pub body_read_timeout: Duration,
+    /// Longest silence of a backend (or peer) inside a streamed answer: the stream then ends with an
+    /// error event and the tenant's concurrency slot is released.
+    #[arg(long, default_value = "60s", value_parser = parse_positive_duration)]
+    pub stream_idle_timeout: Duration,
     /// Routing file (YAML: tenants, keys, endpoints, peers), hot-reloaded on change.
     #[arg(
         long,
@@ -290,6 +313,8 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         connect_timeout: args.connect_timeout,
         response_timeout: args.response_timeout,
         health_interval: args.health_interval,
+        body_read_timeout: args.body_read_timeout,
+        stream_idle_timeout: args.stream_idle_timeout,
         ..GatewayOptions::default()
     };
     let gw = Gateway::new(
@@ -302,9 +327,24 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("binding {}", args.listen))?;
+    let metrics_listener = tokio::net::TcpListener::bind(args.metrics_listen)
+        .await
+        .with_context(|| {
+            format!(
+                "binding the metrics listener {} (choose another with --metrics-listen)",
+                args.metrics_listen
+            )
+        })?;
+    let metrics_addr = metrics_listener.local_addr()?;
     let source = start_source(&args, table, metrics).await?;
-    tracing::info!(addr = %args.listen, "gateway listening");
-    let served = gw.serve(listener, shutdown_signal()).await;
+    tracing::info!(addr = %args.listen, metrics = %metrics_addr, "gateway listening");
+    let limits = ConnLimits {
+        max_connections: args.max_connections,
+        header_read_timeout: args.header_read_timeout,
+    };
+    let served = gw
+        .serve(listener, metrics_listener, limits, shutdown_signal())
+        .await;
     source.abort();
     head_task.abort();
     // The writer batches records; write and sync what the last requests queued before exiting.

@@ -55,6 +55,9 @@ pub enum ApiError {
     /// No backend in this region or a peer region could serve.
     #[error("{UNAVAILABLE_MESSAGE}")]
     Unavailable,
+    /// The client did not send the whole body in time.
+    #[error("the request body did not arrive within {0} s: send it at once, or retry")]
+    BodyTimeout(u64),
 }
 
 impl ApiError {
@@ -106,6 +109,11 @@ impl ApiError {
                 StatusCode::SERVICE_UNAVAILABLE,
                 "server_error",
                 "service_unavailable",
+            ),
+            Self::BodyTimeout(_) => (
+                StatusCode::REQUEST_TIMEOUT,
+                "invalid_request_error",
+                "request_timeout",
             ),
         }
     }

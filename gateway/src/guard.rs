@@ -61,6 +61,19 @@ pub struct InputResult {
 }
 
 /// Mutable references to every input text of a request body, or a 400 explaining the shape.
+/// Roles a chat message may have; any other role would reach the chat template unchecked.
+pub const ROLES: [&str; 3] = ["system", "user", "assistant"];
+
+fn check_role(message: &Value) -> Result<(), ApiError> {
+    match message.get("role").and_then(Value::as_str) {
+        Some(r) if ROLES.contains(&r) => Ok(()),
+        _ => Err(ApiError::BadRequest(format!(
+            "every message needs a `role`, one of {}",
+            ROLES.join(", ")
+        ))),
+    }
+}
+
 fn input_texts(kind: Kind, body: &mut Value) -> Result<Vec<&mut String>, ApiError> {
     let obj = body
         .as_object_mut()
@@ -75,19 +88,27 @@ fn input_texts(kind: Kind, body: &mut Value) -> Result<Vec<&mut String>, ApiErro
             }
             let mut out = Vec::new();
             for m in msgs.iter_mut() {
-                match m.get_mut("content") {
-                    Some(Value::String(s)) => out.push(s),
-                    Some(Value::Array(parts)) => {
-                        out.extend(parts.iter_mut().filter_map(|p| match p.get_mut("text") {
-                            Some(Value::String(s)) => Some(s),
-                            _ => None,
-                        }))
-                    }
-                    Some(Value::Null) | None => {}
-                    Some(_) => {
-                        return Err(ApiError::BadRequest(
-                            "message `content` must be a string or a list of parts".into(),
-                        ));
+                check_role(m)?;
+                let Some(fields) = m.as_object_mut() else {
+                    continue;
+                };
+                for (field, value) in fields.iter_mut() {
+                    match (field.as_str(), value) {
+                        // An optional participant `name` is text the model may see: guarded too.
+                        ("name", Value::String(s)) | ("content", Value::String(s)) => out.push(s),
+                        ("content", Value::Array(parts)) => {
+                            out.extend(parts.iter_mut().filter_map(|p| match p.get_mut("text") {
+                                Some(Value::String(s)) => Some(s),
+                                _ => None,
+                            }))
+                        }
+                        ("content", Value::Null) => {}
+                        ("content", _) => {
+                            return Err(ApiError::BadRequest(
+                                "message `content` must be a string or a list of parts".into(),
+                            ));
+                        }
+                        _ => {}
                     }
                 }
             }

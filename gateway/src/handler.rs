@@ -1,15 +1,16 @@
-//! The OpenAI endpoints: authenticate, authorise, limit, guard the input, forward, guard the output,
-//! and finish every request — success or failure — with metrics and one audit record.
+//! The OpenAI endpoints: authenticate (from the headers, before any of the body is read), read the
+//! body within its deadline, authorise, limit, guard the input, forward, guard the output, and finish
+//! every authenticated request — success, failure, or a client that went away before its answer —
+//! with metrics and one audit record (unauthenticated ones are counted per source by the audit log).
 
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::Json;
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::extract::rejection::BytesRejection;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use tracing::Instrument;
@@ -25,23 +26,17 @@ use crate::server::{ClientIp, Gateway};
 use crate::table::{Action, Endpoint, Limits, Snapshot, Tenant};
 
 /// `POST /v1/chat/completions`.
-pub async fn chat(
-    State(gw): State<Gateway>,
-    ClientIp(source): ClientIp,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
-    gw.complete(Kind::Chat, source, headers, body).await
+pub async fn chat(State(gw): State<Gateway>, ClientIp(source): ClientIp, req: Request) -> Response {
+    gw.complete(Kind::Chat, source, req).await
 }
 
 /// `POST /v1/completions`.
 pub async fn completions(
     State(gw): State<Gateway>,
     ClientIp(source): ClientIp,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    req: Request,
 ) -> Response {
-    gw.complete(Kind::Completion, source, headers, body).await
+    gw.complete(Kind::Completion, source, req).await
 }
 
 /// `GET /v1/models`: only the endpoints the caller's tenant may use.
@@ -72,6 +67,22 @@ pub(crate) struct Ctx {
     pub(crate) source: Option<IpAddr>,
     /// The request's trace span; [`Gateway::finish`] records the outcome on it and ends it.
     pub(crate) span: tracing::Span,
+    /// The gateway, until the request is finished. A context dropped before that — hyper drops the
+    /// request when its client disconnects before the answer, after the backend may already have
+    /// received the (redacted) request — finishes itself as `client_gone` (status 499).
+    pub(crate) unfinished: Option<Gateway>,
+}
+
+/// Status recorded for a request whose client went away before its answer (nginx's convention).
+pub(crate) const CLIENT_GONE: u16 = 499;
+
+impl Drop for Ctx {
+    fn drop(&mut self) {
+        if let Some(gw) = self.unfinished.take() {
+            self.event.outcome = "client_gone".into();
+            gw.record_finished(self, CLIENT_GONE);
+        }
+    }
 }
 
 fn request_id(headers: &HeaderMap) -> String {
@@ -111,17 +122,28 @@ fn authenticate(snap: &Snapshot, headers: &HeaderMap) -> Result<(Identity, Arc<T
     Ok((id, tenant))
 }
 
-fn read_body(
-    body: Result<Bytes, BytesRejection>,
+/// Reads the body, at most `limit` bytes (413 beyond) within `timeout` (408 after it).
+async fn read_body(
+    body: Body,
     limit: usize,
+    timeout: Duration,
 ) -> Result<(Bytes, Value), ApiError> {
-    let bytes = body.map_err(|r| {
-        if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::TooLarge(limit)
-        } else {
-            ApiError::BadRequest(r.body_text())
+    let read = tokio::time::timeout(timeout, axum::body::to_bytes(body, limit)).await;
+    let bytes = match read {
+        Err(_) => return Err(ApiError::BodyTimeout(timeout.as_secs())),
+        Ok(Ok(bytes)) => bytes,
+        Ok(Err(e)) => {
+            let e = e.into_inner();
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some()
+            {
+                return Err(ApiError::TooLarge(limit));
+            }
+            return Err(ApiError::BadRequest(format!(
+                "the request body could not be read: {e}"
+            )));
         }
-    })?;
+    };
     let v = serde_json::from_slice(&bytes)
         .map_err(|e| ApiError::BadRequest(format!("the body is not valid JSON: {e}")))?;
     Ok((bytes, v))
@@ -149,13 +171,9 @@ pub(crate) struct Prepared {
 }
 
 impl Gateway {
-    async fn complete(
-        &self,
-        kind: Kind,
-        source: Option<IpAddr>,
-        headers: HeaderMap,
-        body: Result<Bytes, BytesRejection>,
-    ) -> Response {
+    async fn complete(&self, kind: Kind, source: Option<IpAddr>, req: Request) -> Response {
+        let (parts, body) = req.into_parts();
+        let headers = parts.headers;
         let mut ctx = Ctx {
             started: Instant::now(),
             event: Event {
@@ -169,6 +187,7 @@ impl Gateway {
             lease: None,
             source,
             span: tracing::Span::none(),
+            unfinished: Some(self.clone()),
         };
         let rid = ctx.event.request_id.clone();
         let span = tracing::info_span!(
@@ -219,7 +238,7 @@ impl Gateway {
         &self,
         kind: Kind,
         headers: &HeaderMap,
-        body: Result<Bytes, BytesRejection>,
+        body: Body,
         ctx: &mut Ctx,
     ) -> Result<Prepared, ApiError> {
         let snap = self.inner.table.get();
@@ -227,7 +246,8 @@ impl Gateway {
         ctx.event.tenant = Some(id.tenant.clone());
         ctx.event.key_fingerprint = Some(id.fingerprint.clone());
         ctx.tenant = Some((tenant.id.clone(), tenant.limits));
-        let (original, body) = read_body(body, self.inner.options.max_body_bytes)?;
+        let opts = &self.inner.options;
+        let (original, body) = read_body(body, opts.max_body_bytes, opts.body_read_timeout).await?;
         let ep = endpoint(&snap, &tenant, &body)?;
         ctx.event.endpoint = Some(ep.id.clone());
         ctx.event.input_policy = ep.policy.input.as_str().into();

@@ -26,6 +26,7 @@ pub mod kube_source;
 pub mod kube_table;
 pub mod limits;
 pub mod linger;
+pub mod listener;
 pub mod metrics;
 pub mod proxy;
 mod respond;

@@ -94,6 +94,7 @@ impl Gateway {
                             detector: Some(self.inner.detector.clone()),
                             mapping: p.mapping,
                             action: p.endpoint.policy.output,
+                            idle_timeout: self.inner.options.stream_idle_timeout,
                         };
                         let body = self.stream(spec, first, rest, ctx);
                         let ct = [
@@ -240,8 +241,14 @@ impl Gateway {
     }
 
     /// Metrics and the audit record of a finished request; drops its permit and backend lease.
-    pub(crate) fn finish(&self, ctx: Ctx, status: u16) {
-        let mut ev = ctx.event;
+    pub(crate) fn finish(&self, mut ctx: Ctx, status: u16) {
+        ctx.unfinished = None;
+        self.record_finished(&mut ctx, status);
+    }
+
+    /// What [`Gateway::finish`] records, also for a context dropped unfinished.
+    pub(crate) fn record_finished(&self, ctx: &mut Ctx, status: u16) {
+        let mut ev = std::mem::take(&mut ctx.event);
         ev.status = status;
         ev.latency_ms = ctx.started.elapsed().as_millis() as u64;
         let m = &self.inner.metrics;

@@ -11,12 +11,12 @@ use axum::http::request::Parts;
 use axum::http::{StatusCode, Uri};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
-use axum::serve::ListenerExt;
 
 use crate::audit::AuditLog;
 use crate::error::ApiError;
 use crate::handler;
 use crate::limits::Limiter;
+use crate::listener::ConnLimits;
 use crate::metrics::Metrics;
 use crate::proxy::{Proxy, http_client};
 use crate::routing::Backends;
@@ -35,6 +35,10 @@ pub struct GatewayOptions {
     pub response_timeout: Duration,
     /// Interval of active health checks (`GET /readyz` on every backend).
     pub health_interval: Duration,
+    /// Time an authenticated client has to send the request body (408 after it).
+    pub body_read_timeout: Duration,
+    /// Longest silence of a backend inside a streamed answer before the stream is ended.
+    pub stream_idle_timeout: Duration,
 }
 
 impl Default for GatewayOptions {
@@ -45,6 +49,8 @@ impl Default for GatewayOptions {
             connect_timeout: Duration::from_secs(2),
             response_timeout: Duration::from_secs(300),
             health_interval: Duration::from_secs(2),
+            body_read_timeout: Duration::from_secs(30),
+            stream_idle_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -122,7 +128,6 @@ impl Gateway {
             .route("/v1/models", get(handler::models))
             .route("/healthz", get(|| async { "ok" }))
             .route("/readyz", get(readyz))
-            .route("/metrics", get(metrics))
             .fallback(|uri: Uri| async move {
                 ApiError::NoRoute(uri.path().chars().take(200).collect())
             })
@@ -135,23 +140,36 @@ impl Gateway {
             .with_state(self.clone())
     }
 
-    /// Serves on `listener` until `shutdown` completes, with active health checks running.
+    /// The admin router: `/metrics` (tenant names and activity: never on the public port).
+    pub fn metrics_router(&self) -> Router {
+        Router::new()
+            .route("/metrics", get(metrics))
+            .route("/healthz", get(|| async { "ok" }))
+            .with_state(self.clone())
+    }
+
+    /// Serves the API on `listener` and `/metrics` on `metrics` until `shutdown` completes, with
+    /// active health checks running.
     pub async fn serve(
         self,
         listener: tokio::net::TcpListener,
+        metrics: tokio::net::TcpListener,
+        limits: ConnLimits,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let checker = tokio::spawn(crate::health::run(self.clone()));
-        // Responses are written whole; Nagle would only hold back the last segment of a large one.
-        let listener = listener.tap_io(|tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
-        let app = self
-            .router()
-            .into_make_service_with_connect_info::<SocketAddr>();
-        let result = axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await;
+        let admin_limits = ConnLimits {
+            max_connections: 64,
+            ..limits
+        };
+        let admin = tokio::spawn(crate::listener::serve(
+            metrics,
+            self.metrics_router(),
+            admin_limits,
+            std::future::pending(),
+        ));
+        let result = crate::listener::serve(listener, self.router(), limits, shutdown).await;
+        admin.abort();
         checker.abort();
         result
     }

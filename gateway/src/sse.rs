@@ -6,6 +6,7 @@
 
 use std::convert::Infallible;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anshin_guardrails::{Detector, Entity, Mapping, OutputGuard, StreamScanner, restore};
 use axum::body::Body;
@@ -42,7 +43,13 @@ pub struct StreamSpec {
     pub mapping: Mapping,
     /// Output policy.
     pub action: Action,
+    /// Longest silence of the backend between two frames: a hung backend must not hold the tenant's
+    /// concurrency slot (released when the stream ends) forever.
+    pub idle_timeout: Duration,
 }
+
+/// Most bytes of one event held while waiting for its end (`\n\n`); a backend sending more is broken.
+const MAX_EVENT_BYTES: usize = 1 << 20;
 
 enum Scan<'d, 'm> {
     Pass,
@@ -108,6 +115,7 @@ pub fn spawn(
             tx,
             on_token,
             buf: Vec::new(),
+            idle: spec.idle_timeout,
         };
         st.run(first, rest).await;
         on_end(st.outcome);
@@ -127,6 +135,7 @@ struct State<'d, 'm, F> {
     tx: mpsc::Sender<Bytes>,
     on_token: F,
     buf: Vec<u8>,
+    idle: Duration,
 }
 
 /// What handling one event decided.
@@ -145,10 +154,14 @@ impl<F: Fn()> State<'_, '_, F> {
                     return;
                 }
             }
-            match rest.frame().await {
-                Some(Ok(frame)) => data = frame.into_data().ok(),
-                Some(Err(_)) => return self.fail().await,
-                None => break,
+            if self.buf.len() > MAX_EVENT_BYTES {
+                return self.fail("backend_error").await;
+            }
+            match tokio::time::timeout(self.idle, rest.frame()).await {
+                Ok(Some(Ok(frame))) => data = frame.into_data().ok(),
+                Ok(Some(Err(_))) => return self.fail("backend_error").await,
+                Ok(None) => break,
+                Err(_) => return self.fail("backend_timeout").await,
             }
         }
         if !self.buf.is_empty() {
@@ -277,9 +290,10 @@ impl<F: Fn()> State<'_, '_, F> {
         Flow::Stop
     }
 
-    async fn fail(&mut self) {
+    /// Ends the stream after a backend failure (`outcome`: `backend_error` or `backend_timeout`).
+    async fn fail(&mut self, outcome: &'static str) {
         let _ = self.flush().await;
-        self.outcome.end = "backend_error";
+        self.outcome.end = outcome;
         let err = json!({"error": {"message": "the model server failed while answering; please retry", "type": "server_error",
                                    "param": null, "code": "backend_stream_error"}});
         let _ = self.send_json(&err).await;

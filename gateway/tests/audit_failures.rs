@@ -15,7 +15,10 @@ use common::*;
 const DISK: u64 = 16 * 1024;
 
 async fn metric(gw: &Proc, name: &str) -> f64 {
-    let m = get(gw.addr, "/metrics", None).await.expect("metrics").body;
+    let m = get(gw.metrics, "/metrics", None)
+        .await
+        .expect("metrics")
+        .body;
     metric_sum(&m, name, &[])
 }
 

@@ -140,7 +140,10 @@ async fn pii_the_backend_produces_on_its_own_is_redacted_and_counted() {
             "the rest of the answer stays: {t}"
         );
     }
-    let m = get(gw.addr, "/metrics", None).await.expect("metrics").body;
+    let m = get(gw.metrics, "/metrics", None)
+        .await
+        .expect("metrics")
+        .body;
     assert_eq!(
         metric_sum(
             &m,
@@ -295,7 +298,10 @@ async fn dead_region_forwards_to_peer_and_nothing_left_gives_safe_503() {
         PATIENT,
         "served (and guarded) by the peer region"
     );
-    let m = get(gw.addr, "/metrics", None).await.expect("metrics").body;
+    let m = get(gw.metrics, "/metrics", None)
+        .await
+        .expect("metrics")
+        .body;
     assert_eq!(
         metric_sum(&m, "anshin_gateway_peer_forwards_total", &[]),
         1.0

@@ -121,7 +121,10 @@ async fn keys_tenants_and_limits_are_enforced() {
         200,
         "other tenants are not limited by hosp-a's use"
     );
-    let m = get(gw.addr, "/metrics", None).await.expect("metrics").body;
+    let m = get(gw.metrics, "/metrics", None)
+        .await
+        .expect("metrics")
+        .body;
     assert_eq!(
         metric_sum(
             &m,

@@ -69,6 +69,7 @@ fn start_gateway(ns: &str, kubeconfig: &Path, dir: &Path, port: u16) -> ManagedP
         .args(["serve", "--kube", "--kube-namespace", ns])
         .args([
             format!("--listen=127.0.0.1:{port}"),
+            format!("--metrics-listen=127.0.0.1:{}", free_port()),
             format!("--audit-log={}", dir.join("audit.jsonl").display()),
             "--audit-fsync=never".into(),
             "--health-interval=500ms".into(),

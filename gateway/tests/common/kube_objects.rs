@@ -110,9 +110,10 @@ pub fn owned_by(kind: &str, obj: &DynamicObject) -> Value {
 
 /// Starts the gateway with `--kube` (all namespaces when `namespace` is `None`) and waits for `/readyz`.
 pub async fn start_kube_gateway(kubeconfig: &Path, namespace: Option<&str>, audit: &Path) -> Proc {
-    let addr: SocketAddr = free_addr();
+    let (addr, metrics): (SocketAddr, SocketAddr) = (free_addr(), free_addr());
     let mut cmd = Command::new(gateway_bin());
     cmd.args(["serve", "--kube", "--listen", &addr.to_string()])
+        .args(["--metrics-listen", &metrics.to_string()])
         .args(["--audit-fsync", "never", "--audit-log"])
         .arg(audit)
         .env("KUBECONFIG", kubeconfig)
@@ -125,6 +126,7 @@ pub async fn start_kube_gateway(kubeconfig: &Path, namespace: Option<&str>, audi
     let p = Proc {
         child,
         addr,
+        metrics,
         name: "gateway".into(),
     };
     wait_ready(addr, "/readyz", Duration::from_secs(60)).await;

@@ -23,7 +23,16 @@ use sha2::{Digest, Sha256};
 pub struct Proc {
     pub child: Child,
     pub addr: SocketAddr,
+    /// Where its `/metrics` is served (the gateway's own listener; the inference server's API port).
+    pub metrics: SocketAddr,
     pub name: String,
+}
+
+/// The two addresses of a gateway: the API and its metrics listener.
+#[derive(Clone, Copy, Debug)]
+pub struct Addrs {
+    pub api: SocketAddr,
+    pub metrics: SocketAddr,
 }
 
 impl Proc {
@@ -110,6 +119,7 @@ async fn start_inference_with(model: &Path, name: &str, extra_args: &[&str]) -> 
     let p = Proc {
         child,
         addr,
+        metrics: addr,
         name: name.into(),
     };
     wait_ready(addr, "/readyz", Duration::from_secs(90)).await;
@@ -133,16 +143,24 @@ pub async fn start_gateway_with(
 }
 
 /// The command [`start_gateway_with`] runs (logs on stderr only with `ANSHIN_TEST_LOGS`), and the
-/// address the gateway will listen on; for tests that change more (limits, where stderr goes).
+/// addresses the gateway will listen on; for tests that change more (limits, where stderr goes).
 pub fn gateway_command(
     routing: &Path,
     audit: &Path,
     extra_args: &[&str],
     env: &[(&str, &str)],
-) -> (Command, SocketAddr) {
-    let addr = free_addr();
+) -> (Command, Addrs) {
+    let addrs = Addrs {
+        api: free_addr(),
+        metrics: free_addr(),
+    };
     let mut cmd = Command::new(gateway_bin());
-    cmd.args(["serve", "--listen", &addr.to_string(), "--routing-file"])
+    cmd.args(["serve", "--listen", &addrs.api.to_string()])
+        .args([
+            "--metrics-listen",
+            &addrs.metrics.to_string(),
+            "--routing-file",
+        ])
         .arg(routing)
         .arg("--audit-log")
         .arg(audit)
@@ -168,18 +186,19 @@ pub fn gateway_command(
         } else {
             Stdio::null()
         });
-    (cmd, addr)
+    (cmd, addrs)
 }
 
 /// Spawns a gateway command that listens on `addr` and waits until it is ready.
-pub async fn spawn_gateway(mut cmd: Command, addr: SocketAddr) -> Proc {
+pub async fn spawn_gateway(mut cmd: Command, addrs: Addrs) -> Proc {
     let child = cmd.spawn().expect("spawn anshin-gateway");
     let p = Proc {
         child,
-        addr,
+        addr: addrs.api,
+        metrics: addrs.metrics,
         name: "gateway".into(),
     };
-    wait_ready(addr, "/readyz", Duration::from_secs(60)).await;
+    wait_ready(addrs.api, "/readyz", Duration::from_secs(60)).await;
     p
 }
 

@@ -138,6 +138,7 @@ async fn keys_of_dotted_and_long_tenant_names_authenticate_at_the_gateway() {
     cmd.env("KUBECONFIG", cluster.kubeconfig())
         .args(["serve", "--kube", "--kube-namespace", ns.name()])
         .arg(format!("--listen=127.0.0.1:{port}"))
+        .arg(format!("--metrics-listen=127.0.0.1:{}", free_port()))
         .arg(format!(
             "--audit-log={}",
             dir.path().join("audit.jsonl").display()
