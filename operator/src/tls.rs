@@ -1,12 +1,21 @@
-//! A TLS listener for axum: accepts TCP, completes handshakes concurrently, yields TLS streams.
+//! A TLS listener for axum: accepts TCP, completes handshakes concurrently, yields TLS streams. A
+//! handshake must finish within [`HANDSHAKE_TIMEOUT`] (a client that opens connections and stays
+//! silent holds nothing for long), and a failed `accept` (e.g. out of file descriptors) pauses the
+//! loop for [`ACCEPT_BACKOFF`] instead of spinning.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
+
+/// Longest time a client may take to complete the TLS handshake.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Pause after a failed `accept`.
+pub const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 /// Accepted TLS connections, ready for `axum::serve`.
 pub struct TlsListener {
@@ -36,19 +45,34 @@ impl TlsListener {
         listener: TcpListener,
         config: rustls::ServerConfig,
     ) -> std::io::Result<TlsListener> {
+        TlsListener::with_handshake_timeout(listener, config, HANDSHAKE_TIMEOUT)
+    }
+
+    /// [`TlsListener::new`] with another handshake deadline (tests).
+    pub fn with_handshake_timeout(
+        listener: TcpListener,
+        config: rustls::ServerConfig,
+        handshake_timeout: Duration,
+    ) -> std::io::Result<TlsListener> {
         let local = listener.local_addr()?;
         let acceptor = TlsAcceptor::from(Arc::new(config));
         let (tx, rx) = mpsc::channel(64);
         tokio::spawn(async move {
             loop {
-                let Ok((tcp, peer)) = listener.accept().await else {
-                    continue;
+                let (tcp, peer) = match listener.accept().await {
+                    Ok(accepted) => accepted,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "webhook accept failed; pausing");
+                        tokio::time::sleep(ACCEPT_BACKOFF).await;
+                        continue;
+                    }
                 };
                 let (acceptor, tx) = (acceptor.clone(), tx.clone());
                 tokio::spawn(async move {
-                    match acceptor.accept(tcp).await {
-                        Ok(tls) => drop(tx.send((tls, peer)).await),
-                        Err(e) => tracing::debug!(error = %e, %peer, "TLS handshake failed"),
+                    match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
+                        Ok(Ok(tls)) => drop(tx.send((tls, peer)).await),
+                        Ok(Err(e)) => tracing::debug!(error = %e, %peer, "TLS handshake failed"),
+                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
                     }
                 });
             }
@@ -71,5 +95,32 @@ impl axum::serve::Listener for TlsListener {
 
     fn local_addr(&self) -> std::io::Result<Self::Addr> {
         Ok(self.local)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncReadExt;
+
+    fn config() -> rustls::ServerConfig {
+        let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).expect("cert");
+        server_config(&cert.cert.pem(), &cert.signing_key.serialize_pem()).expect("config")
+    }
+
+    #[tokio::test]
+    async fn a_client_that_never_completes_the_handshake_is_disconnected() {
+        let tcp = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = tcp.local_addr().expect("addr");
+        let _listener =
+            TlsListener::with_handshake_timeout(tcp, config(), Duration::from_millis(300))
+                .expect("listener");
+        let mut silent = TcpStream::connect(addr).await.expect("connect");
+        let mut buf = [0u8; 16];
+        let read = tokio::time::timeout(Duration::from_secs(5), silent.read(&mut buf)).await;
+        assert!(
+            matches!(read, Ok(Ok(0)) | Ok(Err(_))),
+            "closed after the handshake deadline: {read:?}"
+        );
     }
 }
