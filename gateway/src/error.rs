@@ -55,6 +55,9 @@ pub enum ApiError {
     /// No backend in this region or a peer region could serve.
     #[error("{UNAVAILABLE_MESSAGE}")]
     Unavailable,
+    /// A request with a peer token that this gateway does not accept, or for a tenant it does not know.
+    #[error("{0}")]
+    PeerRefused(&'static str),
 }
 
 impl ApiError {
@@ -75,6 +78,11 @@ impl ApiError {
                 StatusCode::UNAUTHORIZED,
                 "invalid_request_error",
                 "invalid_api_key",
+            ),
+            Self::PeerRefused(_) => (
+                StatusCode::UNAUTHORIZED,
+                "invalid_request_error",
+                "peer_refused",
             ),
             Self::Forbidden(_) => (
                 StatusCode::FORBIDDEN,

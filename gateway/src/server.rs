@@ -35,6 +35,8 @@ pub struct GatewayOptions {
     pub response_timeout: Duration,
     /// Interval of active health checks (`GET /readyz` on every backend).
     pub health_interval: Duration,
+    /// Peer regions: TLS trust, the token presented and the tokens accepted ([`crate::peer`]).
+    pub peering: crate::peer::Peering,
 }
 
 impl Default for GatewayOptions {
@@ -45,6 +47,7 @@ impl Default for GatewayOptions {
             connect_timeout: Duration::from_secs(2),
             response_timeout: Duration::from_secs(300),
             health_interval: Duration::from_secs(2),
+            peering: crate::peer::Peering::default(),
         }
     }
 }
@@ -80,6 +83,7 @@ impl Gateway {
             metrics: metrics.clone(),
             response_timeout: options.response_timeout,
             max_response_bytes: options.max_response_bytes,
+            peering: crate::peer::PeerClient::new(&options.peering, options.connect_timeout),
         };
         let inner = Inner {
             table,
