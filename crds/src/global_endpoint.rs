@@ -75,7 +75,8 @@ pub const RESIDENCY_PATTERN: &str = r"^[a-z]{2}(-[a-z0-9]+)*$";
 /// Whether `url` is an acceptable region gateway URL ([`REGION_ENDPOINT_PATTERN`]).
 pub fn region_endpoint_allowed(url: &str) -> bool {
     static RE: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
-        regex::Regex::new(REGION_ENDPOINT_PATTERN).expect("REGION_ENDPOINT_PATTERN is a valid regex")
+        regex::Regex::new(REGION_ENDPOINT_PATTERN)
+            .expect("REGION_ENDPOINT_PATTERN is a valid regex")
     });
     RE.is_match(url)
 }
@@ -335,13 +336,23 @@ mod tests {
                 "spec": {"regions": [{"name": "a", "endpoint": url}]}
             });
             let violations = crate::schema_check::check(&crd, &obj, None);
-            assert_eq!(violations.is_empty(), *ok, "schema on {url}: {violations:?}");
+            assert_eq!(
+                violations.is_empty(),
+                *ok,
+                "schema on {url}: {violations:?}"
+            );
         }
     }
 
     #[test]
     fn residency_zones_are_lower_case_country_codes_with_optional_parts() {
-        for (zone, ok) in [("jp", true), ("jp-east", true), ("JP", false), ("j", false), ("jp_", false)] {
+        for (zone, ok) in [
+            ("jp", true),
+            ("jp-east", true),
+            ("JP", false),
+            ("j", false),
+            ("jp_", false),
+        ] {
             assert_eq!(residency_valid(zone), ok, "{zone}");
         }
     }

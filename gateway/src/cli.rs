@@ -363,11 +363,17 @@ fn peering(args: &ServeArgs) -> anyhow::Result<Peering> {
         None => None,
     };
     if tls.is_none() && args.peers.iter().any(|p| p.url.starts_with("https://")) {
-        anyhow::bail!("--peers lists https:// peers: give --peer-ca-file with the CA their certificates chain to");
+        anyhow::bail!(
+            "--peers lists https:// peers: give --peer-ca-file with the CA their certificates chain to"
+        );
     }
     Ok(Peering {
         tls,
-        token: args.peer_token_file.as_deref().map(crate::peer::load_token).transpose()?,
+        token: args
+            .peer_token_file
+            .as_deref()
+            .map(crate::peer::load_token)
+            .transpose()?,
         accepted: match &args.accept_peer_token_file {
             Some(p) => crate::peer::load_accepted(p)?,
             None => Default::default(),
@@ -486,8 +492,15 @@ mod tests {
             ("https://gw.osaka.example:8443", Some("jp"))
         );
         let plain = parse_peer("http://127.0.0.1:9000/").expect("loopback");
-        assert_eq!((plain.url.as_str(), plain.residency), ("http://127.0.0.1:9000", None));
-        for bad in ["http://gw.osaka.example:8080", "https://gw=JP", "gw.osaka.example"] {
+        assert_eq!(
+            (plain.url.as_str(), plain.residency),
+            ("http://127.0.0.1:9000", None)
+        );
+        for bad in [
+            "http://gw.osaka.example:8080",
+            "https://gw=JP",
+            "gw.osaka.example",
+        ] {
             assert!(parse_peer(bad).is_err(), "{bad}");
         }
     }

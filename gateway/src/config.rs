@@ -175,8 +175,7 @@ pub fn build(cfg: FileConfig) -> Result<Snapshot, ConfigError> {
                 t.name
             )));
         }
-        let tenant =
-            Tenant::new(None, &t.name, t.endpoints, t.limits).with_residency(t.residency);
+        let tenant = Tenant::new(None, &t.name, t.endpoints, t.limits).with_residency(t.residency);
         snap.tenants.insert(tenant.id.clone(), Arc::new(tenant));
     }
     snap.keys = KeyRing::new(keys);

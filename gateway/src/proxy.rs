@@ -165,7 +165,12 @@ impl Proxy {
         self.to_peers(tenant, peers, out).await
     }
 
-    pub(crate) fn request(&self, uri: String, body: Bytes, out: &Outgoing) -> Option<Request<Full<Bytes>>> {
+    pub(crate) fn request(
+        &self,
+        uri: String,
+        body: Bytes,
+        out: &Outgoing,
+    ) -> Option<Request<Full<Bytes>>> {
         let mut req = Request::builder()
             .method(Method::POST)
             .uri(uri)

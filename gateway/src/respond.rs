@@ -66,7 +66,10 @@ impl Gateway {
                 ctx.event.route = "peer".into();
                 ctx.event.model_version = version.as_ref().map(|v| v.name.clone());
                 ctx.event.model_digest = version.as_ref().and_then(|v| v.digest.clone());
-                (reply, version.as_ref().map(version_headers).unwrap_or_default())
+                (
+                    reply,
+                    version.as_ref().map(version_headers).unwrap_or_default(),
+                )
             }
         };
         let mut resp = match reply {

@@ -52,10 +52,7 @@ impl PeerClient {
 
 impl Proxy {
     fn refused(&self, reason: &'static str) {
-        self.metrics
-            .peer_refused
-            .with_label_values(&[reason])
-            .inc();
+        self.metrics.peer_refused.with_label_values(&[reason]).inc();
     }
 
     /// Tries `peers` in order for `tenant`'s request `out`: only peers of the tenant's residency, only
@@ -106,20 +103,22 @@ impl Proxy {
         req.headers_mut().insert(PEER_TOKEN_HEADER, token.clone());
         req.headers_mut().insert(PEER_TENANT_HEADER, tenant.clone());
         let rid = &out.request_id;
-        let resp =
-            match tokio::time::timeout(self.response_timeout, self.peering.client.request(req))
-                .await
-            {
-                Ok(Ok(r)) => r,
-                Ok(Err(e)) => {
-                    tracing::warn!(peer = %peer.url, request_id = %rid, error = ?e, "peer gateway unreachable");
-                    return None;
-                }
-                Err(_) => {
-                    tracing::warn!(peer = %peer.url, request_id = %rid, "peer gateway timed out");
-                    return None;
-                }
-            };
+        let resp = match tokio::time::timeout(
+            self.response_timeout,
+            self.peering.client.request(req),
+        )
+        .await
+        {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => {
+                tracing::warn!(peer = %peer.url, request_id = %rid, error = ?e, "peer gateway unreachable");
+                return None;
+            }
+            Err(_) => {
+                tracing::warn!(peer = %peer.url, request_id = %rid, "peer gateway timed out");
+                return None;
+            }
+        };
         let status = resp.status();
         match status {
             StatusCode::SERVICE_UNAVAILABLE | StatusCode::TOO_MANY_REQUESTS => {

@@ -93,7 +93,8 @@ pub fn load_token(path: &Path) -> Result<HeaderValue, PeerError> {
             ),
         ));
     }
-    let mut v = HeaderValue::from_str(token).map_err(|_| invalid(path, "token is not header-safe"))?;
+    let mut v =
+        HeaderValue::from_str(token).map_err(|_| invalid(path, "token is not header-safe"))?;
     v.set_sensitive(true);
     Ok(v)
 }
@@ -131,8 +132,7 @@ pub fn load_accepted(path: &Path) -> Result<KeyRing, PeerError> {
 
 fn valid_name(n: &str) -> bool {
     (1..=63).contains(&n.len())
-        && n
-            .bytes()
+        && n.bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
 }
 
@@ -160,7 +160,9 @@ pub(crate) fn authenticate(
         .to_str()
         .ok()
         .and_then(|t| accepted.authenticate(t.trim()))
-        .ok_or(ApiError::PeerRefused("the peer token is not accepted by this gateway"))?;
+        .ok_or(ApiError::PeerRefused(
+            "the peer token is not accepted by this gateway",
+        ))?;
     let tenant = headers
         .get(PEER_TENANT_HEADER)
         .and_then(|v| v.to_str().ok())
@@ -197,10 +199,16 @@ mod tests {
         let dir = tempfile::tempdir().expect("dir");
         let ok = write(dir.path(), "ok", &format!("{}\n", "t".repeat(40)));
         assert_eq!(
-            load_token(&ok).ok().and_then(|v| v.to_str().ok().map(str::to_owned)),
+            load_token(&ok)
+                .ok()
+                .and_then(|v| v.to_str().ok().map(str::to_owned)),
             Some("t".repeat(40))
         );
-        for bad in ["short", "", &format!("{} {}", "a".repeat(20), "b".repeat(20))] {
+        for bad in [
+            "short",
+            "",
+            &format!("{} {}", "a".repeat(20), "b".repeat(20)),
+        ] {
             let p = write(dir.path(), "bad", bad);
             assert!(load_token(&p).is_err(), "{bad}");
         }
@@ -214,24 +222,50 @@ mod tests {
         let p = write(dir.path(), "acc", &format!("# peers\n\n{h} osaka\n"));
         let ring = load_accepted(&p).expect("valid");
         let mut snap = Snapshot::default();
-        let t = Tenant::new(Some("ns".into()), "hosp", vec!["*".into()], Limits::default());
+        let t = Tenant::new(
+            Some("ns".into()),
+            "hosp",
+            vec!["*".into()],
+            Limits::default(),
+        );
         snap.tenants.insert(t.id.clone(), Arc::new(t));
         let headers = |token: &str, tenant: &str| {
             let mut h = HeaderMap::new();
             h.insert(PEER_TOKEN_HEADER, HeaderValue::from_str(token).expect("hv"));
-            h.insert(PEER_TENANT_HEADER, HeaderValue::from_str(tenant).expect("hv"));
+            h.insert(
+                PEER_TENANT_HEADER,
+                HeaderValue::from_str(tenant).expect("hv"),
+            );
             h
         };
         let ok = authenticate(&snap, &ring, &headers("osaka-token", "ns/hosp"))
             .ok()
             .flatten()
             .expect("accepted");
-        assert_eq!((ok.tenant.id.as_str(), ok.origin.as_str()), ("ns/hosp", "peer:osaka"));
+        assert_eq!(
+            (ok.tenant.id.as_str(), ok.origin.as_str()),
+            ("ns/hosp", "peer:osaka")
+        );
         assert!(authenticate(&snap, &ring, &headers("other", "ns/hosp")).is_err());
         assert!(authenticate(&snap, &ring, &headers("osaka-token", "ns/nobody")).is_err());
-        assert!(authenticate(&snap, &KeyRing::default(), &headers("osaka-token", "ns/hosp")).is_err());
-        assert!(matches!(authenticate(&snap, &ring, &HeaderMap::new()), Ok(None)));
-        for bad in ["abcd osaka", &format!("{h}"), &format!("{h} Osaka"), &format!("{h} a b")] {
+        assert!(
+            authenticate(
+                &snap,
+                &KeyRing::default(),
+                &headers("osaka-token", "ns/hosp")
+            )
+            .is_err()
+        );
+        assert!(matches!(
+            authenticate(&snap, &ring, &HeaderMap::new()),
+            Ok(None)
+        ));
+        for bad in [
+            "abcd osaka",
+            &format!("{h}"),
+            &format!("{h} Osaka"),
+            &format!("{h} a b"),
+        ] {
             let p = write(dir.path(), "bad", bad);
             assert!(load_accepted(&p).is_err(), "{bad}");
         }

@@ -62,7 +62,12 @@ pub fn server_config(cert_file: &Path, key_file: &Path) -> Result<rustls::Server
     rustls::ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .and_then(|b| b.with_no_client_auth().with_single_cert(certs, key))
-        .map_err(|e| invalid(cert_file, format!("certificate and key do not form a server identity: {e}")))
+        .map_err(|e| {
+            invalid(
+                cert_file,
+                format!("certificate and key do not form a server identity: {e}"),
+            )
+        })
 }
 
 /// Accepted TLS connections for `axum::serve`; handshakes run in their own tasks (bounded by a
@@ -77,7 +82,10 @@ const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10
 
 impl TlsListener {
     /// Wraps `listener` with `config`.
-    pub fn new(listener: TcpListener, config: rustls::ServerConfig) -> std::io::Result<TlsListener> {
+    pub fn new(
+        listener: TcpListener,
+        config: rustls::ServerConfig,
+    ) -> std::io::Result<TlsListener> {
         let local = listener.local_addr()?;
         let acceptor = TlsAcceptor::from(Arc::new(config));
         let (tx, rx) = mpsc::channel(64);
@@ -148,7 +156,9 @@ impl Gateway {
 #[derive(Debug, Clone, Copy)]
 struct TlsPeer(SocketAddr);
 
-impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, TlsListener>> for TlsPeer {
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, TlsListener>>
+    for TlsPeer
+{
     fn connect_info(stream: axum::serve::IncomingStream<'_, TlsListener>) -> TlsPeer {
         TlsPeer(*stream.remote_addr())
     }
@@ -156,7 +166,9 @@ impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, TlsL
 
 async fn connect_info(mut req: axum::extract::Request) -> axum::extract::Request {
     use axum::extract::ConnectInfo;
-    if let Some(ConnectInfo(TlsPeer(addr))) = req.extensions().get::<ConnectInfo<TlsPeer>>().copied() {
+    if let Some(ConnectInfo(TlsPeer(addr))) =
+        req.extensions().get::<ConnectInfo<TlsPeer>>().copied()
+    {
         req.extensions_mut().insert(ConnectInfo(addr));
     }
     req
