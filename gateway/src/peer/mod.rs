@@ -262,7 +262,7 @@ mod tests {
         ));
         for bad in [
             "abcd osaka",
-            &format!("{h}"),
+            &h.clone(),
             &format!("{h} Osaka"),
             &format!("{h} a b"),
         ] {
