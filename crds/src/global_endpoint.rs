@@ -63,6 +63,32 @@ pub struct GlobalEndpointSpec {
     pub dns: Option<DnsPublication>,
 }
 
+/// What a region's gateway URL must look like: `https://` anywhere, plain `http://` only on a
+/// loopback host (`127.x.x.x`, `localhost`, `[::1]`: tests and development). The CRD schema and the
+/// gateway's peer list ([`region_endpoint_allowed`]) use this one rule.
+pub const REGION_ENDPOINT_PATTERN: &str =
+    r"^(https://[^\s/]+(/\S*)?|http://(127\.[0-9.]+|localhost|\[::1\])(:[0-9]+)?(/\S*)?)$";
+
+/// What a data-residency zone looks like, e.g. `jp` or `jp-east` (Region and Tenant).
+pub const RESIDENCY_PATTERN: &str = r"^[a-z]{2}(-[a-z0-9]+)*$";
+
+/// Whether `url` is an acceptable region gateway URL ([`REGION_ENDPOINT_PATTERN`]).
+pub fn region_endpoint_allowed(url: &str) -> bool {
+    static RE: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(REGION_ENDPOINT_PATTERN)
+            .expect("REGION_ENDPOINT_PATTERN is a valid regex")
+    });
+    RE.is_match(url)
+}
+
+/// Whether `zone` is a valid data-residency zone ([`RESIDENCY_PATTERN`]).
+pub fn residency_valid(zone: &str) -> bool {
+    static RE: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(RESIDENCY_PATTERN).expect("RESIDENCY_PATTERN is a valid regex")
+    });
+    RE.is_match(zone)
+}
+
 /// One region.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -74,14 +100,14 @@ pub struct Region {
     #[serde(default)]
     #[schemars(range(min = 0, max = 1000))]
     pub priority: i32,
-    /// Base URL of the region's gateway (`https://`; `http://` only for loopback test setups).
-    #[schemars(pattern(
-        r"^(https://[^\s/]+(/\S*)?|http://(127\.[0-9.]+|localhost|\[::1\])(:[0-9]+)?(/\S*)?)$"
-    ))]
+    /// Base URL of the region's gateway (`https://`; `http://` only for loopback test setups). Gateways
+    /// forwarding to it apply the same rule to their peers.
+    #[schemars(pattern(REGION_ENDPOINT_PATTERN))]
     pub endpoint: String,
-    /// Data-residency zone of the region, e.g. `jp`; tenants with a residency only use matching regions.
+    /// Data-residency zone of the region, e.g. `jp`: a gateway never forwards a request of a tenant with
+    /// a residency to a peer region without the same residency.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(pattern(r"^[a-z]{2}(-[a-z0-9]+)*$"))]
+    #[schemars(pattern(RESIDENCY_PATTERN))]
     pub residency: Option<String>,
 }
 
@@ -271,4 +297,63 @@ pub struct GlobalEndpointStatus {
     /// The generation of the spec the status was computed from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use kube::CustomResourceExt;
+    use serde_json::json;
+
+    use super::*;
+
+    /// URLs a gateway might be given as a peer, with whether they are acceptable.
+    const URLS: &[(&str, bool)] = &[
+        ("https://gateway.osaka.example", true),
+        ("https://gateway.osaka.example:8443", true),
+        ("https://10.0.0.7:8443/base", true),
+        ("http://127.0.0.1:8080", true),
+        ("http://127.1.2.3", true),
+        ("http://localhost:9000", true),
+        ("http://[::1]:8080", true),
+        ("http://gateway.osaka.example:8080", false),
+        ("http://10.0.0.7:8080", false),
+        ("http://localhost.evil.example", false),
+        ("http://127.0.0.1@evil.example", false),
+        ("ftp://gateway.osaka.example", false),
+        ("gateway.osaka.example:8443", false),
+        ("https://", false),
+        ("", false),
+    ];
+
+    #[test]
+    fn region_endpoint_rule_of_the_crd_schema_and_the_function_agree() {
+        let crd = GlobalEndpoint::crd();
+        for (url, ok) in URLS {
+            assert_eq!(region_endpoint_allowed(url), *ok, "function on {url}");
+            let obj = json!({
+                "apiVersion": "anshin.dev/v1alpha1", "kind": "GlobalEndpoint",
+                "metadata": {"name": "g", "namespace": "n"},
+                "spec": {"regions": [{"name": "a", "endpoint": url}]}
+            });
+            let violations = crate::schema_check::check(&crd, &obj, None);
+            assert_eq!(
+                violations.is_empty(),
+                *ok,
+                "schema on {url}: {violations:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn residency_zones_are_lower_case_country_codes_with_optional_parts() {
+        for (zone, ok) in [
+            ("jp", true),
+            ("jp-east", true),
+            ("JP", false),
+            ("j", false),
+            ("jp_", false),
+        ] {
+            assert_eq!(residency_valid(zone), ok, "{zone}");
+        }
+    }
 }

@@ -62,9 +62,10 @@ pub struct TenantSpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 32))]
     pub keys: Vec<ApiKey>,
-    /// Data-residency zone, e.g. `jp`: requests are only served by regions of that zone.
+    /// Data-residency zone, e.g. `jp`: the gateway serves the tenant's requests locally or forwards
+    /// them only to peer regions of that zone, never to others.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(pattern(r"^[a-z]{2}(-[a-z0-9]+)*$"))]
+    #[schemars(pattern(crate::global_endpoint::RESIDENCY_PATTERN))]
     pub residency: Option<String>,
 }
 

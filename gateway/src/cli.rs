@@ -1,4 +1,4 @@
-//! Command line: `serve`, `verify` (an audit chain) and `hash-key`. `main.rs` only parses and calls
+//! Command line: `serve`, `verify` (an audit chain) and `hash-key` (API keys and peer tokens). `main.rs` only parses and calls
 //! [`main`].
 
 use std::net::SocketAddr;
@@ -17,8 +17,9 @@ use crate::audit::{
 use crate::keys::{fingerprint, hash_key};
 use crate::listener::ConnLimits;
 use crate::metrics::Metrics;
+use crate::peer::Peering;
 use crate::server::{Gateway, GatewayOptions};
-use crate::table::SharedTable;
+use crate::table::{Peer, SharedTable};
 
 /// Anshin gateway.
 #[derive(Parser, Debug)]
@@ -37,7 +38,8 @@ pub enum Command {
     /// Verify an audit log's hash chain (its rotated files first); exit 0 when intact, 1 at the
     /// first broken record or when it ends before a published head.
     Verify(VerifyArgs),
-    /// Read an API key from stdin; print its sha256 (for the routing file) and fingerprint.
+    /// Read an API key or peer token from stdin; print its sha256 (for the routing file or
+    /// `--accept-peer-token-file`) and fingerprint.
     HashKey,
 }
 
@@ -83,9 +85,29 @@ pub struct ServeArgs {
     /// Namespace to watch with `--kube` (default: all namespaces).
     #[arg(long)]
     pub kube_namespace: Option<String>,
-    /// Peer region gateways (`http://host:port`, comma separated) used with `--kube`.
-    #[arg(long, value_delimiter = ',')]
-    pub peers: Vec<String>,
+    /// Peer region gateways used with `--kube`, comma separated, in order of preference: `URL` or
+    /// `URL=ZONE` with the region's residency (e.g. `https://gw.osaka.example=jp`). `https://`, or
+    /// `http://` on a loopback host only.
+    #[arg(long, value_delimiter = ',', value_parser = parse_peer)]
+    pub peers: Vec<Peer>,
+    /// PEM file of the CA(s) that peer gateways' certificates must chain to; without it no `https://`
+    /// peer is trusted.
+    #[arg(long, env = "ANSHIN_GATEWAY_PEER_CA_FILE")]
+    pub peer_ca_file: Option<PathBuf>,
+    /// File holding the token this gateway presents to peer gateways (`x-anshin-peer-token`); without
+    /// it nothing is forwarded to peers.
+    #[arg(long, env = "ANSHIN_GATEWAY_PEER_TOKEN_FILE")]
+    pub peer_token_file: Option<PathBuf>,
+    /// File of the peer tokens this gateway accepts, one `<sha256 hex> <peer name>` a line (`hash-key`
+    /// prints the hash); without it requests from peers are refused.
+    #[arg(long, env = "ANSHIN_GATEWAY_ACCEPT_PEER_TOKEN_FILE")]
+    pub accept_peer_token_file: Option<PathBuf>,
+    /// PEM certificate chain to serve HTTPS with (with `--tls-key`); plain HTTP without it.
+    #[arg(long, requires = "tls_key", env = "ANSHIN_GATEWAY_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `--tls-cert`.
+    #[arg(long, requires = "tls_cert", env = "ANSHIN_GATEWAY_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
     /// Audit log file, or `-` for stdout (a new chain on every start: not for production).
     #[arg(long, default_value = "-", env = "ANSHIN_GATEWAY_AUDIT_LOG")]
     pub audit_log: String,
@@ -170,6 +192,14 @@ fn parse_positive_duration(s: &str) -> Result<Duration, String> {
             Ok(d)
         }
     })
+}
+
+/// Parses a `--peers` entry: `URL` or `URL=ZONE`.
+pub fn parse_peer(s: &str) -> Result<Peer, String> {
+    match s.rsplit_once('=') {
+        Some((url, zone)) => Peer::new(url.trim(), Some(zone.trim().to_owned())),
+        None => Peer::new(s.trim(), None),
+    }
 }
 
 fn parse_count(s: &str) -> Result<usize, String> {
@@ -315,6 +345,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         health_interval: args.health_interval,
         body_read_timeout: args.body_read_timeout,
         stream_idle_timeout: args.stream_idle_timeout,
+        peering: peering(&args)?,
         ..GatewayOptions::default()
     };
     let gw = Gateway::new(
@@ -336,14 +367,18 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             )
         })?;
     let metrics_addr = metrics_listener.local_addr()?;
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(crate::peer::tls::server_config(cert, key)?),
+        _ => None,
+    };
     let source = start_source(&args, table, metrics).await?;
-    tracing::info!(addr = %args.listen, metrics = %metrics_addr, "gateway listening");
+    tracing::info!(addr = %args.listen, metrics = %metrics_addr, tls = tls.is_some(), "gateway listening");
     let limits = ConnLimits {
         max_connections: args.max_connections,
         header_read_timeout: args.header_read_timeout,
     };
     let served = gw
-        .serve(listener, metrics_listener, limits, shutdown_signal())
+        .serve(listener, metrics_listener, limits, tls, shutdown_signal())
         .await;
     source.abort();
     head_task.abort();
@@ -353,6 +388,31 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     audit.log_head();
     served.context("serving HTTP")
+}
+
+/// Peer settings from the flags; an unreadable or malformed file stops start-up.
+fn peering(args: &ServeArgs) -> anyhow::Result<Peering> {
+    let tls = match &args.peer_ca_file {
+        Some(p) => Some(Arc::new(crate::peer::tls::client_config(p)?)),
+        None => None,
+    };
+    if tls.is_none() && args.peers.iter().any(|p| p.url.starts_with("https://")) {
+        anyhow::bail!(
+            "--peers lists https:// peers: give --peer-ca-file with the CA their certificates chain to"
+        );
+    }
+    Ok(Peering {
+        tls,
+        token: args
+            .peer_token_file
+            .as_deref()
+            .map(crate::peer::load_token)
+            .transpose()?,
+        accepted: match &args.accept_peer_token_file {
+            Some(p) => crate::peer::load_accepted(p)?,
+            None => Default::default(),
+        },
+    })
 }
 
 fn audit_config(args: &ServeArgs) -> anyhow::Result<AuditConfig> {
@@ -456,5 +516,26 @@ mod tests {
             "drop",
         ];
         assert!(Cli::try_parse_from(bad).is_err());
+    }
+
+    #[test]
+    fn peers_flag_takes_an_optional_residency_and_refuses_plain_http_off_loopback() {
+        let ok = parse_peer("https://gw.osaka.example:8443=jp").expect("valid");
+        assert_eq!(
+            (ok.url.as_str(), ok.residency.as_deref()),
+            ("https://gw.osaka.example:8443", Some("jp"))
+        );
+        let plain = parse_peer("http://127.0.0.1:9000/").expect("loopback");
+        assert_eq!(
+            (plain.url.as_str(), plain.residency),
+            ("http://127.0.0.1:9000", None)
+        );
+        for bad in [
+            "http://gw.osaka.example:8080",
+            "https://gw=JP",
+            "gw.osaka.example",
+        ] {
+            assert!(parse_peer(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -6,6 +6,7 @@
 //! tenants:
 //!   - name: hospital-a
 //!     endpoints: [med-chat]          # or ["*"]
+//!     residency: jp                  # optional: forwarded only to peers of zone jp
 //!     limits: {requests_per_minute: 600, tokens_per_minute: 200000, max_concurrent: 16}
 //!     keys:
 //!       - {name: ehr, sha256: "<64 hex digits: sha256 of the key>"}
@@ -15,7 +16,9 @@
 //!     backend_key_file: /etc/anshin/med-chat.key   # optional: the model servers' --api-key-file key
 //!     versions:
 //!       - {name: v1, digest: "sha256:...", weight: 90, backends: ["10.0.0.5:8000"]}
-//! peers: ["http://gateway.osaka.example:8080"]
+//! peers:                             # tried in order when nothing local can serve
+//!   - {url: "https://gateway.osaka.example", residency: jp}
+//!   - "https://gateway.singapore.example"  # plain string: a peer without a residency
 //! ```
 
 use std::collections::BTreeMap;
@@ -24,7 +27,9 @@ use std::sync::Arc;
 use serde::Deserialize;
 
 use crate::keys::{KeyEntry, KeyRing, parse_hash};
-use crate::table::{Endpoint, Limits, Policy, Snapshot, Tenant, Version};
+use anshin_crds::global_endpoint::residency_valid;
+
+use crate::table::{Endpoint, Limits, Peer, Policy, Snapshot, Tenant, Version};
 
 /// Why a routing file was rejected (the previous snapshot stays in force).
 #[derive(Debug, thiserror::Error)]
@@ -49,7 +54,23 @@ pub struct FileConfig {
     pub endpoints: Vec<EndpointConfig>,
     /// Gateways of other regions, tried in order when no local backend can serve.
     #[serde(default)]
-    pub peers: Vec<String>,
+    pub peers: Vec<PeerConfig>,
+}
+
+/// One peer region: a URL, or a URL with the region's residency zone.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum PeerConfig {
+    /// `https://host:port` (a peer without a residency).
+    Url(String),
+    /// `{url, residency}`.
+    WithResidency {
+        /// Base URL of the peer gateway.
+        url: String,
+        /// Its data-residency zone, e.g. `jp`.
+        #[serde(default)]
+        residency: Option<String>,
+    },
 }
 
 /// One tenant.
@@ -67,6 +88,9 @@ pub struct TenantConfig {
     /// Its keys.
     #[serde(default)]
     pub keys: Vec<KeyConfig>,
+    /// Data-residency zone (e.g. `jp`): its requests are forwarded only to peers of that zone.
+    #[serde(default)]
+    pub residency: Option<String>,
 }
 
 /// One key, by hash only.
@@ -145,23 +169,26 @@ pub fn build(cfg: FileConfig) -> Result<Snapshot, ConfigError> {
                 name: k.name.clone(),
             });
         }
-        let tenant = Tenant::new(None, &t.name, t.endpoints, t.limits);
+        if let Some(r) = t.residency.as_deref().filter(|r| !residency_valid(r)) {
+            return Err(ConfigError::Invalid(format!(
+                "tenant `{}`: residency `{r}` must be a zone such as `jp` or `jp-east`",
+                t.name
+            )));
+        }
+        let tenant = Tenant::new(None, &t.name, t.endpoints, t.limits).with_residency(t.residency);
         snap.tenants.insert(tenant.id.clone(), Arc::new(tenant));
     }
     snap.keys = KeyRing::new(keys);
     snap.endpoints = endpoints(cfg.endpoints)?;
-    for p in &cfg.peers {
-        if !p.starts_with("http://") {
-            return Err(ConfigError::Invalid(format!(
-                "peer `{p}` must be an http:// URL"
-            )));
-        }
-    }
     snap.peers = cfg
         .peers
         .into_iter()
-        .map(|p| p.trim_end_matches('/').to_owned())
-        .collect();
+        .map(|p| match p {
+            PeerConfig::Url(url) => Peer::new(&url, None),
+            PeerConfig::WithResidency { url, residency } => Peer::new(&url, residency),
+        })
+        .collect::<Result<_, _>>()
+        .map_err(ConfigError::Invalid)?;
     Ok(snap)
 }
 
@@ -230,7 +257,7 @@ mod tests {
         let yaml = format!(
             "tenants:\n  - name: a\n    endpoints: ['*']\n    limits: {{requests_per_minute: 5}}\n    keys: [{{name: k, sha256: '{h}'}}]\n\
              endpoints:\n  - name: m\n    guardrails: {{input: Block, output: Off}}\n    versions:\n      - {{name: v1, weight: 3, backends: ['127.0.0.1:1']}}\n\
-             peers: ['http://peer:8080/']\n"
+             peers: ['https://peer:8080/']\n"
         );
         let s = parse(&yaml).expect("valid file");
         assert_eq!(
@@ -240,7 +267,13 @@ mod tests {
         assert_eq!(s.tenants["a"].limits.requests_per_minute, 5);
         assert_eq!(s.endpoints["m"].policy.input, Action::Block);
         assert_eq!(s.endpoints["m"].policy.output, Action::Off);
-        assert_eq!(s.peers, vec!["http://peer:8080".to_string()]);
+        assert_eq!(
+            s.peers,
+            vec![Peer {
+                url: "https://peer:8080".into(),
+                residency: None
+            }]
+        );
     }
 
     #[test]
@@ -248,7 +281,37 @@ mod tests {
         assert!(parse("tenants: [{name: a, keys: [{name: k, sha256: nothex}]}]").is_err());
         assert!(parse("endpoints: [{name: m, colour: red}]").is_err());
         assert!(parse("endpoints: [{name: m}, {name: m}]").is_err());
-        assert!(parse("peers: ['https://x']").is_err());
+    }
+
+    #[test]
+    fn peers_need_https_unless_loopback_and_carry_their_residency() {
+        let s = parse(
+            "tenants: [{name: a, residency: jp}]\n\
+             peers: [{url: 'https://osaka.example', residency: jp}, 'http://127.0.0.1:9/', {url: 'https://sg.example'}]",
+        )
+        .expect("valid");
+        assert_eq!(s.tenants["a"].residency.as_deref(), Some("jp"));
+        let got: Vec<(&str, Option<&str>)> = s
+            .peers
+            .iter()
+            .map(|p| (p.url.as_str(), p.residency.as_deref()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("https://osaka.example", Some("jp")),
+                ("http://127.0.0.1:9", None),
+                ("https://sg.example", None)
+            ]
+        );
+        for bad in [
+            "peers: ['http://osaka.example:8080']",
+            "peers: [{url: 'https://x', residency: JP}]",
+            "tenants: [{name: a, residency: 'jp east'}]",
+        ] {
+            let msg = parse(bad).err().map(|e| e.to_string()).unwrap_or_default();
+            assert!(msg.contains("must be"), "{bad}: {msg}");
+        }
     }
 
     #[test]

@@ -58,6 +58,9 @@ pub enum ApiError {
     /// The client did not send the whole body in time.
     #[error("the request body did not arrive within {0} s: send it at once, or retry")]
     BodyTimeout(u64),
+    /// A request with a peer token that this gateway does not accept, or for a tenant it does not know.
+    #[error("{0}")]
+    PeerRefused(&'static str),
 }
 
 impl ApiError {
@@ -78,6 +81,11 @@ impl ApiError {
                 StatusCode::UNAUTHORIZED,
                 "invalid_request_error",
                 "invalid_api_key",
+            ),
+            Self::PeerRefused(_) => (
+                StatusCode::UNAUTHORIZED,
+                "invalid_request_error",
+                "peer_refused",
             ),
             Self::Forbidden(_) => (
                 StatusCode::FORBIDDEN,

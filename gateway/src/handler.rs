@@ -20,7 +20,7 @@ use crate::error::ApiError;
 use crate::guard::{Kind, guard_input, run_sized};
 use crate::keys::Identity;
 use crate::limits::Permit;
-use crate::proxy::{FORWARDED_HEADER, Outgoing, Upstream};
+use crate::proxy::{Outgoing, Upstream};
 use crate::routing::Lease;
 use crate::server::{ClientIp, Gateway};
 use crate::table::{Action, Endpoint, Limits, Snapshot, Tenant};
@@ -242,7 +242,16 @@ impl Gateway {
         ctx: &mut Ctx,
     ) -> Result<Prepared, ApiError> {
         let snap = self.inner.table.get();
-        let (id, tenant) = authenticate(&snap, headers)?;
+        // A peer gateway's token names the tenant; it never falls back to the Authorization header.
+        let peer = crate::peer::authenticate(&snap, &self.inner.options.peering.accepted, headers)?;
+        let forwarded = peer.is_some();
+        let (id, tenant) = match peer {
+            Some(p) => {
+                ctx.event.origin = Some(p.origin);
+                (p.identity, p.tenant)
+            }
+            None => authenticate(&snap, headers)?,
+        };
         ctx.event.tenant = Some(id.tenant.clone());
         ctx.event.key_fingerprint = Some(id.fingerprint.clone());
         ctx.tenant = Some((tenant.id.clone(), tenant.limits));
@@ -298,22 +307,19 @@ impl Gateway {
             // e.g. a duplicate key cannot carry unchecked text past them); with them off, the
             // caller's bytes as they came.
             body: if action == Action::Off {
-                original.clone()
+                original
             } else {
                 Bytes::from(body.to_string())
             },
-            original,
-            authorization: headers.get(header::AUTHORIZATION).cloned(),
             request_id: ctx.event.request_id.clone(),
             cache_scope: tenant.cache_scope.clone(),
             backend_auth: ep.backend_auth.clone(),
             stream: body.get("stream").and_then(Value::as_bool).unwrap_or(false),
         };
-        let forwarded = headers.contains_key(FORWARDED_HEADER);
         let upstream = self
             .inner
             .proxy
-            .forward(&ep, &snap.peers, forwarded, &out)
+            .forward(&ep, &tenant, &snap.peers, forwarded, &out)
             .await
             .ok_or(ApiError::Unavailable)?;
         Ok(Prepared {

@@ -21,7 +21,7 @@ use tokio::sync::Notify;
 
 use crate::kube_table::build;
 use crate::metrics::Metrics;
-use crate::table::SharedTable;
+use crate::table::{Peer, SharedTable};
 use anshin_crds::labels::{LABEL_BACKEND_KEY, LABEL_TENANT};
 
 /// Why the Kubernetes source could not start.
@@ -69,7 +69,7 @@ where
 /// returns the task that keeps rebuilding it.
 pub async fn start(
     namespace: Option<String>,
-    peers: Vec<String>,
+    peers: Vec<Peer>,
     table: SharedTable,
     metrics: Metrics,
 ) -> anyhow::Result<tokio::task::JoinHandle<()>> {

@@ -24,7 +24,7 @@ use k8s_openapi::api::core::v1::{Pod, Secret};
 
 use crate::keys::{KeyEntry, KeyRing, hash_key};
 use crate::table::{
-    Action, Endpoint, Limits, Policy, Snapshot, Tenant, Version, backend_auth, qualified,
+    Action, Endpoint, Limits, Peer, Policy, Snapshot, Tenant, Version, backend_auth, qualified,
 };
 
 fn action(a: GuardrailAction) -> Action {
@@ -183,7 +183,7 @@ pub fn build(
     tenants: &[Arc<TenantCr>],
     secrets: &[Arc<Secret>],
     pods: &[Arc<Pod>],
-    peers: &[String],
+    peers: &[Peer],
 ) -> Snapshot {
     let mut snap = Snapshot {
         peers: peers.to_vec(),
@@ -201,7 +201,8 @@ pub fn build(
             tokens_per_minute: limit(l.tokens_per_minute),
             max_concurrent: limit(l.max_concurrent),
         };
-        let tenant = Tenant::new(Some(ns), name, t.spec.endpoints.clone(), limits);
+        let tenant = Tenant::new(Some(ns), name, t.spec.endpoints.clone(), limits)
+            .with_residency(t.spec.residency.clone());
         keys.extend(key_entries(t, &tenant.id, secrets));
         snap.tenants.insert(tenant.id.clone(), Arc::new(tenant));
     }

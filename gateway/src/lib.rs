@@ -4,7 +4,8 @@
 //! current [`table::Snapshot`] ([`keys`]) → check the tenant may use the endpoint named by `model` →
 //! per-tenant limits ([`limits`]) → input guardrails ([`guard`]: PII becomes typed placeholders) →
 //! pick a version by weight and the least-loaded healthy backend ([`routing`]), retrying before the
-//! first byte ([`proxy`]), forwarding to a peer region when nothing local is left → output guardrails
+//! first byte ([`proxy`]), forwarding to a peer region when nothing local is left ([`peer`]: the
+//! guarded body, a gateway token, residency respected) → output guardrails
 //! on the whole answer or while streaming ([`sse`]) → response headers, metrics ([`metrics`]) and one
 //! hash-chained audit record ([`audit`]).
 //!
@@ -28,6 +29,7 @@ pub mod limits;
 pub mod linger;
 pub mod listener;
 pub mod metrics;
+pub mod peer;
 pub mod proxy;
 mod respond;
 pub mod routing;

@@ -3,9 +3,11 @@
 //! headers within `header_read_timeout` (a client that trickles headers — slowloris — is cut off),
 //! connections idle between requests closed after the same time, and a pause instead of a busy loop
 //! when `accept` fails (e.g. out of file descriptors). Request bodies have their own deadline in the
-//! handler ([`crate::handler`]), after authentication. On shutdown, connections finish their current
-//! request and close.
+//! handler ([`crate::handler`]), after authentication. With a TLS configuration every connection
+//! must complete its handshake within [`HANDSHAKE_TIMEOUT`], in its own task (a slow client holds
+//! up nobody). On shutdown, connections finish their current request and close.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -36,18 +38,23 @@ impl Default for ConnLimits {
     }
 }
 
+/// Longest time a client may take to complete the TLS handshake.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Pause after a failed `accept` (EMFILE and the like clear up only as connections close).
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// Longest wait for open connections to finish on shutdown.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
-/// Serves `router` on `listener` until `shutdown` completes; requests carry [`ConnectInfo`].
+/// Serves `router` on `listener` (over TLS with `tls`) until `shutdown` completes; requests carry
+/// [`ConnectInfo`].
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     limits: ConnLimits,
+    tls: Option<Arc<rustls::ServerConfig>>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     let graceful = GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
@@ -70,19 +77,25 @@ pub async fn serve(
         };
         // Responses are written whole; Nagle would only hold back the last segment of a large one.
         let _ = stream.set_nodelay(true);
-        let router = router.clone();
-        let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
-            req.extensions_mut().insert(ConnectInfo(peer));
-            router.clone().oneshot(req.map(axum::body::Body::new))
-        });
-        let conn = hyper::server::conn::http1::Builder::new()
-            .timer(TokioTimer::new())
-            .header_read_timeout(limits.header_read_timeout)
-            .serve_connection(TokioIo::new(stream), service);
-        let conn = graceful.watch(conn);
+        let conn = Conn {
+            router: router.clone(),
+            peer,
+            limits,
+            watcher: graceful.watcher(),
+        };
+        let acceptor = acceptor.clone();
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(peer = %peer.ip(), error = %e, "connection ended with an error");
+            match acceptor {
+                None => conn.serve(stream).await,
+                Some(acceptor) => {
+                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                        Ok(Ok(tls)) => conn.serve(tls).await,
+                        Ok(Err(e)) => {
+                            tracing::debug!(peer = %peer.ip(), error = %e, "TLS handshake failed")
+                        }
+                        Err(_) => tracing::debug!(peer = %peer.ip(), "TLS handshake timed out"),
+                    }
+                }
             }
             drop(slot);
         });
@@ -95,4 +108,37 @@ pub async fn serve(
         tracing::warn!("connections still open after the shutdown grace period");
     }
     Ok(())
+}
+
+/// One accepted connection and what serving it needs.
+struct Conn {
+    router: Router,
+    peer: SocketAddr,
+    limits: ConnLimits,
+    watcher: hyper_util::server::graceful::Watcher,
+}
+
+impl Conn {
+    async fn serve<I>(self, io: I)
+    where
+        I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let Conn {
+            router,
+            peer,
+            limits,
+            watcher,
+        } = self;
+        let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
+            req.extensions_mut().insert(ConnectInfo(peer));
+            router.clone().oneshot(req.map(axum::body::Body::new))
+        });
+        let conn = hyper::server::conn::http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(limits.header_read_timeout)
+            .serve_connection(TokioIo::new(io), service);
+        if let Err(e) = watcher.watch(conn).await {
+            tracing::debug!(peer = %peer.ip(), error = %e, "connection ended with an error");
+        }
+    }
 }

@@ -32,6 +32,9 @@ pub struct Metrics {
     pub retries: IntCounterVec,
     /// Requests forwarded to a peer region.
     pub peer_forwards: IntCounter,
+    /// Forwards to a peer region not made, by reason (`residency`, `no_peer_token`,
+    /// `tenant_not_header_safe`).
+    pub peer_refused: IntCounterVec,
     /// Healthy backends by endpoint and version (active and passive checks).
     pub backends_healthy: IntGaugeVec,
     /// Active health checks that failed.
@@ -158,6 +161,12 @@ impl Metrics {
                 &r,
                 "anshin_gateway_peer_forwards_total",
                 "Requests forwarded to another region",
+            ),
+            peer_refused: counter(
+                &r,
+                "anshin_gateway_peer_forward_refused_total",
+                "Forwards to a peer region not made (residency mismatch, no peer token)",
+                &["reason"],
             ),
             backends_healthy,
             health_check_failures: counter1(

@@ -1,14 +1,14 @@
 //! Forwarding to backends with retries before the first byte: a connection failure, a timeout, a
 //! 503 or 429, or a body that breaks before its first byte sends the request to another backend (and
 //! if needed another version). Once a streamed response has produced its first byte it is committed:
-//! it is never retried. When no local backend is left the original request goes to the next peer
-//! region's gateway.
+//! it is never retried. When no local backend is left the same (input-guarded) request goes to the
+//! next peer region's gateway that the tenant's residency allows ([`crate::peer`]).
 
 use std::collections::HashSet;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use http::{HeaderValue, Method, Request, StatusCode, header};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
@@ -18,8 +18,9 @@ use sha2::{Digest, Sha256};
 use tracing::Instrument;
 
 use crate::metrics::Metrics;
+use crate::peer::PeerClient;
 use crate::routing::{Backends, Lease};
-use crate::table::Endpoint;
+use crate::table::{Endpoint, Peer, Tenant, Version};
 
 /// The HTTP/1 client used for backends, peers and health checks.
 pub type HttpClient = Client<HttpConnector, Full<Bytes>>;
@@ -33,9 +34,6 @@ pub fn http_client(connect_timeout: Duration) -> HttpClient {
         .pool_idle_timeout(Duration::from_secs(30))
         .build(conn)
 }
-
-/// Header a gateway adds when forwarding to a peer, so the peer does not forward again.
-pub const FORWARDED_HEADER: &str = "x-anshin-forwarded";
 
 /// Header that tells an inference server whose requests may share cached prompt prefixes with this
 /// one (`anshin-inference` shares only within one scope): a hospital must not get a faster answer
@@ -55,12 +53,9 @@ pub fn cache_scope(tenant: &str) -> HeaderValue {
 pub struct Outgoing {
     /// Path, e.g. `/v1/chat/completions`.
     pub path: &'static str,
-    /// Body for local backends (input guardrails applied).
+    /// Body for local backends and peer gateways alike (input guardrails applied). The caller's
+    /// original body and `Authorization` header are deliberately not here: nothing can send them on.
     pub body: Bytes,
-    /// The caller's original body, for peer gateways that apply their own guardrails.
-    pub original: Bytes,
-    /// The caller's `Authorization` header, for peers.
-    pub authorization: Option<HeaderValue>,
     /// Request id, passed on.
     pub request_id: String,
     /// The tenant's cache scope ([`cache_scope`]), passed on to the backends.
@@ -101,8 +96,13 @@ pub enum Upstream {
         /// Its answer.
         reply: Reply,
     },
-    /// A peer region's gateway, passed through unchanged.
-    Peer(Response<Incoming>),
+    /// A peer region's gateway; its answer is guarded here like a local backend's.
+    Peer {
+        /// Its answer, read under the same limits as a backend's.
+        reply: Reply,
+        /// The version that answered there, from its response headers.
+        version: Option<Version>,
+    },
 }
 
 /// Forwarding settings and shared state.
@@ -118,20 +118,24 @@ pub struct Proxy {
     pub response_timeout: Duration,
     /// Largest non-streamed backend body accepted.
     pub max_response_bytes: usize,
+    /// Client and token for peer gateways.
+    pub peering: PeerClient,
 }
 
-enum Attempt {
+pub(crate) enum Attempt {
     Done(Reply),
     Retry(&'static str),
 }
 
 impl Proxy {
-    /// Sends `out` to the endpoint's backends, retrying before the first byte, then to `peers`.
-    /// `None` when nothing could serve.
+    /// Sends `tenant`'s request `out` to the endpoint's backends, retrying before the first byte,
+    /// then (unless it was `forwarded` here by a peer) to the `peers` its residency allows. `None`
+    /// when nothing could serve.
     pub async fn forward(
         &self,
         ep: &Endpoint,
-        peers: &[String],
+        tenant: &Tenant,
+        peers: &[Peer],
         forwarded: bool,
         out: &Outgoing,
     ) -> Option<Upstream> {
@@ -158,16 +162,15 @@ impl Proxy {
         if forwarded {
             return None;
         }
-        for peer in peers {
-            if let Some(resp) = self.to_peer(peer, out).await {
-                self.metrics.peer_forwards.inc();
-                return Some(Upstream::Peer(resp));
-            }
-        }
-        None
+        self.to_peers(tenant, peers, out).await
     }
 
-    fn request(&self, uri: String, body: Bytes, out: &Outgoing) -> Option<Request<Full<Bytes>>> {
+    pub(crate) fn request(
+        &self,
+        uri: String,
+        body: Bytes,
+        out: &Outgoing,
+    ) -> Option<Request<Full<Bytes>>> {
         let mut req = Request::builder()
             .method(Method::POST)
             .uri(uri)
@@ -228,7 +231,7 @@ impl Proxy {
         })
     }
 
-    async fn first_bytes(&self, mut body: Incoming) -> Option<Attempt> {
+    pub(crate) async fn first_bytes(&self, mut body: Incoming) -> Option<Attempt> {
         let deadline = tokio::time::Instant::now() + self.response_timeout;
         loop {
             let frame = tokio::time::timeout_at(deadline, body.frame())
@@ -246,7 +249,7 @@ impl Proxy {
         }
     }
 
-    async fn whole(&self, status: StatusCode, body: Incoming) -> Option<Attempt> {
+    pub(crate) async fn whole(&self, status: StatusCode, body: Incoming) -> Option<Attempt> {
         let limited = Limited::new(body, self.max_response_bytes);
         let collected = tokio::time::timeout(self.response_timeout, limited.collect())
             .await
@@ -256,27 +259,5 @@ impl Proxy {
             status,
             body: collected.to_bytes(),
         }))
-    }
-
-    async fn to_peer(&self, peer: &str, out: &Outgoing) -> Option<Response<Incoming>> {
-        let mut req = self.request(format!("{peer}{}", out.path), out.original.clone(), out)?;
-        req.headers_mut()
-            .insert(FORWARDED_HEADER, HeaderValue::from_static("1"));
-        if let Some(auth) = &out.authorization {
-            req.headers_mut()
-                .insert(header::AUTHORIZATION, auth.clone());
-        }
-        match tokio::time::timeout(self.response_timeout, self.client.request(req)).await {
-            Ok(Ok(r))
-                if r.status() != StatusCode::SERVICE_UNAVAILABLE
-                    && r.status() != StatusCode::TOO_MANY_REQUESTS =>
-            {
-                Some(r)
-            }
-            _ => {
-                tracing::warn!(peer, request_id = %out.request_id, "peer gateway could not serve");
-                None
-            }
-        }
     }
 }

@@ -1,6 +1,6 @@
 //! The response side of a request: whole answers are guarded and returned, streams are handed to
-//! [`crate::sse`], peer answers pass through; every path ends in [`Gateway::finish`] (metrics and the
-//! audit record) exactly once.
+//! [`crate::sse`] — whether a local backend or a peer region's gateway answered; every path ends in
+//! [`Gateway::finish`] (metrics and the audit record) exactly once.
 
 use anshin_guardrails::Mapping;
 use axum::Json;
@@ -33,13 +33,6 @@ struct Usage {
     completion_tokens: u64,
 }
 
-const PASSED_HEADERS: [&str; 4] = [
-    "content-type",
-    "x-anshin-model-version",
-    "x-anshin-model-digest",
-    "retry-after",
-];
-
 fn version_headers(v: &Version) -> HeaderMap {
     let mut h = HeaderMap::new();
     if let Ok(name) = HeaderValue::from_str(&v.name) {
@@ -58,57 +51,55 @@ fn version_headers(v: &Version) -> HeaderMap {
 impl Gateway {
     /// Turns the upstream answer into the caller's response.
     pub(crate) async fn respond(&self, kind: Kind, p: Prepared, mut ctx: Ctx) -> Response {
-        match p.upstream {
-            Upstream::Peer(resp) => {
-                ctx.event.route = "peer".into();
-                ctx.event.outcome = "ok".into();
-                let status = resp.status();
-                let mut headers = HeaderMap::new();
-                for name in PASSED_HEADERS {
-                    if let Some(v) = resp.headers().get(name) {
-                        headers.insert(name, v.clone());
-                    }
-                }
-                self.finish(ctx, status.as_u16());
-                (status, headers, Body::new(resp.into_body())).into_response()
-            }
+        let (reply, headers) = match p.upstream {
             Upstream::Local { lease, reply } => {
                 ctx.event.route = "local".into();
                 ctx.event.model_version = Some(lease.version.name.clone());
                 ctx.event.model_digest = lease.version.digest.clone();
                 let headers = version_headers(&lease.version);
                 ctx.lease = Some(lease);
-                let resp = match reply {
-                    Reply::Full { status, body } => {
-                        self.whole(kind, &p.endpoint, p.mapping, status, body, ctx)
-                            .await
-                    }
-                    Reply::Stream { first, rest } => {
-                        self.inner
-                            .metrics
-                            .ttft
-                            .with_label_values(&[&p.endpoint.id])
-                            .observe(ctx.started.elapsed().as_secs_f64());
-                        let spec = StreamSpec {
-                            kind,
-                            detector: Some(self.inner.detector.clone()),
-                            mapping: p.mapping,
-                            action: p.endpoint.policy.output,
-                            idle_timeout: self.inner.options.stream_idle_timeout,
-                        };
-                        let body = self.stream(spec, first, rest, ctx);
-                        let ct = [
-                            (header::CONTENT_TYPE, "text/event-stream"),
-                            (header::CACHE_CONTROL, "no-cache"),
-                        ];
-                        (ct, body).into_response()
-                    }
-                };
-                let mut resp = resp;
-                resp.headers_mut().extend(headers);
-                resp
+                (reply, headers)
             }
-        }
+            // A peer region's answer is guarded exactly like a local backend's: this request's
+            // placeholders restored, leaks redacted or blocked, under the same limits.
+            Upstream::Peer { reply, version } => {
+                ctx.event.route = "peer".into();
+                ctx.event.model_version = version.as_ref().map(|v| v.name.clone());
+                ctx.event.model_digest = version.as_ref().and_then(|v| v.digest.clone());
+                (
+                    reply,
+                    version.as_ref().map(version_headers).unwrap_or_default(),
+                )
+            }
+        };
+        let mut resp = match reply {
+            Reply::Full { status, body } => {
+                self.whole(kind, &p.endpoint, p.mapping, status, body, ctx)
+                    .await
+            }
+            Reply::Stream { first, rest } => {
+                self.inner
+                    .metrics
+                    .ttft
+                    .with_label_values(&[&p.endpoint.id])
+                    .observe(ctx.started.elapsed().as_secs_f64());
+                let spec = StreamSpec {
+                    kind,
+                    detector: Some(self.inner.detector.clone()),
+                    mapping: p.mapping,
+                    action: p.endpoint.policy.output,
+                    idle_timeout: self.inner.options.stream_idle_timeout,
+                };
+                let body = self.stream(spec, first, rest, ctx);
+                let ct = [
+                    (header::CONTENT_TYPE, "text/event-stream"),
+                    (header::CACHE_CONTROL, "no-cache"),
+                ];
+                (ct, body).into_response()
+            }
+        };
+        resp.headers_mut().extend(headers);
+        resp
     }
 
     async fn whole(

@@ -39,6 +39,8 @@ pub struct GatewayOptions {
     pub body_read_timeout: Duration,
     /// Longest silence of a backend inside a streamed answer before the stream is ended.
     pub stream_idle_timeout: Duration,
+    /// Peer regions: TLS trust, the token presented and the tokens accepted ([`crate::peer`]).
+    pub peering: crate::peer::Peering,
 }
 
 impl Default for GatewayOptions {
@@ -51,6 +53,7 @@ impl Default for GatewayOptions {
             health_interval: Duration::from_secs(2),
             body_read_timeout: Duration::from_secs(30),
             stream_idle_timeout: Duration::from_secs(60),
+            peering: crate::peer::Peering::default(),
         }
     }
 }
@@ -86,6 +89,7 @@ impl Gateway {
             metrics: metrics.clone(),
             response_timeout: options.response_timeout,
             max_response_bytes: options.max_response_bytes,
+            peering: crate::peer::PeerClient::new(&options.peering, options.connect_timeout),
         };
         let inner = Inner {
             table,
@@ -148,13 +152,14 @@ impl Gateway {
             .with_state(self.clone())
     }
 
-    /// Serves the API on `listener` and `/metrics` on `metrics` until `shutdown` completes, with
-    /// active health checks running.
+    /// Serves the API on `listener` (over TLS with `tls`) and `/metrics` on `metrics` until
+    /// `shutdown` completes, with active health checks running.
     pub async fn serve(
         self,
         listener: tokio::net::TcpListener,
         metrics: tokio::net::TcpListener,
         limits: ConnLimits,
+        tls: Option<rustls::ServerConfig>,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let checker = tokio::spawn(crate::health::run(self.clone()));
@@ -166,9 +171,11 @@ impl Gateway {
             metrics,
             self.metrics_router(),
             admin_limits,
+            None,
             std::future::pending(),
         ));
-        let result = crate::listener::serve(listener, self.router(), limits, shutdown).await;
+        let tls = tls.map(Arc::new);
+        let result = crate::listener::serve(listener, self.router(), limits, tls, shutdown).await;
         admin.abort();
         checker.abort();
         result

@@ -81,6 +81,8 @@ pub struct Tenant {
     /// Its prompt-cache scope for the backends ([`crate::proxy::cache_scope`] of the identity),
     /// computed once here rather than on every request.
     pub cache_scope: http::HeaderValue,
+    /// Data-residency zone (e.g. `jp`): its requests go only to peer regions of the same zone.
+    pub residency: Option<String>,
 }
 
 impl Tenant {
@@ -99,7 +101,14 @@ impl Tenant {
             endpoints,
             limits,
             cache_scope,
+            residency: None,
         }
+    }
+
+    /// The same tenant with data-residency zone `residency`.
+    pub fn with_residency(mut self, residency: Option<String>) -> Tenant {
+        self.residency = residency;
+        self
     }
 
     /// Whether the tenant may use `endpoint`: it is in the tenant's namespace and listed (or `*`).
@@ -163,8 +172,45 @@ pub struct Snapshot {
     pub keys: KeyRing,
     /// Endpoints by identity ([`Endpoint::id`]).
     pub endpoints: BTreeMap<String, Arc<Endpoint>>,
-    /// Gateways of other regions, in order of preference (`http://host:port`).
-    pub peers: Vec<String>,
+    /// Gateways of other regions, in order of preference.
+    pub peers: Vec<Peer>,
+}
+
+/// The gateway of another region.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Peer {
+    /// Base URL without a trailing `/` (`https://`, or `http://` on a loopback host only:
+    /// [`anshin_crds::global_endpoint::region_endpoint_allowed`]).
+    pub url: String,
+    /// Its data-residency zone, when it has one.
+    pub residency: Option<String>,
+}
+
+impl Peer {
+    /// A checked peer: the URL follows the GlobalEndpoint rule and the zone is well formed.
+    pub fn new(url: &str, residency: Option<String>) -> Result<Peer, String> {
+        use anshin_crds::global_endpoint::{region_endpoint_allowed, residency_valid};
+        if !region_endpoint_allowed(url) || url.parse::<http::Uri>().is_err() {
+            return Err(format!(
+                "peer `{url}` must be an https:// URL (http:// only on a loopback host such as 127.0.0.1)"
+            ));
+        }
+        if let Some(r) = residency.as_deref().filter(|r| !residency_valid(r)) {
+            return Err(format!(
+                "peer `{url}`: residency `{r}` must be a zone such as `jp` or `jp-east`"
+            ));
+        }
+        Ok(Peer {
+            url: url.trim_end_matches('/').to_owned(),
+            residency,
+        })
+    }
+
+    /// Whether a request of `tenant` may go to this peer: the tenant has no residency, or the same
+    /// one as the peer.
+    pub fn may_serve(&self, tenant: &Tenant) -> bool {
+        tenant.residency.is_none() || tenant.residency == self.residency
+    }
 }
 
 impl Snapshot {

@@ -273,7 +273,8 @@ async fn audit_chain_verifies_and_edits_or_deletions_are_detected() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn dead_region_forwards_to_peer_and_nothing_left_gives_safe_503() {
+async fn dead_region_without_a_peer_token_forwards_nothing_and_gives_safe_503() {
+    // Forwarding itself (TLS, peer token, residency) is tested in region_forwarding.rs.
     let dir = tempfile::tempdir().expect("tempdir");
     let echo = TestBackend::start(Mode::Echo).await;
     let dead = free_addr().to_string();
@@ -292,18 +293,18 @@ async fn dead_region_forwards_to_peer_and_nothing_left_gives_safe_503() {
     )
     .await;
     let r = chat(&gw, PATIENT, false).await;
-    assert_eq!(r.status, 200, "{}", r.body);
-    assert_eq!(
-        r.json()["choices"][0]["message"]["content"],
-        PATIENT,
-        "served (and guarded) by the peer region"
-    );
+    assert_eq!(r.status, 503, "{}", r.body);
+    assert!(echo.bodies().is_empty(), "nothing reached the peer region");
     let m = get(gw.metrics, "/metrics", None)
         .await
         .expect("metrics")
         .body;
     assert_eq!(
-        metric_sum(&m, "anshin_gateway_peer_forwards_total", &[]),
+        metric_sum(
+            &m,
+            "anshin_gateway_peer_forward_refused_total",
+            &["reason=\"no_peer_token\""]
+        ),
         1.0
     );
 

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use anshin_crds::labels::{backend_key_secret, key_secret, label_value};
 use anshin_crds::{InferenceEndpoint, Tenant};
 use anshin_gateway::kube_table::build;
-use anshin_gateway::table::Action;
+use anshin_gateway::table::{Action, Peer};
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use serde_json::json;
 
@@ -111,7 +111,8 @@ fn versions_get_their_ready_pods_in_the_same_namespace() {
         pod("c", "hosp", "v2", "10.0.0.3", true),
         pod("d", "other", "v1", "10.0.0.4", true),
     ];
-    let snap = build(&[ie()], &[], &[], &pods, &["http://peer:8080".into()]);
+    let peer = Peer::new("https://peer:8443", Some("jp".into())).expect("valid peer");
+    let snap = build(&[ie()], &[], &[], &pods, std::slice::from_ref(&peer));
     let ep = &snap.endpoints["hosp/med"];
     assert_eq!(ep.policy.input, Action::Block);
     assert_eq!(ep.policy.output, Action::Redact);
@@ -119,7 +120,17 @@ fn versions_get_their_ready_pods_in_the_same_namespace() {
     assert_eq!(ep.versions[0].weight, 90);
     assert_eq!(ep.versions[0].digest.as_deref(), Some("sha256:aaa"));
     assert_eq!(ep.versions[1].backends, vec!["10.0.0.3:8000".to_string()]);
-    assert_eq!(snap.peers, vec!["http://peer:8080".to_string()]);
+    assert_eq!(snap.peers, vec![peer]);
+}
+
+#[test]
+fn a_tenants_residency_comes_from_its_spec() {
+    let mut jp = (*tenant(&[])).clone();
+    jp.spec.residency = Some("jp".into());
+    let other = tenant_in("hosp", "hosp-b", json!(["med"]), &[]);
+    let snap = build(&[ie()], &[Arc::new(jp), other], &[], &[], &[]);
+    assert_eq!(snap.tenants["hosp/hosp-a"].residency.as_deref(), Some("jp"));
+    assert_eq!(snap.tenants["hosp/hosp-b"].residency, None);
 }
 
 #[test]

@@ -45,6 +45,10 @@ pub struct Event {
     pub completion_tokens: u64,
     /// Latency in milliseconds.
     pub latency_ms: u64,
+    /// `peer:<name>` when a peer region's gateway forwarded the request here (authenticated by its
+    /// peer token); absent for a direct caller.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<String>,
 }
 
 /// Requests that never authenticated (401, and 400 before authentication), counted per source over

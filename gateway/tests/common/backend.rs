@@ -34,6 +34,8 @@ pub struct TestBackend {
     pub received: Arc<Mutex<Vec<Value>>>,
     /// The `x-anshin-cache-scope` header of every request received, in order (`None` when absent).
     pub scopes: Arc<Mutex<Vec<Option<String>>>>,
+    /// The headers of every request received, in order.
+    pub headers: Arc<Mutex<Vec<http::HeaderMap>>>,
     mode: Mode,
 }
 
@@ -48,6 +50,7 @@ impl TestBackend {
             addr,
             received: Arc::default(),
             scopes: Arc::default(),
+            headers: Arc::default(),
             mode,
         };
         let app = Router::new()
@@ -89,6 +92,7 @@ async fn handle(
         .and_then(|h| h.to_str().ok())
         .map(str::to_owned);
     b.scopes.lock().expect("lock").push(scope);
+    b.headers.lock().expect("lock").push(headers.clone());
     let answer = match &b.mode {
         Mode::Echo => input_text(&v),
         Mode::Script(s) => s.clone(),
