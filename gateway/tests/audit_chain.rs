@@ -110,10 +110,7 @@ async fn verify_finds_records_cut_from_the_end_against_the_published_head() {
         assert_eq!(chat(&gw, Some(KEY)).await.0, 200);
     }
     let (seq, hash) = published_head(&log, 5).await;
-    let m = get(gw.metrics, "/metrics", None)
-        .await
-        .expect("metrics")
-        .body;
+    let m = metrics_text(&gw).await;
     assert_eq!(metric_sum(&m, "anshin_gateway_audit_head_seq", &[]), 5.0);
     drop(gw);
     let head = format!("{seq}:{hash}");

@@ -15,10 +15,7 @@ use common::*;
 const DISK: u64 = 16 * 1024;
 
 async fn metric(gw: &Proc, name: &str) -> f64 {
-    let m = get(gw.metrics, "/metrics", None)
-        .await
-        .expect("metrics")
-        .body;
+    let m = metrics_text(gw).await;
     metric_sum(&m, name, &[])
 }
 

@@ -140,10 +140,7 @@ async fn pii_the_backend_produces_on_its_own_is_redacted_and_counted() {
             "the rest of the answer stays: {t}"
         );
     }
-    let m = get(gw.metrics, "/metrics", None)
-        .await
-        .expect("metrics")
-        .body;
+    let m = metrics_text(&gw).await;
     assert_eq!(
         metric_sum(
             &m,
@@ -295,10 +292,7 @@ async fn dead_region_without_a_peer_token_forwards_nothing_and_gives_safe_503() 
     let r = chat(&gw, PATIENT, false).await;
     assert_eq!(r.status, 503, "{}", r.body);
     assert!(echo.bodies().is_empty(), "nothing reached the peer region");
-    let m = get(gw.metrics, "/metrics", None)
-        .await
-        .expect("metrics")
-        .body;
+    let m = metrics_text(&gw).await;
     assert_eq!(
         metric_sum(
             &m,

@@ -85,6 +85,14 @@ async fn raw(addr: SocketAddr, head: &str, limit: Duration) -> Option<String> {
     }
 }
 
+/// A gateway with `args` in front of an echo backend, its audit log in `dir`.
+async fn echo_gateway(dir: &Path, args: &[&str]) -> (TestBackend, Proc) {
+    let echo = TestBackend::start(Mode::Echo).await;
+    let routing = routing(dir, echo.addr);
+    let gw = start_gateway_with(&routing, &dir.join("a.jsonl"), args, &[]).await;
+    (echo, gw)
+}
+
 fn records(audit: &Path) -> Vec<Value> {
     std::fs::read_to_string(audit)
         .unwrap_or_default()
@@ -96,8 +104,7 @@ fn records(audit: &Path) -> Vec<Value> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn metrics_are_served_only_on_their_own_listener() {
     let dir = tempfile::tempdir().expect("dir");
-    let echo = TestBackend::start(Mode::Echo).await;
-    let gw = start_gateway(&routing(dir.path(), echo.addr), &dir.path().join("a.jsonl")).await;
+    let (_echo, gw) = echo_gateway(dir.path(), &[]).await;
     let r = post(
         gw.addr,
         "/v1/chat/completions",
@@ -121,13 +128,9 @@ async fn metrics_are_served_only_on_their_own_listener() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn slow_clients_are_cut_off_and_a_wrong_key_is_refused_before_the_body() {
     let dir = tempfile::tempdir().expect("dir");
-    let echo = TestBackend::start(Mode::Echo).await;
-    let args = ["--header-read-timeout", "1s", "--body-read-timeout", "1s"];
-    let gw = start_gateway_with(
-        &routing(dir.path(), echo.addr),
-        &dir.path().join("a.jsonl"),
-        &args,
-        &[],
+    let (_echo, gw) = echo_gateway(
+        dir.path(),
+        &["--header-read-timeout", "1s", "--body-read-timeout", "1s"],
     )
     .await;
     let post_head = |key: &str, len: usize| {
@@ -167,13 +170,9 @@ async fn slow_clients_are_cut_off_and_a_wrong_key_is_refused_before_the_body() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn connections_beyond_the_cap_wait_for_a_free_slot() {
     let dir = tempfile::tempdir().expect("dir");
-    let echo = TestBackend::start(Mode::Echo).await;
-    let args = ["--max-connections", "2", "--header-read-timeout", "30s"];
-    let gw = start_gateway_with(
-        &routing(dir.path(), echo.addr),
-        &dir.path().join("a.jsonl"),
-        &args,
-        &[],
+    let (_echo, gw) = echo_gateway(
+        dir.path(),
+        &["--max-connections", "2", "--header-read-timeout", "30s"],
     )
     .await;
     // wait_ready's connection closes; give the gateway a moment to free its slot.
@@ -270,8 +269,7 @@ async fn a_client_that_leaves_before_its_answer_is_audited() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn message_roles_are_allow_listed_and_participant_names_guarded() {
     let dir = tempfile::tempdir().expect("dir");
-    let echo = TestBackend::start(Mode::Echo).await;
-    let gw = start_gateway(&routing(dir.path(), echo.addr), &dir.path().join("a.jsonl")).await;
+    let (echo, gw) = echo_gateway(dir.path(), &[]).await;
     let ask = |messages: Value| {
         let addr = gw.addr;
         async move {

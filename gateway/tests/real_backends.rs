@@ -284,10 +284,7 @@ async fn killing_a_backend_under_load_loses_no_request_before_its_first_byte() {
         ok > done_before_kill,
         "requests kept succeeding after the kill"
     );
-    let m = get(gw.metrics, "/metrics", None)
-        .await
-        .expect("metrics")
-        .body;
+    let m = metrics_text(&gw).await;
     assert!(
         metric_sum(
             &m,

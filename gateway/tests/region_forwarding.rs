@@ -262,10 +262,7 @@ async fn peer_region_gets_placeholders_and_a_peer_token_and_the_caller_gets_its_
         assert_ne!(r["key_fingerprint"], key_fp.as_str());
         assert_eq!(r["status"], 200, "{r}");
     }
-    let m = get(local.metrics, "/metrics", None)
-        .await
-        .expect("metrics")
-        .body;
+    let m = metrics_text(&local).await;
     assert_eq!(
         metric_sum(&m, "anshin_gateway_peer_forwards_total", &[]),
         2.0
@@ -304,10 +301,7 @@ async fn a_jp_tenant_is_never_forwarded_to_a_peer_of_another_residency() {
         echo.bodies().is_empty(),
         "nothing of a jp tenant left for the sg region"
     );
-    let m = get(sg_only.metrics, "/metrics", None)
-        .await
-        .expect("metrics")
-        .body;
+    let m = metrics_text(&sg_only).await;
     assert_eq!(
         metric_sum(
             &m,
@@ -340,10 +334,7 @@ async fn a_jp_tenant_is_never_forwarded_to_a_peer_of_another_residency() {
     )
     .await;
     assert_eq!(r.status, 200, "{}", r.body);
-    let m = get(jp_too.metrics, "/metrics", None)
-        .await
-        .expect("metrics")
-        .body;
+    let m = metrics_text(&jp_too).await;
     assert_eq!(
         metric_sum(&m, "anshin_gateway_peer_forwards_total", &[]),
         1.0

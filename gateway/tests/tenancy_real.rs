@@ -121,10 +121,7 @@ async fn keys_tenants_and_limits_are_enforced() {
         200,
         "other tenants are not limited by hosp-a's use"
     );
-    let m = get(gw.metrics, "/metrics", None)
-        .await
-        .expect("metrics")
-        .body;
+    let m = metrics_text(&gw).await;
     assert_eq!(
         metric_sum(
             &m,

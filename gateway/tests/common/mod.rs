@@ -357,6 +357,14 @@ pub fn write_routing(path: &Path, yaml: &str) {
     std::fs::rename(&tmp, path).expect("rename routing file");
 }
 
+/// The text of `p`'s `/metrics` (the gateway's metrics listener, the inference server's API port).
+pub async fn metrics_text(p: &Proc) -> String {
+    get(p.metrics, "/metrics", None)
+        .await
+        .expect("metrics")
+        .body
+}
+
 /// Sum of a metric's samples whose line contains every `labels` fragment.
 pub fn metric_sum(metrics: &str, name: &str, labels: &[&str]) -> f64 {
     metrics
