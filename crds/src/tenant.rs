@@ -16,7 +16,7 @@ use crate::conditions::Condition;
     group = "anshin.dev",
     version = "v1alpha1",
     kind = "Tenant",
-    doc = "A hospital or organisation: API keys, allowed endpoints, limits and data residency.",
+    doc = "A hospital or organisation: API keys, allowed endpoints and limits (data residency is not acted on yet).",
     namespaced,
     status = "TenantStatus",
     shortname = "tn",
@@ -62,7 +62,8 @@ pub struct TenantSpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 32))]
     pub keys: Vec<ApiKey>,
-    /// Data-residency zone, e.g. `jp`: requests are only served by regions of that zone.
+    /// Not acted on yet: accepted and ignored (condition NotActedOn). Designed: data-residency zone,
+    /// e.g. `jp`, so that requests are only served by regions of that zone.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(pattern(r"^[a-z]{2}(-[a-z0-9]+)*$"))]
     pub residency: Option<String>,
@@ -157,7 +158,7 @@ pub struct TenantStatus {
     /// Number of keys currently valid.
     #[serde(default)]
     pub active_keys: i32,
-    /// Conditions: Ready.
+    /// Conditions: Ready, and NotActedOn while spec.residency is set.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
     /// The generation of the spec the status was computed from.

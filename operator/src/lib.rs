@@ -5,6 +5,8 @@
 //! for Tenants — then applies the result with server-side apply under one field manager
 //! ([`names::FIELD_MANAGER`]) and writes status only when it changed. [`runtime`] wires start-up
 //! (CRDs established, optional APIs detected), [`leader`] election and the HTTP endpoints.
+//! [`not_acted_on`] names the fields (and kinds) the API accepts but no controller acts on yet; every
+//! controller reports them as the condition `NotActedOn`.
 
 pub mod backend_access;
 pub mod context;
@@ -14,6 +16,7 @@ pub mod keys;
 pub mod leader;
 pub mod metrics;
 pub mod names;
+pub mod not_acted_on;
 pub mod rollout;
 pub mod runtime;
 pub mod startup;

@@ -1,8 +1,10 @@
 //! One controller per kind. Each reads, calls a pure function of the crate, applies, and writes status.
 
 pub mod endpoint;
+pub mod global_endpoint;
 pub mod model_version;
 pub mod tenant;
+pub mod training_job;
 
 /// Resolves when the controllers must stop (SIGTERM or lost leadership); cloneable for each controller.
 pub type Shutdown = futures::future::Shared<futures::future::BoxFuture<'static, ()>>;

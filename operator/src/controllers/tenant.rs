@@ -1,6 +1,7 @@
 //! Tenant controller: mints API keys into Secrets, revokes removed ones, records fingerprints.
 //!
 //! read (tenant, its key Secrets) → `keys::plan` (pure) → create/delete Secrets → status if changed.
+//! `spec.residency` is not acted on yet: the condition `NotActedOn` says so while it is set.
 //! Keys are never logged; only fingerprints reach status and Events.
 
 use std::sync::Arc;
@@ -17,7 +18,7 @@ use kube::{Client, ResourceExt};
 
 use crate::context::{Context, apply_status, delete_if_exists};
 use crate::error::{Error, Result};
-use crate::{keys, names};
+use crate::{keys, names, not_acted_on};
 
 const CONTROLLER: &str = "tenant";
 
@@ -109,6 +110,12 @@ async fn reconcile(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<Action> {
             now,
         ),
     );
+    not_acted_on::mark(
+        &mut status.conditions,
+        &not_acted_on::tenant(&tenant.spec),
+        tenant.metadata.generation,
+        now,
+    );
     if tenant.status.as_ref() != Some(&status) {
         apply_status(
             &Api::<Tenant>::namespaced(ctx.client.clone(), &ns),
@@ -116,6 +123,16 @@ async fn reconcile(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<Action> {
             &status,
         )
         .await?;
+        let old = tenant.status.as_ref().map_or(&[][..], |s| &s.conditions);
+        if let Some(note) = not_acted_on::warning(old, &status.conditions) {
+            ctx.event(
+                tenant.as_ref(),
+                EventType::Warning,
+                not_acted_on::EVENT_REASON,
+                note,
+            )
+            .await;
+        }
     }
     if !taken.is_empty() {
         // Backs off per object (2 s doubling to 5 min) and publishes the message as an Event.
