@@ -253,10 +253,7 @@ async fn report(
         &ie.namespace().unwrap_or_default(),
     );
     apply_status(&api, &ie.name_any(), new).await?;
-    if let Some(note) = not_acted_on::warning(&old.conditions, &new.conditions) {
-        ctx.event(ie, EventType::Warning, not_acted_on::EVENT_REASON, note)
-            .await;
-    }
+    super::warn_not_acted_on(ctx, ie, &old.conditions, &new.conditions).await;
     if new.canary_version != old.canary_version
         && let Some(c) = &new.canary_version
     {

@@ -10,7 +10,6 @@ use anshin_crds::GlobalEndpoint;
 use jiff::Timestamp;
 use kube::api::Api;
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::events::EventType;
 use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 
@@ -46,15 +45,7 @@ async fn reconcile(ge: Arc<GlobalEndpoint>, ctx: Arc<Context>) -> Result<Action>
     if ge.status.as_ref() != Some(&status) {
         let api = Api::<GlobalEndpoint>::namespaced(ctx.client.clone(), &ns);
         apply_status(&api, &ge.name_any(), &status).await?;
-        if let Some(note) = not_acted_on::warning(&old.conditions, &status.conditions) {
-            ctx.event(
-                ge.as_ref(),
-                EventType::Warning,
-                not_acted_on::EVENT_REASON,
-                note,
-            )
-            .await;
-        }
+        super::warn_not_acted_on(&ctx, ge.as_ref(), &old.conditions, &status.conditions).await;
     }
     Ok(Action::await_change())
 }

@@ -124,15 +124,7 @@ async fn reconcile(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<Action> {
         )
         .await?;
         let old = tenant.status.as_ref().map_or(&[][..], |s| &s.conditions);
-        if let Some(note) = not_acted_on::warning(old, &status.conditions) {
-            ctx.event(
-                tenant.as_ref(),
-                EventType::Warning,
-                not_acted_on::EVENT_REASON,
-                note,
-            )
-            .await;
-        }
+        super::warn_not_acted_on(&ctx, tenant.as_ref(), old, &status.conditions).await;
     }
     if !taken.is_empty() {
         // Backs off per object (2 s doubling to 5 min) and publishes the message as an Event.

@@ -10,7 +10,6 @@ use anshin_crds::TrainingJob;
 use jiff::Timestamp;
 use kube::api::Api;
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::events::EventType;
 use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 
@@ -43,15 +42,7 @@ async fn reconcile(tj: Arc<TrainingJob>, ctx: Arc<Context>) -> Result<Action> {
     if tj.status.as_ref() != Some(&status) {
         let api = Api::<TrainingJob>::namespaced(ctx.client.clone(), &ns);
         apply_status(&api, &tj.name_any(), &status).await?;
-        if let Some(note) = not_acted_on::warning(&old.conditions, &status.conditions) {
-            ctx.event(
-                tj.as_ref(),
-                EventType::Warning,
-                not_acted_on::EVENT_REASON,
-                note,
-            )
-            .await;
-        }
+        super::warn_not_acted_on(&ctx, tj.as_ref(), &old.conditions, &status.conditions).await;
     }
     Ok(Action::await_change())
 }
