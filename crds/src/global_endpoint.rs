@@ -1,14 +1,16 @@
 //! GlobalEndpoint (`ge`): one endpoint across regions, with health checks and failover.
 //!
-//! The operator probes each region's gateway, marks regions healthy or not, fails over by priority and
-//! records how long detection and recovery took.
+//! Not acted on yet: the API accepts GlobalEndpoints and the operator only sets the condition
+//! `NotActedOn`. Designed: the operator probes each region's gateway, marks regions healthy or not,
+//! fails over by priority and records how long detection and recovery took.
 
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
 use crate::conditions::Condition;
 
-/// One endpoint served from several regions, failing over when a region is lost.
+/// Not acted on yet: accepted and ignored. One endpoint served from several regions, failing over when a
+/// region is lost.
 // printcolumn(...) entries repeat `type_ = "string"`, which clippy mistakes for duplicated attributes.
 #[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -16,7 +18,7 @@ use crate::conditions::Condition;
     group = "anshin.dev",
     version = "v1alpha1",
     kind = "GlobalEndpoint",
-    doc = "One endpoint served from several regions, with health checks and measured failover.",
+    doc = "Not acted on yet: accepted and ignored (condition NotActedOn; nothing is probed or failed over). Designed: one endpoint served from several regions, with health checks and measured failover.",
     namespaced,
     status = "GlobalEndpointStatus",
     shortname = "ge",
@@ -279,7 +281,7 @@ pub enum GlobalPhase {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct GlobalEndpointStatus {
-    /// Pending, Healthy, FailedOver or Unavailable.
+    /// Pending, Healthy, FailedOver or Unavailable; stays Pending while GlobalEndpoints are not acted on.
     #[serde(default)]
     pub phase: GlobalPhase,
     /// Health per region.
@@ -291,7 +293,7 @@ pub struct GlobalEndpointStatus {
     /// The last failover with its measured detection time and RTO.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_failover: Option<FailoverRecord>,
-    /// Conditions: Available, FailedOver.
+    /// Conditions: NotActedOn (the operator does not act on GlobalEndpoints yet).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
     /// The generation of the spec the status was computed from.

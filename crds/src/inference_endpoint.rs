@@ -1,8 +1,9 @@
-//! InferenceEndpoint (`ie`): a stable endpoint serving one ModelVersion, with rollout and autoscaling.
+//! InferenceEndpoint (`ie`): a stable endpoint serving one ModelVersion, with blue/green rollouts.
 //!
 //! The operator keeps a Deployment and a Service per served version and publishes the routing table
 //! (versions, weights, digests) in status; the gateway routes by that table. Changing
-//! `spec.modelVersion` starts a rollout.
+//! `spec.modelVersion` starts a blue/green rollout. Canary steps and analysis and autoscaling are part of
+//! the API but not acted on yet: their docs say so, and the operator sets the condition `NotActedOn`.
 
 use std::collections::BTreeMap;
 
@@ -20,7 +21,7 @@ use crate::conditions::Condition;
     group = "anshin.dev",
     version = "v1alpha1",
     kind = "InferenceEndpoint",
-    doc = "A stable, guarded endpoint serving one ModelVersion, with rollouts, autoscaling on LLM signals and a routing table for the gateway.",
+    doc = "A stable, guarded endpoint serving one ModelVersion, with blue/green rollouts and a routing table for the gateway. Canary rollouts and autoscaling are not acted on yet.",
     namespaced,
     status = "InferenceEndpointStatus",
     shortname = "ie",
@@ -57,7 +58,8 @@ pub struct InferenceEndpointSpec {
     /// Replica bounds per served version.
     #[serde(default)]
     pub replicas: Replicas,
-    /// Scaling on LLM signals between replicas.min and replicas.max; off when absent.
+    /// Not acted on yet: accepted and ignored (replicas stay at spec.replicas; condition NotActedOn).
+    /// Designed: scaling on LLM signals between replicas.min and replicas.max; off when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub autoscaling: Option<Autoscaling>,
     /// How a new model version replaces the current one.
@@ -76,7 +78,7 @@ pub struct Runtime {
     #[serde(default = "default_runtime_image")]
     #[schemars(length(min = 1))]
     pub image: String,
-    /// Extra arguments for `anshin-inference serve` (e.g. `--max-batch-size=16`).
+    /// Extra arguments for `anshin-inference serve` (e.g. `--max-batch=16`, `--max-waiting=128`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub args: Vec<String>,
     /// CPU, memory and `nvidia.com/gpu` per pod.
@@ -125,16 +127,16 @@ fn default_drain_seconds() -> i32 {
 ))]
 #[serde(rename_all = "camelCase")]
 pub struct Replicas {
-    /// Fewest ready pods per served version; the autoscaler never goes below it.
+    /// Fewest pods per served version; replicas.desired below it is raised to it.
     #[serde(default = "default_min_replicas")]
     #[schemars(range(min = 1, max = 1000))]
     pub min: i32,
-    /// Most pods per served version; defaults to min (no autoscaling headroom).
+    /// Most pods per served version; replicas.desired above it is lowered to it. Absent: no bound.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 1000))]
     pub max: Option<i32>,
-    /// Replica count written through the scale subresource (`kubectl scale`, an external HPA); used
-    /// when spec.autoscaling is absent, never below min.
+    /// Pods per served version, written directly or through the scale subresource (`kubectl scale`, an
+    /// external HPA); kept within min and max. Absent: min. The new version of a rollout gets as many.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0, max = 1000))]
     pub desired: Option<i32>,
@@ -193,7 +195,8 @@ fn default_scale_down_seconds() -> i32 {
     Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, schemars::JsonSchema,
 )]
 pub enum RolloutStrategy {
-    /// Shift traffic step by step, analysing each step, rolling back automatically on failure.
+    /// Not acted on yet: accepted and rolled out blue/green. Designed: shift traffic step by step,
+    /// analysing each step, rolling back automatically on failure.
     Canary,
     /// Bring the new version up fully, then switch all traffic at once.
     #[default]
@@ -213,18 +216,21 @@ pub enum RolloutStrategy {
 ))]
 #[serde(rename_all = "camelCase")]
 pub struct Rollout {
-    /// Canary or BlueGreen (default BlueGreen).
+    /// BlueGreen (default) or Canary; Canary is not acted on yet (rolled out blue/green).
     #[serde(default)]
     pub strategy: RolloutStrategy,
-    /// Canary steps: traffic percent to the new version and how long to hold it; strictly increasing.
+    /// Not acted on yet: accepted and ignored. Canary steps: traffic percent to the new version and how
+    /// long to hold it; strictly increasing.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 20))]
     pub steps: Vec<CanaryStep>,
-    /// Thresholds a canary step must meet to go on; otherwise the rollout is rolled back.
+    /// Not acted on yet: accepted and ignored. Thresholds a canary step must meet to go on; otherwise
+    /// the rollout is rolled back.
     #[serde(default)]
     pub analysis: Analysis,
-    /// Extra pods a rollout may start above replicas.max, 1–1000 (default 1); 0 is refused, since
-    /// pods are never taken down before their successors are Ready.
+    /// Extra pods a version's Deployment may start while it replaces its own pods (after a runtime
+    /// change), 1–1000 (default 1); 0 is refused, since pods are never taken down before their
+    /// successors are Ready. A version change brings the new version up at full count beside the old one.
     #[serde(default = "default_max_surge")]
     #[schemars(range(min = 1, max = 1000))]
     pub max_surge: i32,
@@ -378,22 +384,23 @@ pub struct InferenceEndpointStatus {
     /// Pending, Progressing, Ready or Degraded.
     #[serde(default)]
     pub phase: EndpointPhase,
-    /// Version serving most traffic.
+    /// Version serving all traffic.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stable_version: Option<String>,
-    /// Version being rolled out, if any.
+    /// New version coming up beside the stable one, without traffic until all its pods are Ready.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub canary_version: Option<String>,
-    /// Percent of traffic on the canary version.
+    /// Percent of traffic on the canary version: 0 (blue/green switches all traffic at once).
     #[serde(default)]
     pub canary_weight: i32,
-    /// Pods of all versions (the scale subresource reads it).
+    /// Pods of the stable version (the scale subresource reads it); a new or retiring version's pods are
+    /// not counted.
     #[serde(default)]
     pub replicas: i32,
-    /// Ready pods of all versions.
+    /// Ready pods of the stable version.
     #[serde(default)]
     pub ready_replicas: i32,
-    /// Label selector of the endpoint's pods, for the scale subresource and HPAs.
+    /// Label selector of the endpoint's pods of every version, for the scale subresource and HPAs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub selector: Option<String>,
     /// Versions with weights the gateway routes by.
@@ -402,7 +409,8 @@ pub struct InferenceEndpointStatus {
     /// Versions that no longer receive traffic and are kept until their in-flight requests drained.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub retiring: Vec<RetiringVersion>,
-    /// Conditions: Ready, ModelVersionResolved, RolloutProgressing.
+    /// Conditions: Ready, ModelVersionResolved, RolloutProgressing, and NotActedOn while the spec uses
+    /// fields the operator does not act on yet.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
     /// The generation of the spec the status was computed from.

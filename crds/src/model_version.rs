@@ -1,8 +1,8 @@
 //! ModelVersion (`mv`): an immutable, digest-pinned model artifact.
 //!
-//! The operator verifies every file against `spec.artifact.files` before anything may serve the version;
-//! a later gate evaluates and a human approves it. The spec can never change after creation: a new model
-//! is a new ModelVersion.
+//! The operator verifies every file against `spec.artifact.files` before anything may serve the version.
+//! Evaluation and human approval are designed (the phases exist) but not built: a Verified version may
+//! serve. The spec can never change after creation: a new model is a new ModelVersion.
 
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::common::FileDigest;
 use crate::conditions::Condition;
 
-/// An immutable, digest-pinned model artifact that endpoints may serve once verified and approved.
+/// An immutable, digest-pinned model artifact that endpoints may serve once verified.
 // printcolumn(...) entries repeat `type_ = "string"`, which clippy mistakes for duplicated attributes.
 #[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -18,7 +18,7 @@ use crate::conditions::Condition;
     group = "anshin.dev",
     version = "v1alpha1",
     kind = "ModelVersion",
-    doc = "An immutable, digest-pinned model artifact. Verified against its file digests, evaluated and approved before any endpoint may serve it.",
+    doc = "An immutable, digest-pinned model artifact, verified against its file digests before any endpoint may serve it. Evaluation and approval are not built yet.",
     namespaced,
     status = "ModelVersionStatus",
     shortname = "mv",
@@ -148,13 +148,13 @@ pub enum ModelVersionPhase {
     Verifying,
     /// Every file matched its digest.
     Verified,
-    /// The safety and accuracy evaluation is running.
+    /// Not set yet (evaluation is not built). Designed: the safety and accuracy evaluation is running.
     Evaluating,
-    /// Evaluated; waiting for a human approval.
+    /// Not set yet (approval is not built). Designed: evaluated; waiting for a human approval.
     AwaitingApproval,
-    /// Approved: endpoints may serve it.
+    /// Not set yet (approval is not built). Designed: approved; endpoints may serve it.
     Approved,
-    /// Digests did not match, evaluation failed, or approval was refused: never served.
+    /// Digests did not match (later also: evaluation failed, approval refused): never served.
     Rejected,
 }
 
@@ -165,7 +165,7 @@ pub struct ModelVersionStatus {
     /// Where the version is: Pending, Verifying, Verified, Evaluating, AwaitingApproval, Approved, Rejected.
     #[serde(default)]
     pub phase: ModelVersionPhase,
-    /// Conditions: ArtifactVerified, Evaluated, Approved.
+    /// Conditions: ArtifactVerified (Evaluated and Approved are designed, not set yet).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
     /// The generation of the spec the status was computed from.

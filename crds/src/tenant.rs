@@ -62,8 +62,9 @@ pub struct TenantSpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 32))]
     pub keys: Vec<ApiKey>,
-    /// Data-residency zone, e.g. `jp`: the gateway serves the tenant's requests locally or forwards
-    /// them only to peer regions of that zone, never to others.
+    /// Data-residency zone, e.g. `jp`: the gateway forwards the tenant's requests only to peer regions
+    /// of that zone, never to others. A gateway has no zone of its own yet: the region that holds the
+    /// tenant serves it locally, whatever that region's zone.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(pattern(crate::global_endpoint::RESIDENCY_PATTERN))]
     pub residency: Option<String>,

@@ -1,7 +1,8 @@
 //! TrainingJob (`tj`): trains a new model version on GPU nodes, resumable from checkpoints.
 //!
-//! The operator runs the job as a gang of pods, one per node, restarts the whole gang from the last
-//! checkpoint when a pod or node fails, and on success creates the output ModelVersion with its lineage.
+//! Not acted on yet: the API accepts TrainingJobs and the operator only sets the condition `NotActedOn`.
+//! Designed: the operator runs the job as a gang of pods, one per node, restarts the whole gang from the
+//! last checkpoint when a pod or node fails, and on success creates the output ModelVersion.
 
 use std::collections::BTreeMap;
 
@@ -12,7 +13,7 @@ use crate::common::{Quantity, Toleration};
 use crate::conditions::Condition;
 use crate::model_version::{DatasetRef, TrainingMethod};
 
-/// A training run on GPU nodes that produces a new ModelVersion.
+/// Not acted on yet: accepted and ignored. A training run on GPU nodes that produces a new ModelVersion.
 // printcolumn(...) entries repeat `type_ = "string"`, which clippy mistakes for duplicated attributes.
 #[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -20,7 +21,7 @@ use crate::model_version::{DatasetRef, TrainingMethod};
     group = "anshin.dev",
     version = "v1alpha1",
     kind = "TrainingJob",
-    doc = "A training run on GPU nodes (one pod per node, resumed from checkpoints after failures) that produces a new ModelVersion.",
+    doc = "Not acted on yet: accepted and ignored (condition NotActedOn; no pods start). Designed: a training run on GPU nodes (one pod per node, resumed from checkpoints after failures) that produces a new ModelVersion.",
     namespaced,
     status = "TrainingJobStatus",
     shortname = "tj",
@@ -222,7 +223,8 @@ pub struct CheckpointRef {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TrainingJobStatus {
-    /// Pending, Queued, Running, Restarting, Succeeded or Failed.
+    /// Pending, Queued, Running, Restarting, Succeeded or Failed; stays Pending while TrainingJobs are
+    /// not acted on.
     #[serde(default)]
     pub phase: TrainingPhase,
     /// Last optimiser step reported by rank 0.
@@ -240,7 +242,7 @@ pub struct TrainingJobStatus {
     /// Name of the ModelVersion created on success.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub output_model_version: Option<String>,
-    /// Conditions: Admitted, Running, Succeeded, Failed.
+    /// Conditions: NotActedOn (the operator does not run TrainingJobs yet).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
     /// The generation of the spec the status was computed from.

@@ -99,7 +99,11 @@ fn examples_keep_what_they_promise() {
     );
     assert_eq!(tj.spec.resources.gpu_product, "NVIDIA-H100-80GB-HBM3");
     let ie: InferenceEndpoint = serde_json::from_value(load("inferenceendpoint.yaml")).expect("ie");
-    assert_eq!(ie.spec.rollout.steps.len(), 3);
+    assert_eq!((ie.spec.replicas.min, ie.spec.replicas.max), (2, Some(8)));
+    assert_eq!(
+        ie.spec.rollout.strategy,
+        anshin_crds::inference_endpoint::RolloutStrategy::BlueGreen
+    );
     let ge: GlobalEndpoint = serde_json::from_value(load("globalendpoint.yaml")).expect("ge");
     assert_eq!(ge.spec.regions.len(), 2);
     let mv: ModelVersion = serde_json::from_value(load("modelversion.yaml")).expect("mv");

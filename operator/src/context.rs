@@ -39,7 +39,35 @@ pub struct Context {
     pub metrics: Metrics,
     /// Settings.
     pub settings: Settings,
+    /// The standing warning of each object, so that it is published once.
+    pub warnings: Warnings,
     failures: Mutex<HashMap<String, u32>>,
+}
+
+/// The warning each object (by UID) has standing, as last published by this process.
+#[derive(Default)]
+pub struct Warnings(Mutex<HashMap<String, String>>);
+
+impl Warnings {
+    /// Records that `note` is the standing warning of `uid` (`None`: it has none any more) and says
+    /// whether it is new to this process: a reconcile that reads a stale copy of its object must not
+    /// publish the same warning twice.
+    pub fn first(&self, uid: &str, note: Option<&str>) -> bool {
+        let Ok(mut warned) = self.0.lock() else {
+            return true;
+        };
+        match note {
+            None => {
+                warned.remove(uid);
+                false
+            }
+            Some(n) if warned.get(uid).map(String::as_str) == Some(n) => false,
+            Some(n) => {
+                warned.insert(uid.to_owned(), n.to_owned());
+                true
+            }
+        }
+    }
 }
 
 impl Context {
@@ -59,6 +87,7 @@ impl Context {
             client,
             metrics,
             settings,
+            warnings: Warnings::default(),
             failures: Mutex::new(HashMap::new()),
         })
     }
@@ -183,6 +212,17 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_standing_warning_is_new_once_until_it_changes_or_goes() {
+        let w = Warnings::default();
+        assert!(w.first("uid-1", Some("a")));
+        assert!(!w.first("uid-1", Some("a")), "same note again: not new");
+        assert!(w.first("uid-2", Some("a")), "another object");
+        assert!(w.first("uid-1", Some("b")), "changed note");
+        assert!(!w.first("uid-1", None));
+        assert!(w.first("uid-1", Some("b")), "gone, then back: new again");
+    }
 
     #[test]
     fn backoff_doubles_from_two_seconds_and_caps_at_five_minutes() {

@@ -6,6 +6,8 @@
 //! ([`names::FIELD_MANAGER`]) and writes status only when it changed. [`runtime`] wires start-up
 //! (CRDs established, optional APIs detected), [`leader`] election and the HTTP endpoints; [`policy`]
 //! holds what the admin allows (host paths for `file://` artifacts, a pinned verifier image).
+//! [`not_acted_on`] names the fields (and kinds) the API accepts but no controller acts on yet; every
+//! controller reports them as the condition `NotActedOn`.
 
 pub mod artifact;
 pub mod backend_access;
@@ -16,6 +18,7 @@ pub mod keys;
 pub mod leader;
 pub mod metrics;
 pub mod names;
+pub mod not_acted_on;
 pub mod ownership;
 pub mod policy;
 pub mod rollout;

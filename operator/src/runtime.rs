@@ -132,7 +132,9 @@ pub async fn run_controllers(client: Client, ctx: Arc<Context>, stop: controller
     tokio::join!(
         controllers::model_version::run(client.clone(), ctx.clone(), stop.clone()),
         controllers::endpoint::run(client.clone(), ctx.clone(), stop.clone()),
-        controllers::tenant::run(client, ctx, stop),
+        controllers::tenant::run(client.clone(), ctx.clone(), stop.clone()),
+        controllers::training_job::run(client.clone(), ctx.clone(), stop.clone()),
+        controllers::global_endpoint::run(client, ctx, stop),
     );
 }
 

@@ -32,6 +32,8 @@ pub async fn wait_for_crds(client: &Client) -> Result<(), kube::Error> {
         anshin_crds::ModelVersion::crd_name(),
         anshin_crds::InferenceEndpoint::crd_name(),
         anshin_crds::Tenant::crd_name(),
+        anshin_crds::TrainingJob::crd_name(),
+        anshin_crds::GlobalEndpoint::crd_name(),
     ];
     for name in names {
         loop {

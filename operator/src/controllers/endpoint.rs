@@ -3,7 +3,8 @@
 //!
 //! read (endpoint, target and served ModelVersions, the endpoint's Deployments) → `rollout::decide`
 //! (pure) → backend key Secret and NetworkPolicy ([`crate::backend_access`]) → apply
-//! Deployments/Services of the versions to serve, delete the rest → status if changed.
+//! Deployments/Services of the versions to serve, delete the rest → status if changed. Fields the
+//! operator does not act on yet (autoscaling, canary) are named in the condition `NotActedOn`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -26,7 +27,7 @@ use kube::{Client, ResourceExt};
 use crate::context::{Context, apply, apply_status, delete_if_exists};
 use crate::error::{Error, Result};
 use crate::rollout::{self, Decision, Observed, Target, VersionPods};
-use crate::{backend_access, keys, names, workload};
+use crate::{backend_access, keys, names, not_acted_on, workload};
 
 const CONTROLLER: &str = "inferenceendpoint";
 
@@ -125,7 +126,13 @@ async fn reconcile(ie: Arc<InferenceEndpoint>, ctx: Arc<Context>) -> Result<Acti
         )),
         now: Timestamp::now(),
     };
-    let decision = rollout::decide(&observed);
+    let mut decision = rollout::decide(&observed);
+    not_acted_on::mark(
+        &mut decision.status.conditions,
+        &not_acted_on::inference_endpoint(&ie.spec),
+        ie.metadata.generation,
+        observed.now,
+    );
     ensure_backend_access(&ie, &ctx).await?;
     apply_workloads(&ie, &ctx, &decision, &versions, &owned.items).await?;
     report(&ie, &ctx, &status, &decision.status).await?;
@@ -246,6 +253,7 @@ async fn report(
         &ie.namespace().unwrap_or_default(),
     );
     apply_status(&api, &ie.name_any(), new).await?;
+    super::warn_not_acted_on(ctx, ie, &old.conditions, &new.conditions).await;
     if new.canary_version != old.canary_version
         && let Some(c) = &new.canary_version
     {

@@ -1,8 +1,37 @@
 //! One controller per kind. Each reads, calls a pure function of the crate, applies, and writes status.
 
 pub mod endpoint;
+pub mod global_endpoint;
 pub mod model_version;
 pub mod tenant;
+pub mod training_job;
+
+/// Publishes the `NotActedOn` Warning Event when a status write took `old` conditions to `new` ones
+/// and the condition appeared or changed its message — once, even if a later reconcile reads a stale
+/// copy of the object.
+pub async fn warn_not_acted_on<K>(
+    ctx: &crate::context::Context,
+    obj: &K,
+    old: &[anshin_crds::Condition],
+    new: &[anshin_crds::Condition],
+) where
+    K: kube::Resource<DynamicType = ()>,
+{
+    use crate::not_acted_on;
+    let uid = obj.meta().uid.clone().unwrap_or_default();
+    let standing = anshin_crds::conditions::find_condition(new, not_acted_on::CONDITION)
+        .map(|c| c.message.as_str());
+    let first = ctx.warnings.first(&uid, standing);
+    if let Some(note) = not_acted_on::warning(old, new).filter(|_| first) {
+        ctx.event(
+            obj,
+            kube::runtime::events::EventType::Warning,
+            not_acted_on::EVENT_REASON,
+            note,
+        )
+        .await;
+    }
+}
 
 /// Resolves when the controllers must stop (SIGTERM or lost leadership); cloneable for each controller.
 pub type Shutdown = futures::future::Shared<futures::future::BoxFuture<'static, ()>>;

@@ -1,6 +1,7 @@
 //! Tenant controller: mints API keys into Secrets, revokes removed ones, records fingerprints.
 //!
 //! read (tenant, its key Secrets) → `keys::plan` (pure) → create/delete Secrets → status if changed.
+//! (`spec.residency` is enforced by the gateway when it forwards to peer regions.)
 //! Keys are never logged; only fingerprints reach status and Events.
 
 use std::sync::Arc;

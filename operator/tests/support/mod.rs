@@ -1,6 +1,8 @@
 //! Helpers shared by the operator's test binaries (each binary uses a subset).
 #![allow(dead_code)]
 
+pub mod operator;
+
 use std::path::Path;
 
 use serde::de::DeserializeOwned;
