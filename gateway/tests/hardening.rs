@@ -309,3 +309,44 @@ async fn message_roles_are_allow_listed_and_participant_names_guarded() {
         "refused requests never reach the backend"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_client_that_never_completes_the_tls_handshake_is_disconnected() {
+    let dir = tempfile::tempdir().expect("dir");
+    let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into()]).expect("cert");
+    let (cert_path, key_path) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert_path, cert.cert.pem()).expect("write cert");
+    std::fs::write(&key_path, cert.signing_key.serialize_pem()).expect("write key");
+    let echo = TestBackend::start(Mode::Echo).await;
+    let (cert_arg, key_arg) = (
+        cert_path.display().to_string(),
+        key_path.display().to_string(),
+    );
+    let args = ["--tls-cert", &cert_arg, "--tls-key", &key_arg];
+    let (mut cmd, addrs) = gateway_command(
+        &routing(dir.path(), echo.addr),
+        &dir.path().join("a.jsonl"),
+        &args,
+        &[],
+    );
+    let _gw = Proc {
+        child: cmd.spawn().expect("spawn"),
+        addr: addrs.api,
+        metrics: addrs.metrics,
+        name: "tls gateway".into(),
+    };
+    // The metrics listener is plain HTTP: up once the gateway is.
+    wait_ready(addrs.metrics, "/healthz", Duration::from_secs(60)).await;
+    let mut silent = TcpStream::connect(addrs.api).await.expect("connect");
+    let started = std::time::Instant::now();
+    let mut buf = [0u8; 16];
+    let read = tokio::time::timeout(Duration::from_secs(20), silent.read(&mut buf)).await;
+    assert!(
+        matches!(read, Ok(Ok(0)) | Ok(Err(_))),
+        "closed after the handshake deadline, not held open: {read:?}"
+    );
+    assert!(
+        started.elapsed() >= Duration::from_secs(5),
+        "not closed at once"
+    );
+}

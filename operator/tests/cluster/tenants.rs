@@ -165,3 +165,79 @@ async fn keys_of_dotted_and_long_tenant_names_authenticate_at_the_gateway() {
     }
     assert_eq!(models("ansk-not-a-key".into()).await, Some(401));
 }
+
+/// A Secret that already has a key's name but belongs to someone else is neither overwritten nor
+/// adopted: the key is not minted, the Tenant says why (condition and a Warning Event) and is not
+/// Ready; once that Secret is gone the key is minted and the Tenant becomes Ready.
+#[tokio::test]
+async fn a_foreign_secret_with_a_keys_name_is_reported_not_reused() {
+    use anshin_crds::conditions::find_condition;
+    use anshin_crds::tenant::TenantPhase;
+    let ns = cluster().namespace("tenant-conflict").await;
+    let secrets: Api<Secret> = ns.api();
+    let planted: Secret = object(json!({"apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "kita-key-ehr", "labels": {"anshin.dev/tenant": "kita", "anshin.dev/key-name": "ehr"}},
+        "stringData": {"api-key": "ansk-planted-by-someone-else"}}));
+    secrets
+        .create(&PostParams::default(), &planted)
+        .await
+        .expect("plant a Secret");
+    let tenants: Api<Tenant> = ns.api();
+    let tenant: Tenant = object(json!({
+        "apiVersion": "anshin.dev/v1alpha1", "kind": "Tenant", "metadata": {"name": "kita"},
+        "spec": {"displayName": "北病院", "endpoints": ["chat"], "keys": [{"name": "ehr"}]}
+    }));
+    tenants
+        .create(&PostParams::default(), &tenant)
+        .await
+        .expect("create tenant");
+    let status = eventually(
+        "the conflict in status",
+        Duration::from_secs(30),
+        || async {
+            let s = tenants.get("kita").await.ok()?.status?;
+            let c = find_condition(&s.conditions, "Ready")?;
+            (c.reason == "KeySecretConflict").then_some(s)
+        },
+    )
+    .await;
+    assert_eq!(status.phase, TenantPhase::Pending);
+    assert!(status.keys.is_empty(), "no key recorded: {:?}", status.keys);
+    let kept = secrets.get("kita-key-ehr").await.expect("planted Secret");
+    assert_eq!(
+        kept.data.expect("data")[names::SECRET_KEY_FIELD].0,
+        b"ansk-planted-by-someone-else",
+        "never overwritten"
+    );
+    let events: Api<k8s_openapi::api::core::v1::Event> = ns.api();
+    eventually(
+        "a Warning Event naming the Secret",
+        Duration::from_secs(30),
+        || async {
+            let list = events.list(&Default::default()).await.ok()?;
+            list.items
+                .iter()
+                .any(|e| {
+                    e.type_.as_deref() == Some("Warning")
+                        && e.message
+                            .as_deref()
+                            .is_some_and(|m| m.contains("kita-key-ehr"))
+                })
+                .then_some(())
+        },
+    )
+    .await;
+    secrets
+        .delete("kita-key-ehr", &Default::default())
+        .await
+        .expect("remove the planted Secret");
+    eventually(
+        "the key minted after the conflict is gone",
+        Duration::from_secs(60),
+        || async {
+            let s = tenants.get("kita").await.ok()?.status?;
+            (s.phase == TenantPhase::Ready && s.keys.len() == 1).then_some(())
+        },
+    )
+    .await;
+}
