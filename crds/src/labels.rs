@@ -3,6 +3,7 @@
 //! for. Label values are at most 63 characters without dots; longer or dotted names are mapped by
 //! [`label_value`], and Secret names are bounded by [`key_secret`] the same way on both sides.
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use sha2::{Digest, Sha256};
 
 /// Label: the InferenceEndpoint a pod, Deployment or Service belongs to.
@@ -43,6 +44,13 @@ pub fn label_value(name: &str) -> String {
     bounded(name, MAX_LABEL).replace('.', "-")
 }
 
+/// Whether `meta` lists the object with UID `owner_uid` among its owners. A label value is a
+/// sanitised name, so only the owner's UID ties a key Secret to its Tenant or InferenceEndpoint
+/// (`None`: an owner not stored yet owns nothing).
+pub fn owned_by(meta: &ObjectMeta, owner_uid: Option<&str>) -> bool {
+    owner_uid.is_some_and(|uid| meta.owner_references.iter().flatten().any(|o| o.uid == uid))
+}
+
 /// Name of the Secret holding a tenant's key `key`.
 pub fn key_secret(tenant: &str, key: &str) -> String {
     bounded(&format!("{tenant}-key-{key}"), MAX_NAME)
@@ -63,6 +71,17 @@ mod tests {
         assert!(v.len() <= 63 && !v.contains('.'), "{v}");
         assert_eq!(label_value("hosp.a"), "hosp-a");
         assert_eq!(label_value("hosp-a"), "hosp-a");
+    }
+
+    #[test]
+    fn ownership_is_by_uid_only() {
+        let meta: ObjectMeta = serde_json::from_value(serde_json::json!({"ownerReferences": [
+            {"apiVersion": "anshin.dev/v1alpha1", "kind": "Tenant", "name": "a", "uid": "u-1"}]}))
+        .expect("meta");
+        assert!(owned_by(&meta, Some("u-1")));
+        assert!(!owned_by(&meta, Some("u-2")));
+        assert!(!owned_by(&meta, None));
+        assert!(!owned_by(&ObjectMeta::default(), Some("u-1")));
     }
 
     #[test]

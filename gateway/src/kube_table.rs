@@ -17,7 +17,7 @@ use std::sync::Arc;
 use anshin_crds::inference_endpoint::GuardrailAction;
 use anshin_crds::labels::{
     LABEL_BACKEND_KEY, LABEL_KEY_NAME, LABEL_TENANT, SECRET_KEY_FIELD, backend_key_secret,
-    key_secret, label_value,
+    key_secret, label_value, owned_by,
 };
 use anshin_crds::{InferenceEndpoint, Tenant as TenantCr};
 use k8s_openapi::api::core::v1::{Pod, Secret};
@@ -88,7 +88,6 @@ fn owned_secret<'a>(
     owner_uid: Option<&str>,
     labels: &[(&str, &str)],
 ) -> Option<&'a str> {
-    let uid = owner_uid?;
     let s = secrets.iter().find(|s| {
         let has = |(k, v): &(&str, &str)| {
             let value = s.metadata.labels.as_ref().and_then(|l| l.get(*k));
@@ -96,11 +95,7 @@ fn owned_secret<'a>(
         };
         s.metadata.namespace.as_deref() == Some(ns)
             && s.metadata.name.as_deref() == Some(name)
-            && s.metadata
-                .owner_references
-                .iter()
-                .flatten()
-                .any(|o| o.uid == uid)
+            && owned_by(&s.metadata, owner_uid)
             && labels.iter().all(has)
     })?;
     let raw = s.data.as_ref()?.get(SECRET_KEY_FIELD)?;

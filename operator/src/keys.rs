@@ -48,10 +48,7 @@ fn key_of(secret: &Secret) -> Option<String> {
 
 /// Whether `secret` is owned by `tenant` (an owner reference with the tenant's UID).
 pub fn owned_by(secret: &Secret, tenant: &Tenant) -> bool {
-    let Some(uid) = tenant.meta().uid.as_deref() else {
-        return false;
-    };
-    secret.owner_references().iter().any(|o| o.uid == uid)
+    anshin_crds::labels::owned_by(&secret.metadata, tenant.meta().uid.as_deref())
 }
 
 /// Plans the key Secrets of `tenant` given the Secrets carrying its label; `mint` makes new keys,

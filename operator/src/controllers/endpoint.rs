@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use anshin_crds::labels::backend_key_secret;
+use anshin_crds::labels::{backend_key_secret, owned_by};
 use anshin_crds::model_version::ModelVersionPhase;
 use anshin_crds::{InferenceEndpoint, ModelVersion};
 use jiff::{SignedDuration, Timestamp};
@@ -22,7 +22,7 @@ use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::EventType;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
-use kube::{Client, ResourceExt};
+use kube::{Client, Resource, ResourceExt};
 
 use crate::context::{Context, apply, apply_status, delete_if_exists};
 use crate::error::{Error, Result};
@@ -188,10 +188,7 @@ async fn ensure_backend_access(ie: &InferenceEndpoint, ctx: &Context) -> Result<
                 Err(e) => return Err(e.into()),
             }
         }
-        Some(s)
-            if s.owner_references()
-                .iter()
-                .any(|o| Some(&o.uid) == ie.uid().as_ref()) => {}
+        Some(s) if owned_by(&s.metadata, ie.meta().uid.as_deref()) => {}
         Some(_) => {
             return Err(Error::NameTaken(format!(
                 "Secret {name} exists and is not owned by this InferenceEndpoint, so its model \
