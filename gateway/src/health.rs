@@ -47,7 +47,7 @@ async fn check_all(gw: &Gateway, timeout: Duration) {
             gw.inner
                 .metrics
                 .backends_healthy
-                .with_label_values(&[&ep.name, &v.name])
+                .with_label_values(&[&ep.id, &v.name])
                 .set(healthy as i64);
         }
     }

@@ -11,7 +11,7 @@
 //! its name is still listed in the Tenant. An endpoint's backend key (what its model servers require)
 //! comes from the Secret the operator minted for it, owned by that InferenceEndpoint.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
 use anshin_crds::inference_endpoint::GuardrailAction;
@@ -54,6 +54,17 @@ fn is_ready(pod: &Pod) -> bool {
             .as_ref()
             .and_then(|s| s.conditions.as_ref())
             .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+/// Addresses (`podIP`) of the pods that exist and are neither being deleted nor finished, whatever
+/// their readiness: the backends [`crate::last_good`] may keep serving.
+pub fn present_pod_ips(pods: &[Arc<Pod>]) -> HashSet<String> {
+    pods.iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .filter_map(|p| p.status.as_ref())
+        .filter(|s| !matches!(s.phase.as_deref(), Some("Succeeded" | "Failed")))
+        .filter_map(|s| s.pod_ip.clone())
+        .collect()
 }
 
 fn backends(pods: &[Arc<Pod>], namespace: &str, selector: &str, port: i32) -> Vec<String> {

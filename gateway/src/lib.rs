@@ -11,7 +11,9 @@
 //!
 //! The routing table, tenants and key hashes form one immutable [`table::Snapshot`], replaced as a
 //! whole by its source: a YAML file watched for changes ([`file_source`]) or the Kubernetes API
-//! ([`kube_source`]). The request path is the same for both.
+//! ([`kube_source`]). The request path is the same for both. The Kubernetes source keeps serving on
+//! the last known good table when the control plane is down or wrongly reports every backend
+//! unready ([`last_good`]).
 
 pub mod audit;
 pub mod cli;
@@ -25,6 +27,7 @@ pub mod huge_pages;
 pub mod keys;
 pub mod kube_source;
 pub mod kube_table;
+pub mod last_good;
 pub mod limits;
 pub mod linger;
 pub mod listener;

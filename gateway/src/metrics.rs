@@ -39,6 +39,13 @@ pub struct Metrics {
     pub backends_healthy: IntGaugeVec,
     /// Active health checks that failed.
     pub health_check_failures: IntCounter,
+    /// Backends served by endpoint although the control plane reports none of the endpoint's ready
+    /// (last known good, see [`crate::last_good`]); 0 normally.
+    pub backends_held: IntGaugeVec,
+    /// Seconds since each Kubernetes watch (`resource`) last delivered an event or a re-list.
+    pub watch_age: IntGaugeVec,
+    /// Seconds since the Kubernetes API server last answered the gateway's probe; 0 while it answers.
+    pub kube_api_unreachable: IntGauge,
     /// Routing-table reloads by source and result (`ok`, `error`).
     pub reloads: IntCounterVec,
     /// Failed writes, syncs and rotations of the audit log.
@@ -72,6 +79,14 @@ fn counter1(r: &Registry, name: &str, help: &str) -> IntCounter {
 
 fn gauge1(r: &Registry, name: &str, help: &str) -> IntGauge {
     let g = IntGauge::new(name, help).unwrap_or_else(|e| panic!("metric {name}: {e}"));
+    r.register(Box::new(g.clone()))
+        .unwrap_or_else(|e| panic!("registering {name}: {e}"));
+    g
+}
+
+fn gauge(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    let g = IntGaugeVec::new(Opts::new(name, help), labels)
+        .unwrap_or_else(|e| panic!("metric {name}: {e}"));
     r.register(Box::new(g.clone()))
         .unwrap_or_else(|e| panic!("registering {name}: {e}"));
     g
@@ -169,6 +184,23 @@ impl Metrics {
                 &["reason"],
             ),
             backends_healthy,
+            backends_held: gauge(
+                &r,
+                "anshin_gateway_backends_held",
+                "Backends served although the control plane reports none of the endpoint's ready",
+                &["endpoint"],
+            ),
+            watch_age: gauge(
+                &r,
+                "anshin_gateway_kube_watch_age_seconds",
+                "Seconds since the Kubernetes watch last delivered an event or a re-list",
+                &["resource"],
+            ),
+            kube_api_unreachable: gauge1(
+                &r,
+                "anshin_gateway_kube_api_unreachable_seconds",
+                "Seconds since the Kubernetes API server last answered; 0 while it answers",
+            ),
             health_check_failures: counter1(
                 &r,
                 "anshin_gateway_health_check_failures_total",

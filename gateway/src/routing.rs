@@ -20,6 +20,7 @@ pub struct BackendState {
     in_flight: AtomicUsize,
     ejected_until_ms: AtomicU64,
     active_ok: AtomicBool,
+    checked: AtomicBool,
 }
 
 impl BackendState {
@@ -79,6 +80,7 @@ impl Backends {
                     in_flight: AtomicUsize::new(0),
                     ejected_until_ms: AtomicU64::new(0),
                     active_ok: AtomicBool::new(true),
+                    checked: AtomicBool::new(false),
                 })
             })
             .clone()
@@ -95,6 +97,20 @@ impl Backends {
             && s.ejected_until_ms.load(Ordering::Relaxed) <= self.now_ms()
     }
 
+    /// Whether `addr` has passed an active check, passed the latest one and is not ejected (an address
+    /// never checked does not count: this is what keeps a backend the control plane dropped).
+    pub fn passes_checks(&self, addr: &str) -> bool {
+        let map = match self.states.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        map.get(addr).is_some_and(|s| {
+            s.checked.load(Ordering::Relaxed)
+                && s.active_ok.load(Ordering::Relaxed)
+                && s.ejected_until_ms.load(Ordering::Relaxed) <= self.now_ms()
+        })
+    }
+
     /// Passive check: skip `addr` for [`EJECT_FOR`].
     pub fn eject(&self, addr: &str) {
         let until = self.now_ms() + EJECT_FOR.as_millis() as u64;
@@ -107,6 +123,7 @@ impl Backends {
     pub fn set_active(&self, addr: &str, ok: bool) {
         let s = self.state(addr);
         s.active_ok.store(ok, Ordering::Relaxed);
+        s.checked.store(true, Ordering::Relaxed);
         if ok {
             s.ejected_until_ms.store(0, Ordering::Relaxed);
         }

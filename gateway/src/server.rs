@@ -225,7 +225,7 @@ async fn readyz(State(gw): State<Gateway>) -> impl IntoResponse {
     if !gw.inner.table.is_loaded() {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
-            "routing table not loaded yet",
+            "routing table not loaded yet".to_owned(),
         );
     }
     if gw
@@ -236,10 +236,28 @@ async fn readyz(State(gw): State<Gateway>) -> impl IntoResponse {
     {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
-            "audit records cannot be persisted",
+            "audit records cannot be persisted".to_owned(),
         );
     }
-    (StatusCode::OK, "ready")
+    (StatusCode::OK, ready_detail(&gw))
+}
+
+/// `ready`, plus what the gateway serves on last known good state (it still serves, so it is ready).
+fn ready_detail(gw: &Gateway) -> String {
+    let mut out = String::from("ready");
+    if let Some(secs) = gw.inner.table.source_unreachable_secs() {
+        out += &format!(
+            "\nthe Kubernetes API has not answered for {secs} s: serving the last routing table"
+        );
+    }
+    let held = &gw.inner.table.get().held;
+    if !held.is_empty() {
+        out += &format!(
+            "\nserving last known good backends of {} (the control plane reports none ready; they pass the gateway's checks)",
+            held.join(", ")
+        );
+    }
+    out
 }
 
 /// The IP address of a request's peer (none when the router runs without connect info).

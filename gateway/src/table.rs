@@ -174,6 +174,9 @@ pub struct Snapshot {
     pub endpoints: BTreeMap<String, Arc<Endpoint>>,
     /// Gateways of other regions, in order of preference.
     pub peers: Vec<Peer>,
+    /// Endpoints served on their last known good backends because the control plane's view has none
+    /// ready while the gateway's own checks pass ([`crate::last_good`]); sorted identities.
+    pub held: Vec<String>,
 }
 
 /// The gateway of another region.
@@ -226,6 +229,8 @@ impl Snapshot {
 pub struct SharedTable {
     inner: Arc<RwLock<Arc<Snapshot>>>,
     loaded: Arc<std::sync::atomic::AtomicBool>,
+    /// Seconds the source's control plane has not answered (0: it answers), for `/readyz`.
+    unreachable_secs: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl SharedTable {
@@ -251,6 +256,21 @@ impl SharedTable {
         }
         self.loaded
             .store(true, std::sync::atomic::Ordering::Release);
+    }
+
+    /// Records how long the source's control plane has not answered (`None`: it answers).
+    pub fn set_source_unreachable(&self, for_: Option<std::time::Duration>) {
+        let secs = for_.map_or(0, |d| d.as_secs().max(1));
+        self.unreachable_secs
+            .store(secs, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Seconds the source's control plane has not answered, if it does not answer now.
+    pub fn source_unreachable_secs(&self) -> Option<u64> {
+        let secs = self
+            .unreachable_secs
+            .load(std::sync::atomic::Ordering::Relaxed);
+        (secs > 0).then_some(secs)
     }
 
     /// Whether a source has delivered at least one snapshot.

@@ -60,7 +60,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         (Some(cert), Some(key)) => Some(crate::peer::tls::server_config(cert, key)?),
         _ => None,
     };
-    let source = start_source(&args, table, metrics).await?;
+    let source = start_source(&args, table, metrics, gw.backends().clone()).await?;
     tracing::info!(addr = %args.listen, metrics = %metrics_addr, tls = tls.is_some(), "gateway listening");
     let limits = ConnLimits {
         max_connections: args.max_connections,
@@ -130,6 +130,7 @@ async fn start_source(
     args: &ServeArgs,
     table: SharedTable,
     metrics: Metrics,
+    backends: crate::routing::Backends,
 ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
     if let Some(path) = args.routing_file.clone() {
         // Load once in the foreground so that a broken file stops start-up with a clear message.
@@ -146,6 +147,7 @@ async fn start_source(
         args.peers.clone(),
         table,
         metrics,
+        backends,
     )
     .await
 }

@@ -36,6 +36,8 @@ pub struct TestBackend {
     pub scopes: Arc<Mutex<Vec<Option<String>>>>,
     /// The headers of every request received, in order.
     pub headers: Arc<Mutex<Vec<http::HeaderMap>>>,
+    /// Whether `/readyz` answers 200 (else 503); see [`TestBackend::set_ready`].
+    ready: Arc<std::sync::atomic::AtomicBool>,
     mode: Mode,
 }
 
@@ -51,15 +53,22 @@ impl TestBackend {
             received: Arc::default(),
             scopes: Arc::default(),
             headers: Arc::default(),
+            ready: Arc::new(std::sync::atomic::AtomicBool::new(true)),
             mode,
         };
         let app = Router::new()
             .route("/v1/chat/completions", post(handle))
             .route("/v1/completions", post(handle))
-            .route("/readyz", get(|| async { "ready" }))
+            .route("/readyz", get(readyz))
             .with_state(b.clone());
         tokio::spawn(async move { axum::serve(listener, app).await.ok() });
         b
+    }
+
+    /// Makes `/readyz` answer 200 (`true`) or 503 (`false`), as a failing model server would.
+    pub fn set_ready(&self, ready: bool) {
+        self.ready
+            .store(ready, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Bodies received so far.
@@ -167,5 +176,13 @@ async fn forward(addr: SocketAddr, path: &str, body: Bytes) -> Response {
             resp
         }
         Err(_) => (axum::http::StatusCode::SERVICE_UNAVAILABLE, "backend down").into_response(),
+    }
+}
+
+async fn readyz(State(b): State<TestBackend>) -> (http::StatusCode, &'static str) {
+    if b.ready.load(std::sync::atomic::Ordering::Relaxed) {
+        (http::StatusCode::OK, "ready")
+    } else {
+        (http::StatusCode::SERVICE_UNAVAILABLE, "not ready")
     }
 }
