@@ -78,9 +78,36 @@ pub struct Ports {
     pub scheduler: u16,
 }
 
+/// One program of the control plane, for the failure drills of [`ControlPlane::pause`],
+/// [`ControlPlane::resume`] and [`ControlPlane::restart`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Component {
+    /// etcd.
+    Etcd,
+    /// kube-apiserver.
+    ApiServer,
+    /// kube-controller-manager (node lifecycle, Deployments, garbage collection …).
+    ControllerManager,
+    /// kube-scheduler.
+    Scheduler,
+}
+
+impl Component {
+    /// The process name (also its log file's stem).
+    pub fn name(self) -> &'static str {
+        match self {
+            Component::Etcd => "etcd",
+            Component::ApiServer => "kube-apiserver",
+            Component::ControllerManager => "kube-controller-manager",
+            Component::Scheduler => "kube-scheduler",
+        }
+    }
+}
+
 /// A running control plane; stopped on [`ControlPlane::stop`] or when dropped.
 #[derive(Debug)]
 pub struct ControlPlane {
+    bins: ControlPlaneBinaries,
     dir: PathBuf,
     ports: Ports,
     certs: ClusterCerts,
@@ -101,24 +128,80 @@ impl ControlPlane {
         let kubeconfig = dir.join("kubeconfig");
         kubeconfig::write(&kubeconfig, ports.apiserver, &certs)?;
         let mut cp = Self {
+            bins: bins.clone(),
             dir: dir.to_path_buf(),
             ports,
             certs,
             kubeconfig,
             processes: Vec::new(),
         };
-        cp.spawn("etcd", etcd_command(bins, dir, &ports))?;
-        cp.spawn("kube-apiserver", apiserver_command(bins, &cp.certs, &ports))?;
+        for c in [Component::Etcd, Component::ApiServer] {
+            let cmd = cp.command(c);
+            cp.spawn(c.name(), cmd)?;
+        }
         cp.wait_apiserver().await?;
-        cp.spawn(
-            "kube-controller-manager",
-            controller_manager_command(bins, &cp),
-        )?;
-        cp.spawn("kube-scheduler", scheduler_command(bins, &cp))?;
-        cp.wait_http("kube-controller-manager", ports.controller_manager)
-            .await?;
-        cp.wait_http("kube-scheduler", ports.scheduler).await?;
+        for c in [Component::ControllerManager, Component::Scheduler] {
+            let cmd = cp.command(c);
+            cp.spawn(c.name(), cmd)?;
+        }
+        cp.wait_healthy(Component::ControllerManager).await?;
+        cp.wait_healthy(Component::Scheduler).await?;
         Ok(cp)
+    }
+
+    fn command(&self, c: Component) -> Command {
+        match c {
+            Component::Etcd => etcd_command(&self.bins, &self.dir, &self.ports),
+            Component::ApiServer => apiserver_command(&self.bins, &self.certs, &self.ports),
+            Component::ControllerManager => controller_manager_command(&self.bins, self),
+            Component::Scheduler => scheduler_command(&self.bins, self),
+        }
+    }
+
+    async fn wait_healthy(&mut self, c: Component) -> Result<(), ControlPlaneError> {
+        match c {
+            Component::Etcd => Ok(()),
+            Component::ApiServer => self.wait_apiserver().await,
+            Component::ControllerManager => {
+                self.wait_http(c.name(), self.ports.controller_manager)
+                    .await
+            }
+            Component::Scheduler => self.wait_http(c.name(), self.ports.scheduler).await,
+        }
+    }
+
+    fn process(&self, c: Component) -> Option<&ManagedProcess> {
+        self.processes.iter().find(|p| p.name() == c.name())
+    }
+
+    /// Freezes `c` (SIGSTOP): it keeps its connections open and answers nothing, as a hung program does.
+    pub fn pause(&self, c: Component) {
+        if let Some(p) = self.process(c) {
+            p.signal(libc::SIGSTOP);
+        }
+    }
+
+    /// Lets a paused `c` run again (SIGCONT).
+    pub fn resume(&self, c: Component) {
+        if let Some(p) = self.process(c) {
+            p.signal(libc::SIGCONT);
+        }
+    }
+
+    /// Kills `c` (SIGKILL, a crash), starts it again with the same command line and data, and waits
+    /// until it is healthy (the API server: `/readyz`; etcd: the API server's `/readyz` again).
+    pub async fn restart(&mut self, c: Component) -> Result<(), ControlPlaneError> {
+        if let Some(i) = self.processes.iter().position(|p| p.name() == c.name()) {
+            let mut old = self.processes.remove(i);
+            old.kill_now();
+            let log = old.log_path().to_path_buf();
+            let process = ManagedProcess::spawn(c.name(), &mut self.command(c), &log)?;
+            self.processes.insert(i, process);
+        }
+        match c {
+            Component::Etcd => self.wait_apiserver().await,
+            _ => self.wait_healthy(c).await,
+        }
     }
 
     /// The kubeconfig file (admin token, CA-verified TLS).
@@ -173,6 +256,7 @@ impl ControlPlane {
     /// Stops every component in reverse start order (SIGTERM, then SIGKILL after 10 s).
     pub async fn stop(mut self) {
         while let Some(mut p) = self.processes.pop() {
+            p.signal(libc::SIGCONT);
             p.stop(Duration::from_secs(10)).await;
         }
     }

@@ -100,36 +100,57 @@ fn spec_for(
     }
 }
 
+/// How long after the start of its last successful renewal a leader may still act: the lease's
+/// duration less one renewal interval. A standby takes over only once `duration` has passed since the
+/// renewal time the leader wrote (taken before that request was sent), so a leader that stops acting
+/// at this deadline never overlaps with the next one, even while its own requests hang (an API server
+/// paused or unreachable) — it does not wait for a request to fail before stepping down.
+pub fn renew_deadline(cfg: &LeaseConfig) -> Duration {
+    cfg.duration.saturating_sub(cfg.renew)
+}
+
 /// Runs the election forever, publishing leadership on `tx`. Returns when leadership is lost
-/// (after having been held) so the caller can stop.
+/// (after having been held) so the caller can stop: lost to another replica, or not renewed within
+/// [`renew_deadline`]. Every attempt is bounded by the renewal interval and by that deadline.
 pub async fn run(api: Api<Lease>, cfg: LeaseConfig, tx: watch::Sender<bool>) {
     let mut leading = false;
-    let mut last_renewal = tokio::time::Instant::now();
+    let mut step_down_at = tokio::time::Instant::now();
     loop {
-        match try_acquire(&api, &cfg).await {
-            Ok(Attempt::Leading) => {
+        let started = tokio::time::Instant::now();
+        if leading && started >= step_down_at {
+            return step_down(&cfg, &tx);
+        }
+        let mut until = started + cfg.renew.max(Duration::from_millis(100));
+        if leading {
+            until = until.min(step_down_at);
+        }
+        match tokio::time::timeout_at(until, try_acquire(&api, &cfg)).await {
+            Ok(Ok(Attempt::Leading)) => {
                 if !leading {
                     tracing::info!(identity = %cfg.identity, lease = %cfg.name, "became leader");
                 }
                 leading = true;
-                last_renewal = tokio::time::Instant::now();
+                step_down_at = started + renew_deadline(&cfg);
                 let _ = tx.send(true);
             }
-            Ok(Attempt::Following) if leading => {
+            Ok(Ok(Attempt::Following)) if leading => {
                 tracing::warn!(identity = %cfg.identity, "lost the leader lease to another replica");
                 let _ = tx.send(false);
                 return;
             }
-            Ok(Attempt::Following) => {}
-            Err(e) => tracing::warn!(error = %e, "leader election request failed"),
+            Ok(Ok(Attempt::Following)) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "leader election request failed"),
+            Err(_) => tracing::warn!("leader election request timed out"),
         }
-        if leading && last_renewal.elapsed() >= cfg.duration {
-            tracing::warn!(identity = %cfg.identity, "could not renew the leader lease in time");
-            let _ = tx.send(false);
-            return;
-        }
-        tokio::time::sleep(cfg.renew).await;
+        // The next attempt one interval after this one started (at once after a timeout).
+        tokio::time::sleep_until(until).await;
     }
+}
+
+fn step_down(cfg: &LeaseConfig, tx: &watch::Sender<bool>) {
+    tracing::warn!(identity = %cfg.identity, deadline_s = renew_deadline(cfg).as_secs_f64(),
+        "could not renew the leader lease within its deadline; stepping down");
+    let _ = tx.send(false);
 }
 
 #[cfg(test)]
@@ -144,6 +165,18 @@ mod tests {
             lease_duration_seconds: Some(duration),
             ..LeaseSpec::default()
         }
+    }
+
+    #[test]
+    fn a_leader_stops_acting_one_renewal_before_a_standby_may_take_over() {
+        let cfg = LeaseConfig {
+            name: "l".into(),
+            identity: "a".into(),
+            duration: Duration::from_secs(4),
+            renew: Duration::from_secs(1),
+        };
+        assert_eq!(renew_deadline(&cfg), Duration::from_secs(3));
+        assert!(renew_deadline(&cfg) < cfg.duration);
     }
 
     #[test]

@@ -5,22 +5,22 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use anshin_crds::inference_endpoint::EndpointPhase;
 use anshin_crds::model_version::ModelVersionPhase;
 use anshin_crds::{InferenceEndpoint, ModelVersion, Tenant};
 use anshin_e2e::fixture::{eventually, shared};
-use anshin_e2e::process::ManagedProcess;
 use anshin_operator::{names, startup};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::api::{Api, Patch, PatchParams};
 use serde_json::json;
+use support::stack::{Load, Pace, create, start_gateway, start_operator, worker};
 use support::{files_of, free_port};
 
 const MIN_REQUESTS: usize = 1000;
@@ -28,64 +28,6 @@ const MIN_REQUESTS: usize = 1000;
 /// before the second switch would leave that switch without traffic, as 4 000 did once the servers got
 /// faster.
 const MAX_REQUESTS: usize = 50_000;
-
-fn bin(name: &str) -> PathBuf {
-    let dir = anshin_e2e::cluster::project_bin_dir().expect("target dir");
-    let path = dir.join(name);
-    assert!(
-        path.exists(),
-        "{} is not built: run `cargo build --workspace` (or the whole test suite)",
-        path.display()
-    );
-    path
-}
-
-/// An operator process; `models` is the directory its `file://` models may be under.
-fn start_operator(
-    ns: &str,
-    kubeconfig: &Path,
-    models: &Path,
-    log: &Path,
-    name: &str,
-) -> ManagedProcess {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_anshin-operator"));
-    cmd.env("KUBECONFIG", kubeconfig)
-        .args([
-            "--identity",
-            name,
-            "--lease-namespace",
-            ns,
-            "--lease-seconds",
-            "4",
-        ])
-        .arg(format!("--allow-host-path={}", models.display()))
-        .arg(format!("--listen=127.0.0.1:{}", free_port()));
-    ManagedProcess::spawn(name, &mut cmd, log).expect("operator starts")
-}
-
-fn start_gateway(ns: &str, kubeconfig: &Path, dir: &Path, port: u16) -> ManagedProcess {
-    let mut cmd = Command::new(bin("anshin-gateway"));
-    cmd.env("KUBECONFIG", kubeconfig)
-        .args(["serve", "--kube", "--kube-namespace", ns])
-        .args([
-            format!("--listen=127.0.0.1:{port}"),
-            format!("--metrics-listen=127.0.0.1:{}", free_port()),
-            format!("--audit-log={}", dir.join("audit.jsonl").display()),
-            "--audit-fsync=never".into(),
-            "--health-interval=500ms".into(),
-        ]);
-    ManagedProcess::spawn("gateway", &mut cmd, &dir.join("gateway.log")).expect("gateway starts")
-}
-
-async fn create<K>(api: &Api<K>, value: serde_json::Value)
-where
-    K: kube::Resource + Clone + serde::de::DeserializeOwned + serde::Serialize + std::fmt::Debug,
-{
-    let obj: K = serde_json::from_value(value).expect("object");
-    api.create(&PostParams::default(), &obj)
-        .await
-        .expect("create");
-}
 
 /// The official `openai` Python client (installed by scripts/setup.sh), pointed at the gateway with the
 /// tenant's key, gets a plain and a streamed chat answer.
@@ -133,51 +75,6 @@ print(json.dumps({"chat": r.choices[0].message.content, "chunks": len(chunks),
     println!("openai client through the gateway: {v}");
 }
 
-/// Sends chat requests from 4 workers until `stop`, counting successes and failures by version.
-struct Load {
-    ok: AtomicUsize,
-    failed: AtomicUsize,
-    versions: std::sync::Mutex<Vec<String>>,
-    stop: AtomicBool,
-}
-
-async fn worker(load: Arc<Load>, url: String, key: String, deadline: Instant) {
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .build()
-        .expect("client");
-    let body = json!({"model": "chat", "messages": [{"role": "user", "content": "患者の血圧について"}], "max_tokens": 4});
-    while !load.stop.load(Ordering::SeqCst) && Instant::now() < deadline {
-        if load.ok.load(Ordering::SeqCst) + load.failed.load(Ordering::SeqCst) >= MAX_REQUESTS {
-            break;
-        }
-        let answer = client.post(&url).bearer_auth(&key).json(&body).send().await;
-        match answer {
-            Ok(r) if r.status().is_success() => {
-                let version = r
-                    .headers()
-                    .get("x-anshin-model-version")
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or("")
-                    .to_owned();
-                if r.bytes().await.is_ok() {
-                    load.ok.fetch_add(1, Ordering::SeqCst);
-                    let mut seen = load.versions.lock().expect("lock");
-                    if seen.last() != Some(&version) {
-                        seen.push(version);
-                    }
-                } else {
-                    load.failed.fetch_add(1, Ordering::SeqCst);
-                }
-            }
-            other => {
-                eprintln!("failed request: {:?}", other.map(|r| r.status()));
-                load.failed.fetch_add(1, Ordering::SeqCst);
-            }
-        }
-    }
-}
-
 #[tokio::test]
 async fn switching_versions_under_load_fails_no_request_even_when_the_operator_is_killed_midway() {
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -193,9 +90,10 @@ async fn switching_versions_under_load_fails_no_request_even_when_the_operator_i
         dir.path(),
         &dir.path().join("operator-1.log"),
         "operator-1",
+        4,
     );
     let port = free_port();
-    let mut gateway = start_gateway(ns.name(), &kubeconfig, dir.path(), port);
+    let mut gateway = start_gateway(ns.name(), &kubeconfig, dir.path(), port, free_port());
 
     let model =
         anshin_inference::fixture::write_hf(&dir.path().join("model"), false).expect("tiny model");
@@ -250,15 +148,16 @@ async fn switching_versions_under_load_fails_no_request_even_when_the_operator_i
 
     openai_client_gets_streamed_and_plain_answers(&format!("http://127.0.0.1:{port}/v1"), &key);
 
-    let load = Arc::new(Load {
-        ok: AtomicUsize::new(0),
-        failed: AtomicUsize::new(0),
-        versions: Default::default(),
-        stop: AtomicBool::new(false),
-    });
-    let deadline = Instant::now() + Duration::from_secs(300);
+    let load = Arc::new(Load::default());
+    let pace = Pace {
+        url: url.clone(),
+        key: key.clone(),
+        max_requests: MAX_REQUESTS,
+        deadline: Instant::now() + Duration::from_secs(300),
+        pause: Duration::ZERO,
+    };
     let workers: Vec<_> = (0..4)
-        .map(|_| tokio::spawn(worker(load.clone(), url.clone(), key.clone(), deadline)))
+        .map(|_| tokio::spawn(worker(load.clone(), pace.clone())))
         .collect();
     // Waits for `n` more successful requests than had succeeded when it was called, so that each phase
     // (before the first switch, between the two, after the second) is served by traffic of its own
@@ -327,6 +226,7 @@ async fn switching_versions_under_load_fails_no_request_even_when_the_operator_i
         dir.path(),
         &dir.path().join("operator-2.log"),
         "operator-2",
+        4,
     );
     switched("tiny-v2").await;
     served(400).await;

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod operator;
+pub mod stack;
 
 use std::path::Path;
 
