@@ -1,6 +1,7 @@
-//! One pod on the node agent: a task that owns the pod's containers, probes them, reports status, and
-//! stops them gracefully when the pod is deleted (preStop hook, SIGTERM, grace period, SIGKILL, then the
-//! final API delete the kubelet does).
+//! One pod on the node agent: a task that owns the pod's containers, probes them, reports status (see
+//! [`super::sync`] for when), and stops them gracefully when the pod is deleted (preStop hook, SIGTERM,
+//! grace period, SIGKILL, then the final API delete the kubelet does). On an agent restart it hands its
+//! running processes over ([`super::handover`]) instead of stopping them.
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
@@ -14,12 +15,15 @@ use kube::runtime::events::EventType;
 use tokio::sync::mpsc::UnboundedReceiver;
 
 use super::AgentCtx;
-use super::container::{ContainerRun, RestartPolicy, State};
+use super::container::{ContainerRun, RestartPolicy};
 use super::env::{self, EnvContext};
 use super::events;
+use super::handover;
 use super::incluster;
 use super::probe::Target;
+use super::retry::REQUEST_TIMEOUT;
 use super::status::{self, InitOutcome, PodFacts};
+use super::sync::StatusSync;
 use super::volumes::{self, VolumeDirs};
 use crate::images::ImageError;
 
@@ -35,6 +39,8 @@ pub enum PodCommand {
     Gone,
     /// The agent goes away (node loss): kill everything at once, write nothing.
     Kill,
+    /// The agent restarts: write the hand-over file and leave the processes running.
+    Detach,
 }
 
 /// The state of one pod on this node.
@@ -49,8 +55,10 @@ pub struct PodWorker {
     init_count: usize,
     start_time: Timestamp,
     failure: Option<(String, String)>,
-    reported: String,
+    sync: StatusSync,
     snapshots: Vec<events::Snapshot>,
+    /// Adopted containers' environments are resolved again once volumes are ready (for exec probes).
+    restore_env: bool,
 }
 
 impl PodWorker {
@@ -83,40 +91,23 @@ impl PodWorker {
             init_count,
             start_time: Timestamp::now(),
             failure: None,
-            reported: String::new(),
+            sync: StatusSync::new(Instant::now()),
             snapshots: Vec::new(),
+            restore_env: false,
         };
         worker.adopt();
         worker
     }
 
-    /// Processes that were running under a previous agent are lost: count them as killed (exit 137).
+    /// Takes the pod on from an earlier agent run: processes handed over and still running are adopted
+    /// (no Started event again); those lost count as killed (exit 137) and restart per policy.
     fn adopt(&mut self) {
-        let policy = status::restart_policy(&self.pod);
-        let previous = self
-            .pod
-            .status
-            .as_ref()
-            .and_then(|s| s.container_statuses.clone())
-            .unwrap_or_default();
         if let Some(t) = self.pod.status.as_ref().and_then(|s| s.start_time.as_ref()) {
             self.start_time = t.0;
         }
-        for c in &mut self.containers {
-            let Some(prev) = previous.iter().find(|p| p.name == c.spec.name) else {
-                continue;
-            };
-            c.restart_count = prev.restart_count;
-            if let Some(running) = prev.state.as_ref().and_then(|s| s.running.as_ref()) {
-                c.state = State::Running {
-                    started: running
-                        .started_at
-                        .as_ref()
-                        .map(|t| t.0)
-                        .unwrap_or_else(Timestamp::now),
-                };
-                c.record_exit(137, policy);
-            }
+        if handover::take_over(&self.pod, &self.dir, &mut self.containers, self.init_count) {
+            self.snapshots = events::snapshot(&self.containers);
+            self.restore_env = true;
         }
     }
 
@@ -132,6 +123,13 @@ impl PodWorker {
                 Some(Some(PodCommand::Gone)) => {
                     self.stop_all(self.grace()).await;
                     break;
+                }
+                Some(Some(PodCommand::Detach)) => {
+                    if let Err(e) = handover::hand_over(&self.dir, &mut self.containers) {
+                        tracing::error!(pod = %key, error = %e, "cannot write the hand-over file; pod processes killed");
+                    }
+                    tracing::info!(pod = %key, "pod handed over to the next agent");
+                    return;
                 }
                 Some(Some(PodCommand::Kill)) | Some(None) => {
                     self.containers
@@ -187,6 +185,13 @@ impl PodWorker {
                 }
             }
         }
+        if std::mem::take(&mut self.restore_env) {
+            for i in 0..self.containers.len() {
+                if self.containers[i].process.is_some() {
+                    self.restore_env(i).await;
+                }
+            }
+        }
         let policy = status::restart_policy(&self.pod);
         // Init containers run one after another and are never restarted after success (Always acts as
         // OnFailure); app containers start once all init containers succeeded.
@@ -235,6 +240,28 @@ impl PodWorker {
             mounts: &mounts,
         };
         self.containers[i].run_probes(&target).await
+    }
+
+    /// An adopted container's environment, resolved again as at its start (exec probes and hooks use it).
+    async fn restore_env(&mut self, i: usize) {
+        let spec = &self.containers[i].spec;
+        let ctx = EnvContext {
+            pod_ip: self.ip.to_string(),
+            apiserver_port: self.ctx.apiserver_port,
+        };
+        match env::resolve(&self.ctx.client, &self.pod, spec, &ctx).await {
+            Ok(mut env) => {
+                let mounts =
+                    volumes::mounts(spec, self.volumes.as_ref().unwrap_or(&VolumeDirs::new()));
+                let ns = self.pod.metadata.namespace.as_deref().unwrap_or("default");
+                incluster::finish_env(&mut env, &mounts, &self.dir, self.ctx.apiserver_port, ns);
+                self.containers[i].env = env;
+            }
+            Err(e) => {
+                tracing::warn!(pod = %status::pod_key(&self.pod), container = %spec.name, error = %e,
+                    "environment of an adopted container not resolved; exec probes run without it")
+            }
+        }
     }
 
     async fn start_container(&mut self, i: usize) {
@@ -336,23 +363,30 @@ impl PodWorker {
             init_count: self.init_count,
         };
         let status = status::pod_status(&facts, &self.containers);
-        let fingerprint = status::fingerprint(&status);
-        if fingerprint == self.reported {
+        if !self
+            .sync
+            .due(&status, self.pod.status.as_ref(), Instant::now())
+        {
             return;
         }
         let patch = serde_json::json!({ "status": status });
-        match self
-            .pods()
-            .patch_status(self.name(), &PatchParams::default(), &Patch::Merge(&patch))
-            .await
-        {
-            Ok(pod) => {
-                self.reported = fingerprint;
+        let pods = self.pods();
+        let (params, patch) = (PatchParams::default(), Patch::Merge(&patch));
+        let post = pods.patch_status(self.name(), &params, &patch);
+        let error = match tokio::time::timeout(REQUEST_TIMEOUT, post).await {
+            Ok(Ok(pod)) => {
+                self.sync.posted(&status, Instant::now());
                 self.pod.status = pod.status;
+                return;
             }
-            Err(e) => {
-                tracing::warn!(pod = %status::pod_key(&self.pod), error = %e, "status update failed; will retry")
-            }
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => format!("no answer within {REQUEST_TIMEOUT:?}"),
+        };
+        let key = status::pod_key(&self.pod);
+        // One warning per outage, not one per retry.
+        match self.sync.failed(Instant::now()) {
+            1 => tracing::warn!(pod = %key, error, "status update failed; retrying with back-off"),
+            n => tracing::debug!(pod = %key, error, failures = n, "status update failed again"),
         }
     }
 
