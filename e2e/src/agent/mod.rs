@@ -38,6 +38,7 @@ mod retry;
 mod status;
 mod sync;
 mod volumes;
+mod watch;
 
 pub use node::{GPU_RESOURCE, H100_PRODUCT, NodeSpec};
 
@@ -47,17 +48,15 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures::StreamExt;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, Pod};
-use kube::api::{Api, DeleteParams};
-use kube::runtime::{WatchStreamExt, watcher};
-use tokio::sync::mpsc::{UnboundedSender, unbounded_channel};
+use kube::api::Api;
+use tokio::sync::mpsc::UnboundedSender;
 use tokio::task::JoinHandle;
 
 use crate::images::ImageTable;
 use crate::podnet::{PodNet, PodNetError};
-use pod::{PodCommand, PodWorker};
+use pod::PodCommand;
 
 /// Errors starting or driving the agent.
 #[derive(Debug, thiserror::Error)]
@@ -217,7 +216,7 @@ impl NodeAgent {
                 config.heartbeat,
             ));
         }
-        agent.tasks.push(tokio::spawn(watch_pods(
+        agent.tasks.push(tokio::spawn(watch::watch_pods(
             agent.ctx.clone(),
             agent.workers.clone(),
         )));
@@ -342,90 +341,4 @@ impl Drop for NodeAgent {
             let _ = tx.send(PodCommand::Kill);
         }
     }
-}
-
-async fn watch_pods(
-    ctx: Arc<AgentCtx>,
-    workers: Arc<Mutex<HashMap<String, UnboundedSender<PodCommand>>>>,
-) {
-    let pods: Api<Pod> = Api::all(ctx.client.clone());
-    let mut events = watcher(pods, watcher::Config::default())
-        .default_backoff()
-        .boxed();
-    while let Some(event) = events.next().await {
-        match event {
-            Ok(watcher::Event::Apply(pod) | watcher::Event::InitApply(pod)) => {
-                on_pod(&ctx, &workers, pod)
-            }
-            Ok(watcher::Event::Delete(pod)) => {
-                let uid = pod.metadata.uid.unwrap_or_default();
-                if let Some(tx) = workers
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .remove(&uid)
-                {
-                    let _ = tx.send(PodCommand::Gone);
-                }
-            }
-            Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, "pod watch error; retrying"),
-        }
-    }
-}
-
-fn on_pod(
-    ctx: &Arc<AgentCtx>,
-    workers: &Mutex<HashMap<String, UnboundedSender<PodCommand>>>,
-    pod: Pod,
-) {
-    let node = pod
-        .spec
-        .as_ref()
-        .and_then(|s| s.node_name.as_deref())
-        .unwrap_or_default();
-    if !ctx.node_index.contains_key(node) {
-        return;
-    }
-    let uid = pod.metadata.uid.clone().unwrap_or_default();
-    let mut workers = workers.lock().unwrap_or_else(|e| e.into_inner());
-    workers.retain(|_, tx| !tx.is_closed());
-    if let Some(tx) = workers.get(&uid) {
-        let _ = tx.send(PodCommand::Update(Box::new(pod)));
-        return;
-    }
-    let phase = pod
-        .status
-        .as_ref()
-        .and_then(|s| s.phase.as_deref())
-        .unwrap_or("Pending");
-    let terminal = phase == "Succeeded" || phase == "Failed";
-    if pod.metadata.deletion_timestamp.is_some() && terminal {
-        // Nothing runs for a finished pod: complete its deletion as the kubelet would.
-        tokio::spawn(delete_now(ctx.client.clone(), pod));
-        return;
-    }
-    if terminal {
-        return;
-    }
-    let Some(ip) = ctx.allocate_ip(&pod) else {
-        tracing::error!(pod = %status::pod_key(&pod), "no free loopback address for the pod");
-        return;
-    };
-    let (tx, rx) = unbounded_channel();
-    workers.insert(uid, tx);
-    tokio::spawn(PodWorker::new(ctx.clone(), pod, ip).run(rx));
-}
-
-async fn delete_now(client: kube::Client, pod: Pod) {
-    let api: Api<Pod> = Api::namespaced(
-        client,
-        pod.metadata.namespace.as_deref().unwrap_or("default"),
-    );
-    let dp = DeleteParams {
-        grace_period_seconds: Some(0),
-        ..Default::default()
-    };
-    let _ = api
-        .delete(pod.metadata.name.as_deref().unwrap_or_default(), &dp)
-        .await;
 }
