@@ -35,6 +35,9 @@ pub enum ClusterError {
     /// Something did not happen in time.
     #[error("timed out after {0:?} waiting for {1}")]
     Timeout(Duration, String),
+    /// The cluster was started without nodes, so there is no node agent to act on.
+    #[error("the cluster has no node agent (it was started without nodes)")]
+    NoAgent,
 }
 
 /// How to start a local cluster.
@@ -86,6 +89,7 @@ pub fn project_bin_dir() -> Option<PathBuf> {
 pub struct LocalCluster {
     control_plane: ControlPlane,
     agent: Option<NodeAgent>,
+    agent_config: Option<AgentConfig>,
     client: kube::Client,
 }
 
@@ -95,21 +99,21 @@ impl LocalCluster {
         let bins = ControlPlaneBinaries::locate().map_err(ControlPlaneError::from)?;
         let control_plane = ControlPlane::start(&bins, &config.dir.join("control-plane")).await?;
         let client = control_plane.client().await?;
-        let agent = if config.nodes.is_empty() {
-            None
-        } else {
-            let agent_config = AgentConfig {
-                nodes: config.nodes,
-                images: config.images,
-                dir: config.dir.join("agent"),
-                apiserver_port: control_plane.ports().apiserver,
-                heartbeat: Duration::from_secs(3),
-            };
-            Some(NodeAgent::start(client.clone(), agent_config).await?)
+        let agent_config = (!config.nodes.is_empty()).then(|| AgentConfig {
+            nodes: config.nodes,
+            images: config.images,
+            dir: config.dir.join("agent"),
+            apiserver_port: control_plane.ports().apiserver,
+            heartbeat: Duration::from_secs(3),
+        });
+        let agent = match &agent_config {
+            Some(c) => Some(NodeAgent::start(client.clone(), c.clone()).await?),
+            None => None,
         };
         let cluster = Self {
             control_plane,
             agent,
+            agent_config,
             client,
         };
         cluster.wait_service_account("default").await?;
@@ -134,6 +138,17 @@ impl LocalCluster {
     /// The node agent, if nodes were configured.
     pub fn agent(&self) -> Option<&NodeAgent> {
         self.agent.as_ref()
+    }
+
+    /// Restarts the node agent the way a kubelet restarts: the pods keep running, and the new agent
+    /// adopts their processes (same PIDs, readiness kept) — see [`NodeAgent::detach`].
+    pub async fn restart_agent(&mut self) -> Result<(), ClusterError> {
+        let (Some(agent), Some(config)) = (self.agent.take(), self.agent_config.clone()) else {
+            return Err(ClusterError::NoAgent);
+        };
+        agent.detach().await;
+        self.agent = Some(NodeAgent::start(self.client.clone(), config).await?);
+        Ok(())
     }
 
     /// Creates namespace `name` and waits until pods can be created in it.

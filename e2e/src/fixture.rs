@@ -11,6 +11,9 @@
 //! The cluster runs on its own thread and runtime, so every `#[tokio::test]` (each with its own
 //! runtime) can use it. It is never stopped explicitly: when the test binary exits, the processes are
 //! killed and reaped by [`crate::process`]'s exit hook (and by `PR_SET_PDEATHSIG` if the binary dies).
+//! That thread owns the [`LocalCluster`] and serves [`ClusterOp`]s sent by tests
+//! ([`TestCluster::run_op`], e.g. [`TestCluster::restart_node_agent`]) one at a time. Tests of one
+//! binary share the cluster, so a test that restarts something belongs in a test binary of its own.
 
 use std::path::PathBuf;
 use std::sync::OnceLock;
@@ -19,6 +22,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Event, Namespace, Pod};
 use kube::api::{Api, DeleteParams, ListParams};
+use tokio::sync::{mpsc as tokio_mpsc, oneshot};
 
 use crate::agent::NodeSpec;
 use crate::cluster::{ClusterConfig, LocalCluster, default_nodes};
@@ -31,6 +35,25 @@ pub struct TestCluster {
     dir: PathBuf,
     logs: Vec<(String, PathBuf)>,
     runtime: tokio::runtime::Handle,
+    ops: tokio_mpsc::UnboundedSender<OpRequest>,
+}
+
+/// Something a test asks of the shared cluster, done on the thread that owns it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ClusterOp {
+    /// Restart the node agent with its pods kept running ([`LocalCluster::restart_agent`]).
+    RestartNodeAgent,
+}
+
+/// An operation and where its outcome goes.
+type OpRequest = (ClusterOp, oneshot::Sender<Result<(), String>>);
+
+/// Does `op` on the cluster (on the cluster's own thread and runtime).
+async fn apply(cluster: &mut LocalCluster, op: ClusterOp) -> Result<(), String> {
+    match op {
+        ClusterOp::RestartNodeAgent => cluster.restart_agent().await.map_err(|e| e.to_string()),
+    }
 }
 
 static CLUSTER: OnceLock<Result<TestCluster, String>> = OnceLock::new();
@@ -61,6 +84,7 @@ fn start(nodes: Vec<NodeSpec>, extra_images: ImageTable) -> Result<TestCluster, 
     config.nodes = nodes;
     config.images = merge(config.images, extra_images);
     let (tx, rx) = mpsc::channel();
+    let (ops, mut op_requests) = tokio_mpsc::unbounded_channel::<OpRequest>();
     std::thread::Builder::new()
         .name("anshin-test-cluster".into())
         .spawn(move || {
@@ -73,7 +97,7 @@ fn start(nodes: Vec<NodeSpec>, extra_images: ImageTable) -> Result<TestCluster, 
             };
             runtime.block_on(async move {
                 match LocalCluster::start(config).await {
-                    Ok(cluster) => {
+                    Ok(mut cluster) => {
                         let logs = cluster
                             .control_plane()
                             .components()
@@ -86,8 +110,11 @@ fn start(nodes: Vec<NodeSpec>, extra_images: ImageTable) -> Result<TestCluster, 
                             tokio::runtime::Handle::current(),
                         );
                         let _ = tx.send(Ok(info));
-                        // Keep the cluster (and this runtime, which runs its agent) until the binary exits.
-                        std::future::pending::<()>().await;
+                        // Keep the cluster (and this runtime, which runs its agent) until the binary
+                        // exits, doing what tests ask of it; `ops` lives in a static, so this never ends.
+                        while let Some((op, reply)) = op_requests.recv().await {
+                            let _ = reply.send(apply(&mut cluster, op).await);
+                        }
                         drop(cluster);
                     }
                     Err(e) => drop(tx.send(Err(e.to_string()))),
@@ -103,6 +130,7 @@ fn start(nodes: Vec<NodeSpec>, extra_images: ImageTable) -> Result<TestCluster, 
         dir,
         logs,
         runtime,
+        ops,
     })
 }
 
@@ -172,6 +200,24 @@ impl TestCluster {
             client,
             cluster: self,
         }
+    }
+
+    /// Does `op` on the shared cluster and waits for its outcome (from any runtime). Operations run one
+    /// at a time; the cluster's agent and other tests go on meanwhile.
+    pub async fn run_op(&self, op: ClusterOp) -> Result<(), String> {
+        let (reply, outcome) = oneshot::channel();
+        self.ops
+            .send((op, reply))
+            .map_err(|_| "the test cluster's thread is gone".to_string())?;
+        outcome
+            .await
+            .map_err(|_| "the test cluster's thread dropped the operation".to_string())?
+    }
+
+    /// Restarts the node agent the way a kubelet restarts: pods keep running and are adopted by the new
+    /// agent ([`ClusterOp::RestartNodeAgent`]).
+    pub async fn restart_node_agent(&self) -> Result<(), String> {
+        self.run_op(ClusterOp::RestartNodeAgent).await
     }
 
     /// The node agent's pod directories, for reading pod logs.

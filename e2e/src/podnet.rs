@@ -39,13 +39,21 @@ pub struct PodNet {
 impl PodNet {
     /// Claims a free block.
     pub fn claim() -> Result<Self, PodNetError> {
+        Self::claim_preferring(None)
+    }
+
+    /// Claims `preferred` if it is free (an agent restarting on the same directory takes its old block
+    /// back, so its running pods keep their addresses), else any free block.
+    pub fn claim_preferring(preferred: Option<u8>) -> Result<Self, PodNetError> {
         let dir = std::env::temp_dir().join("anshin-podnet");
         std::fs::create_dir_all(&dir).map_err(|source| PodNetError::Io {
             path: dir.clone(),
             source,
         })?;
         sweep_stale(&dir);
-        let start = 10 + (std::process::id() % 240) as u8;
+        let start = preferred
+            .filter(|b| (10..=250).contains(b))
+            .unwrap_or(10 + (std::process::id() % 240) as u8);
         for i in 0..241u16 {
             let block = 10 + ((u16::from(start - 10) + i) % 241) as u8;
             let lock = dir.join(format!("127.{block}.lock"));
@@ -149,5 +157,16 @@ mod tests {
         a.release(x);
         assert_eq!(a.allocate(0), Some(x));
         assert!(!a.adopt(Ipv4Addr::new(127, b.block(), 0, 9)));
+    }
+
+    #[test]
+    fn a_released_block_is_claimed_again_when_preferred() {
+        // Far from where plain claims of this process start, so concurrent tests do not take it.
+        let far = 10 + ((std::process::id() + 120) % 240) as u8;
+        let first = PodNet::claim_preferring(Some(far)).unwrap();
+        let block = first.block();
+        drop(first);
+        let again = PodNet::claim_preferring(Some(block)).unwrap();
+        assert_eq!(again.block(), block);
     }
 }

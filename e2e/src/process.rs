@@ -6,6 +6,12 @@
 //! `Drop` (SIGKILL and reap), and — for a test binary that simply exits — an `atexit` hook that kills and
 //! reaps every child still registered, plus `PR_SET_PDEATHSIG` so children die even if the owner is
 //! killed with SIGKILL. Signals go to the child's own process group only, identified by its PID.
+//!
+//! A node agent that restarts in place (a kubelet restart) hands its pod processes over:
+//! [`ManagedProcess::detach`] gives up the handle without killing (the PID stays registered for the exit
+//! hook) and [`ManagedProcess::adopt`] takes a PID back, but only while `/proc/<pid>/stat` still shows
+//! the same start time, so a recycled PID is never adopted. An adopted process is reaped with
+//! `waitpid(WNOHANG)` when it is our child; otherwise its end is read from `/proc` (gone or zombie).
 
 use std::fs::OpenOptions;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
@@ -47,9 +53,17 @@ pub enum ProcessError {
 #[derive(Debug)]
 pub struct ManagedProcess {
     name: String,
-    child: Child,
+    handle: Handle,
     log: PathBuf,
     exit: Option<ExitStatus>,
+    detached: bool,
+}
+
+/// How the process is held: spawned here, or adopted by PID after a hand-over.
+#[derive(Debug)]
+enum Handle {
+    Spawned(Child),
+    Adopted { pid: u32, start_time: u64 },
 }
 
 impl ManagedProcess {
@@ -88,15 +102,59 @@ impl ManagedProcess {
         live.push(child.id());
         Ok(Self {
             name: name.to_string(),
-            child,
+            handle: Handle::Spawned(child),
             log: log.to_path_buf(),
             exit: None,
+            detached: false,
         })
+    }
+
+    /// Takes over process `pid` (started by an earlier owner and [`detach`](Self::detach)ed) if
+    /// `/proc/<pid>/stat` still shows `start_time` (field 22, clock ticks since boot), i.e. it is the same
+    /// process and not a recycled PID. A process that has already exited (a zombie) is adopted too: its
+    /// exit status is then read at the first [`try_exit`](Self::try_exit).
+    pub fn adopt(name: &str, pid: u32, start_time: u64, log: &Path) -> Option<Self> {
+        let stat = read_stat(pid)?;
+        if stat.start_time != start_time || stat.state == 'X' {
+            return None;
+        }
+        let mut live = LIVE.lock().unwrap_or_else(|e| e.into_inner());
+        if !live.contains(&pid) {
+            live.push(pid);
+        }
+        Some(Self {
+            name: name.to_string(),
+            handle: Handle::Adopted { pid, start_time },
+            log: log.to_path_buf(),
+            exit: None,
+            detached: false,
+        })
+    }
+
+    /// Gives up this handle without stopping the process, for a later [`adopt`](Self::adopt); returns
+    /// the PID. The PID stays registered, so the exit hook still kills it if this program exits.
+    pub fn detach(mut self) -> u32 {
+        self.detached = true;
+        self.pid()
     }
 
     /// The process ID (also its process-group ID).
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        match &self.handle {
+            Handle::Spawned(child) => child.id(),
+            Handle::Adopted { pid, .. } => *pid,
+        }
+    }
+
+    /// The process's start time (`/proc/<pid>/stat` field 22), while it has not been reaped.
+    pub fn start_time(&self) -> Option<u64> {
+        match &self.handle {
+            Handle::Adopted { start_time, .. } => Some(*start_time),
+            Handle::Spawned(_) if self.exit.is_none() => {
+                read_stat(self.pid()).map(|s| s.start_time)
+            }
+            Handle::Spawned(_) => None,
+        }
     }
 
     /// The short name given at spawn.
@@ -112,19 +170,24 @@ impl ManagedProcess {
     /// Sends `signal` to the process group of this child (no-op once it has been reaped).
     pub fn signal(&self, signal: i32) {
         if self.exit.is_none() {
-            // SAFETY: kill(2) with our own child's process-group id; the child is not yet reaped, so the
-            // id cannot have been reused.
-            unsafe { libc::kill(-(self.child.id() as i32), signal) };
+            // SAFETY: kill(2) with our own child's process-group id; the child is not yet reaped (or,
+            // adopted, was checked against its start time), so the id has not been reused.
+            unsafe { libc::kill(-(self.pid() as i32), signal) };
         }
     }
 
     /// The exit status if the process has exited (reaps it).
     pub fn try_exit(&mut self) -> Option<ExitStatus> {
-        if self.exit.is_none()
-            && let Ok(Some(status)) = self.child.try_wait()
-        {
+        if self.exit.is_some() {
+            return self.exit;
+        }
+        let status = match &mut self.handle {
+            Handle::Spawned(child) => child.try_wait().ok().flatten(),
+            Handle::Adopted { pid, start_time } => adopted_exit(*pid, *start_time),
+        };
+        if let Some(status) = status {
             self.exit = Some(status);
-            forget_pid(self.child.id());
+            forget_pid(self.pid());
         }
         self.exit
     }
@@ -158,19 +221,74 @@ impl ManagedProcess {
             return status;
         }
         self.signal(libc::SIGKILL);
-        let status = self
-            .child
-            .wait()
-            .unwrap_or_else(|_| ExitStatus::from_raw(libc::SIGKILL));
+        let status = match &mut self.handle {
+            Handle::Spawned(child) => child.wait().ok(),
+            Handle::Adopted { pid, start_time } => {
+                let (pid, start_time) = (*pid, *start_time);
+                // Bounded: a SIGKILLed process is gone (or a zombie) within moments.
+                (0..100).find_map(|_| {
+                    let exit = adopted_exit(pid, start_time);
+                    if exit.is_none() {
+                        std::thread::sleep(Duration::from_millis(10));
+                    }
+                    exit
+                })
+            }
+        };
+        let status = status.unwrap_or_else(|| ExitStatus::from_raw(libc::SIGKILL));
         self.exit = Some(status);
-        forget_pid(self.child.id());
+        forget_pid(self.pid());
         status
     }
 }
 
 impl Drop for ManagedProcess {
     fn drop(&mut self) {
-        self.kill_now();
+        if !self.detached {
+            self.kill_now();
+        }
+    }
+}
+
+/// What the agent needs from `/proc/<pid>/stat`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProcStat {
+    /// Field 3: R, S, D, Z (zombie: exited, not yet reaped), X …
+    pub state: char,
+    /// Field 22: start time in clock ticks after boot; with the PID it names one process for good.
+    pub start_time: u64,
+}
+
+/// Reads `/proc/<pid>/stat`; `None` when the process does not exist.
+pub fn read_stat(pid: u32) -> Option<ProcStat> {
+    parse_stat(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+}
+
+/// Parses the text of `/proc/<pid>/stat` (pure). The command name (field 2) may hold spaces and
+/// parentheses, so fields are counted after its last `)`.
+pub fn parse_stat(text: &str) -> Option<ProcStat> {
+    let rest = &text[text.rfind(')')? + 1..];
+    let mut fields = rest.split_whitespace();
+    let state = fields.next()?.chars().next()?;
+    // After field 3 (state), field 22 is the 19th.
+    let start_time = fields.nth(18)?.parse().ok()?;
+    Some(ProcStat { state, start_time })
+}
+
+/// The exit of an adopted process: reaped with `waitpid(WNOHANG)` when it is our child, otherwise read
+/// from `/proc` (gone, a zombie, or a new process under the PID all mean it exited; its exit status is
+/// unknown and reported as a SIGKILL, 137).
+fn adopted_exit(pid: u32, start_time: u64) -> Option<ExitStatus> {
+    let mut raw = 0;
+    // SAFETY: waitpid on one PID with WNOHANG; it only reaps that process, and only if it is our child.
+    let reaped = unsafe { libc::waitpid(pid as i32, &mut raw, libc::WNOHANG) };
+    match reaped {
+        r if r == pid as i32 => Some(ExitStatus::from_raw(raw)),
+        0 => None,
+        _ => match read_stat(pid) {
+            Some(s) if s.start_time == start_time && s.state != 'Z' && s.state != 'X' => None,
+            _ => Some(ExitStatus::from_raw(libc::SIGKILL)),
+        },
     }
 }
 
@@ -219,6 +337,42 @@ mod tests {
         let mut p = ManagedProcess::spawn("false", &mut Command::new("false"), &log).unwrap();
         let status = p.wait_timeout(Duration::from_secs(5)).await.unwrap();
         assert_eq!(exit_code(status), 1);
+        let _ = std::fs::remove_file(log);
+    }
+
+    #[test]
+    fn stat_fields_are_counted_after_the_command_name() {
+        let text = "4242 (my (odd) prog) S 1 4242 4242 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 \
+                    987654 1000000 200 18446744073709551615";
+        assert_eq!(
+            parse_stat(text),
+            Some(ProcStat {
+                state: 'S',
+                start_time: 987654
+            })
+        );
+        assert_eq!(parse_stat("4242 (short) Z 1"), None);
+    }
+
+    #[tokio::test]
+    async fn a_detached_process_keeps_running_and_is_adopted_only_with_its_start_time() {
+        let log =
+            std::env::temp_dir().join(format!("anshin-process-test3-{}.log", std::process::id()));
+        let p = ManagedProcess::spawn("sleep", Command::new("sleep").arg("30"), &log).unwrap();
+        let start_time = p.start_time().expect("start time of a running process");
+        let pid = p.detach();
+        let state = read_stat(pid).map(|s| s.state);
+        assert!(matches!(state, Some('R' | 'S')), "still running: {state:?}");
+        assert!(ManagedProcess::adopt("sleep", pid, start_time + 1, &log).is_none());
+        let mut adopted = ManagedProcess::adopt("sleep", pid, start_time, &log).expect("adopted");
+        assert!(adopted.try_exit().is_none());
+        let status = adopted.stop(Duration::from_secs(5)).await;
+        assert_eq!(
+            exit_code(status),
+            128 + libc::SIGTERM,
+            "reaped as our child"
+        );
+        assert!(read_stat(pid).is_none(), "reaped, not left a zombie");
         let _ = std::fs::remove_file(log);
     }
 }

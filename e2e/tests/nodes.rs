@@ -1,16 +1,18 @@
 //! Node failures: the agent can report a node NotReady or delete it, and the agent process can be
-//! killed (node loss: its pods die with it, the control plane notices) and restarted (pods run again).
+//! killed (node loss: its pods die with it, the control plane notices) and restarted (pods run again);
+//! a pod the control plane marked NotReady (as the node-lifecycle controller does during an outage) is
+//! made Ready again by the agent while its probes pass.
 
 use std::net::SocketAddr;
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anshin_e2e::agent::{AgentConfig, NodeAgent, NodeSpec};
 use anshin_e2e::fixture::{eventually, shared};
 use anshin_e2e::images::ImageTable;
 use anshin_e2e::process::ManagedProcess;
 use k8s_openapi::api::core::v1::{Node, Pod};
-use kube::api::{Api, DeleteParams, PostParams};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -191,4 +193,69 @@ async fn killed_agent_takes_its_pods_down_and_the_control_plane_notices() {
         .await
         .expect("lost node deleted");
     let _ = std::fs::remove_dir_all(dir);
+}
+
+async fn ready_condition(pods: &Api<Pod>, name: &str) -> Option<(String, jiff::Timestamp)> {
+    let conds = pods.get_status(name).await.ok()?.status?.conditions?;
+    let ready = conds.into_iter().find(|c| c.type_ == "Ready")?;
+    Some((ready.status, ready.last_transition_time?.0))
+}
+
+#[tokio::test]
+async fn pod_marked_not_ready_by_the_control_plane_is_ready_again_within_seconds() {
+    let ns = shared().namespace("marked-not-ready").await;
+    let pods: Api<Pod> = ns.api();
+    let pod = json!({ "metadata": { "name": "marked" }, "spec": { "containers": [{
+        "name": "main", "image": "anshin/testpod", "args": ["--port", "8080"],
+        "env": [{ "name": "POD_IP", "valueFrom": { "fieldRef": { "fieldPath": "status.podIP" } } }],
+        "readinessProbe": { "tcpSocket": { "port": 8080 }, "periodSeconds": 1 } }] } });
+    pods.create(
+        &PostParams::default(),
+        &serde_json::from_value(pod).expect("pod"),
+    )
+    .await
+    .expect("pod created");
+    eventually("the pod to be Ready", WAIT, || async {
+        let (status, _) = ready_condition(&pods, "marked").await?;
+        (status == "True").then_some(())
+    })
+    .await;
+
+    // What the node-lifecycle controller writes for the pods of a node it finds unreachable.
+    let mut conditions = pods
+        .get_status("marked")
+        .await
+        .expect("pod")
+        .status
+        .and_then(|s| s.conditions)
+        .expect("conditions");
+    let marked_at = jiff::Timestamp::now();
+    for c in conditions.iter_mut().filter(|c| c.type_ == "Ready") {
+        c.status = "False".into();
+        c.reason = Some("NodeNotReady".into());
+        c.message = None;
+        c.last_transition_time = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+            marked_at,
+        ));
+    }
+    let patch = json!({ "status": { "conditions": conditions } });
+    pods.patch_status("marked", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .expect("pod marked NotReady");
+    let start = Instant::now();
+
+    let since = eventually(
+        "the agent to report the pod Ready again",
+        Duration::from_secs(5),
+        || async {
+            let (status, since) = ready_condition(&pods, "marked").await?;
+            (status == "True").then_some(since)
+        },
+    )
+    .await;
+    assert!(start.elapsed() < Duration::from_secs(5));
+    assert!(
+        since.as_second() >= marked_at.as_second(),
+        "a real transition back to Ready gets a new time: {since} < {marked_at}"
+    );
 }

@@ -10,18 +10,35 @@
 //! the agent's directory), no kube-proxy.
 //!
 //! Data flow: a watcher over all pods → pods bound to one of our nodes go to a per-pod worker task
-//! ([`pod::PodWorker`]) over a channel; a heartbeat task reports node status and renews Leases.
-//! [`NodeAgent::shutdown`] is node loss: every pod process is killed and nothing more is written.
+//! ([`pod::PodWorker`]) over a channel; one heartbeat task per node renews its Lease and reports its
+//! status ([`heartbeat`]).
+//!
+//! After a control-plane outage it behaves like the kubelet: heartbeat requests time out after 5 s and
+//! are retried with back-off (250 ms doubling up to the heartbeat interval), so a node is renewed as
+//! soon as the API server answers again; each pod worker posts its full status when it changed, when
+//! the API holds a different one (the node-lifecycle controller marks pods NotReady while their node is
+//! unreachable) and every 10 s in any case ([`sync`]), so such a pod is Ready again within seconds when
+//! its probes pass.
+//!
+//! Two ways to stop: [`NodeAgent::shutdown`] is node loss — every pod process is killed and nothing
+//! more is written. [`NodeAgent::detach`] is a kubelet restart — the pod processes keep running, each
+//! pod's hand-over file ([`handover`]) records them, and the next [`NodeAgent::start`] on the same
+//! directory adopts them (same PIDs, readiness kept, probes go on) and takes its pod address block back.
 
 mod container;
 mod env;
 mod events;
+mod handover;
+mod heartbeat;
 mod incluster;
 mod node;
 mod pod;
 mod probe;
+mod retry;
 mod status;
+mod sync;
 mod volumes;
+mod watch;
 
 pub use node::{GPU_RESOURCE, H100_PRODUCT, NodeSpec};
 
@@ -31,17 +48,15 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures::StreamExt;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, Pod};
-use kube::api::{Api, DeleteParams};
-use kube::runtime::{WatchStreamExt, watcher};
-use tokio::sync::mpsc::{UnboundedSender, unbounded_channel};
+use kube::api::Api;
+use tokio::sync::mpsc::UnboundedSender;
 use tokio::task::JoinHandle;
 
 use crate::images::ImageTable;
 use crate::podnet::{PodNet, PodNetError};
-use pod::{PodCommand, PodWorker};
+use pod::PodCommand;
 
 /// Errors starting or driving the agent.
 #[derive(Debug, thiserror::Error)]
@@ -125,6 +140,9 @@ impl AgentCtx {
     }
 }
 
+/// The file in the agent's directory naming its pod address block, taken back on restart.
+const BLOCK_FILE: &str = "podnet-block";
+
 /// A running node agent.
 pub struct NodeAgent {
     ctx: Arc<AgentCtx>,
@@ -142,6 +160,12 @@ impl NodeAgent {
             source,
         };
         std::fs::create_dir_all(&config.dir).map_err(io)?;
+        let block_file = config.dir.join(BLOCK_FILE);
+        let previous_block = std::fs::read_to_string(&block_file)
+            .ok()
+            .and_then(|b| b.trim().parse().ok());
+        let net = PodNet::claim_preferring(previous_block)?;
+        std::fs::write(&block_file, net.block().to_string()).map_err(io)?;
         let node_index = config
             .nodes
             .iter()
@@ -153,7 +177,7 @@ impl NodeAgent {
             images: config.images.clone(),
             dir: config.dir.clone(),
             apiserver_port: config.apiserver_port,
-            net: Mutex::new(PodNet::claim()?),
+            net: Mutex::new(net),
             node_index,
             recorder: events::recorder(client.clone()),
         });
@@ -183,14 +207,16 @@ impl NodeAgent {
             workers: Arc::default(),
             tasks: Vec::new(),
         };
-        agent.tasks.push(tokio::spawn(heartbeat(
-            nodes,
-            leases,
-            agent.specs.clone(),
-            agent.ready.clone(),
-            config.heartbeat,
-        )));
-        agent.tasks.push(tokio::spawn(watch_pods(
+        for spec in agent.specs.values() {
+            agent.tasks.push(heartbeat::spawn(
+                nodes.clone(),
+                leases.clone(),
+                spec.clone(),
+                agent.ready.clone(),
+                config.heartbeat,
+            ));
+        }
+        agent.tasks.push(tokio::spawn(watch::watch_pods(
             agent.ctx.clone(),
             agent.workers.clone(),
         )));
@@ -263,6 +289,42 @@ impl NodeAgent {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
+
+    /// Agent restart, as a kubelet restart: stops the heartbeats, the pod watcher and the pod workers
+    /// but leaves every pod process running; each worker first writes its pod's hand-over file. A
+    /// [`NodeAgent::start`] with the same directory then adopts the processes and takes the same pod
+    /// address block back. Returns once this agent's tasks are gone and its block is released (bounded:
+    /// a worker busy stopping a deleted pod is waited for up to 10 s).
+    pub async fn detach(mut self) {
+        for task in self.tasks.drain(..) {
+            task.abort();
+            let _ = task.await;
+        }
+        let workers: Vec<_> = self
+            .workers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain()
+            .collect();
+        for (_, tx) in &workers {
+            let _ = tx.send(PodCommand::Detach);
+        }
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while (workers.iter().any(|(_, tx)| !tx.is_closed()) || Arc::strong_count(&self.ctx) > 1)
+            && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let left = workers.iter().filter(|(_, tx)| !tx.is_closed()).count();
+        if left > 0 {
+            tracing::warn!(
+                workers = left,
+                "pod workers still busy after 10 s; they finish on their own"
+            );
+            // Dropping their senders would read as Kill; let them finish instead.
+            std::mem::forget(workers);
+        }
+    }
 }
 
 impl Drop for NodeAgent {
@@ -279,119 +341,4 @@ impl Drop for NodeAgent {
             let _ = tx.send(PodCommand::Kill);
         }
     }
-}
-
-async fn heartbeat(
-    nodes: Api<Node>,
-    leases: Api<Lease>,
-    specs: BTreeMap<String, NodeSpec>,
-    ready: Arc<Mutex<BTreeMap<String, bool>>>,
-    every: Duration,
-) {
-    loop {
-        tokio::time::sleep(every).await;
-        let snapshot: Vec<(String, bool)> = ready
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-            .into_iter()
-            .collect();
-        for (name, is_ready) in snapshot {
-            let Some(spec) = specs.get(&name) else {
-                continue;
-            };
-            if let Err(e) = node::report_status(&nodes, spec, is_ready).await {
-                tracing::warn!(node = %name, error = %e, "node status heartbeat failed");
-            }
-            if let Err(e) = node::renew_lease(&leases, &name).await {
-                tracing::warn!(node = %name, error = %e, "lease renewal failed");
-            }
-        }
-    }
-}
-
-async fn watch_pods(
-    ctx: Arc<AgentCtx>,
-    workers: Arc<Mutex<HashMap<String, UnboundedSender<PodCommand>>>>,
-) {
-    let pods: Api<Pod> = Api::all(ctx.client.clone());
-    let mut events = watcher(pods, watcher::Config::default())
-        .default_backoff()
-        .boxed();
-    while let Some(event) = events.next().await {
-        match event {
-            Ok(watcher::Event::Apply(pod) | watcher::Event::InitApply(pod)) => {
-                on_pod(&ctx, &workers, pod)
-            }
-            Ok(watcher::Event::Delete(pod)) => {
-                let uid = pod.metadata.uid.unwrap_or_default();
-                if let Some(tx) = workers
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .remove(&uid)
-                {
-                    let _ = tx.send(PodCommand::Gone);
-                }
-            }
-            Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, "pod watch error; retrying"),
-        }
-    }
-}
-
-fn on_pod(
-    ctx: &Arc<AgentCtx>,
-    workers: &Mutex<HashMap<String, UnboundedSender<PodCommand>>>,
-    pod: Pod,
-) {
-    let node = pod
-        .spec
-        .as_ref()
-        .and_then(|s| s.node_name.as_deref())
-        .unwrap_or_default();
-    if !ctx.node_index.contains_key(node) {
-        return;
-    }
-    let uid = pod.metadata.uid.clone().unwrap_or_default();
-    let mut workers = workers.lock().unwrap_or_else(|e| e.into_inner());
-    workers.retain(|_, tx| !tx.is_closed());
-    if let Some(tx) = workers.get(&uid) {
-        let _ = tx.send(PodCommand::Update(Box::new(pod)));
-        return;
-    }
-    let phase = pod
-        .status
-        .as_ref()
-        .and_then(|s| s.phase.as_deref())
-        .unwrap_or("Pending");
-    let terminal = phase == "Succeeded" || phase == "Failed";
-    if pod.metadata.deletion_timestamp.is_some() && terminal {
-        // Nothing runs for a finished pod: complete its deletion as the kubelet would.
-        tokio::spawn(delete_now(ctx.client.clone(), pod));
-        return;
-    }
-    if terminal {
-        return;
-    }
-    let Some(ip) = ctx.allocate_ip(&pod) else {
-        tracing::error!(pod = %status::pod_key(&pod), "no free loopback address for the pod");
-        return;
-    };
-    let (tx, rx) = unbounded_channel();
-    workers.insert(uid, tx);
-    tokio::spawn(PodWorker::new(ctx.clone(), pod, ip).run(rx));
-}
-
-async fn delete_now(client: kube::Client, pod: Pod) {
-    let api: Api<Pod> = Api::namespaced(
-        client,
-        pod.metadata.namespace.as_deref().unwrap_or("default"),
-    );
-    let dp = DeleteParams {
-        grace_period_seconds: Some(0),
-        ..Default::default()
-    };
-    let _ = api
-        .delete(pod.metadata.name.as_deref().unwrap_or_default(), &dp)
-        .await;
 }

@@ -1,6 +1,7 @@
-//! One pod on the node agent: a task that owns the pod's containers, probes them, reports status, and
-//! stops them gracefully when the pod is deleted (preStop hook, SIGTERM, grace period, SIGKILL, then the
-//! final API delete the kubelet does).
+//! One pod on the node agent: a task that owns the pod's containers, probes them, reports status (see
+//! [`super::sync`] for when), and stops them gracefully when the pod is deleted (preStop hook, SIGTERM,
+//! grace period, SIGKILL, then the final API delete the kubelet does). On an agent restart it hands its
+//! running processes over ([`super::handover`]) instead of stopping them.
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
@@ -14,14 +15,16 @@ use kube::runtime::events::EventType;
 use tokio::sync::mpsc::UnboundedReceiver;
 
 use super::AgentCtx;
-use super::container::{ContainerRun, RestartPolicy, State};
-use super::env::{self, EnvContext};
+use super::container::{ContainerRun, RestartPolicy};
 use super::events;
-use super::incluster;
+use super::handover;
 use super::probe::Target;
+use super::retry::REQUEST_TIMEOUT;
 use super::status::{self, InitOutcome, PodFacts};
+use super::sync::StatusSync;
 use super::volumes::{self, VolumeDirs};
-use crate::images::ImageError;
+
+mod launch;
 
 /// How often the worker looks at its processes and probes.
 const TICK: Duration = Duration::from_millis(200);
@@ -35,6 +38,8 @@ pub enum PodCommand {
     Gone,
     /// The agent goes away (node loss): kill everything at once, write nothing.
     Kill,
+    /// The agent restarts: write the hand-over file and leave the processes running.
+    Detach,
 }
 
 /// The state of one pod on this node.
@@ -49,8 +54,10 @@ pub struct PodWorker {
     init_count: usize,
     start_time: Timestamp,
     failure: Option<(String, String)>,
-    reported: String,
+    sync: StatusSync,
     snapshots: Vec<events::Snapshot>,
+    /// Adopted containers' environments are resolved again once volumes are ready (for exec probes).
+    restore_env: bool,
 }
 
 impl PodWorker {
@@ -83,40 +90,23 @@ impl PodWorker {
             init_count,
             start_time: Timestamp::now(),
             failure: None,
-            reported: String::new(),
+            sync: StatusSync::new(Instant::now()),
             snapshots: Vec::new(),
+            restore_env: false,
         };
         worker.adopt();
         worker
     }
 
-    /// Processes that were running under a previous agent are lost: count them as killed (exit 137).
+    /// Takes the pod on from an earlier agent run: processes handed over and still running are adopted
+    /// (no Started event again); those lost count as killed (exit 137) and restart per policy.
     fn adopt(&mut self) {
-        let policy = status::restart_policy(&self.pod);
-        let previous = self
-            .pod
-            .status
-            .as_ref()
-            .and_then(|s| s.container_statuses.clone())
-            .unwrap_or_default();
         if let Some(t) = self.pod.status.as_ref().and_then(|s| s.start_time.as_ref()) {
             self.start_time = t.0;
         }
-        for c in &mut self.containers {
-            let Some(prev) = previous.iter().find(|p| p.name == c.spec.name) else {
-                continue;
-            };
-            c.restart_count = prev.restart_count;
-            if let Some(running) = prev.state.as_ref().and_then(|s| s.running.as_ref()) {
-                c.state = State::Running {
-                    started: running
-                        .started_at
-                        .as_ref()
-                        .map(|t| t.0)
-                        .unwrap_or_else(Timestamp::now),
-                };
-                c.record_exit(137, policy);
-            }
+        if handover::take_over(&self.pod, &self.dir, &mut self.containers, self.init_count) {
+            self.snapshots = events::snapshot(&self.containers);
+            self.restore_env = true;
         }
     }
 
@@ -132,6 +122,13 @@ impl PodWorker {
                 Some(Some(PodCommand::Gone)) => {
                     self.stop_all(self.grace()).await;
                     break;
+                }
+                Some(Some(PodCommand::Detach)) => {
+                    if let Err(e) = handover::hand_over(&self.dir, &mut self.containers) {
+                        tracing::error!(pod = %key, error = %e, "cannot write the hand-over file; pod processes killed");
+                    }
+                    tracing::info!(pod = %key, "pod handed over to the next agent");
+                    return;
                 }
                 Some(Some(PodCommand::Kill)) | Some(None) => {
                     self.containers
@@ -187,6 +184,13 @@ impl PodWorker {
                 }
             }
         }
+        if std::mem::take(&mut self.restore_env) {
+            for i in 0..self.containers.len() {
+                if self.containers[i].process.is_some() {
+                    self.restore_env(i).await;
+                }
+            }
+        }
         let policy = status::restart_policy(&self.pod);
         // Init containers run one after another and are never restarted after success (Always acts as
         // OnFailure); app containers start once all init containers succeeded.
@@ -235,52 +239,6 @@ impl PodWorker {
             mounts: &mounts,
         };
         self.containers[i].run_probes(&target).await
-    }
-
-    async fn start_container(&mut self, i: usize) {
-        let spec = self.containers[i].spec.clone();
-        let ctx = EnvContext {
-            pod_ip: self.ip.to_string(),
-            apiserver_port: self.ctx.apiserver_port,
-        };
-        let mut env = match env::resolve(&self.ctx.client, &self.pod, &spec, &ctx).await {
-            Ok(env) => env,
-            Err(e) => {
-                return self.containers[i]
-                    .fail_to_start("CreateContainerConfigError", e.to_string());
-            }
-        };
-        let image = spec.image.as_deref().unwrap_or_default();
-        let command = spec.command.clone().unwrap_or_default();
-        let args = spec.args.clone().unwrap_or_default();
-        // $(VAR) references in command and args expand from the container's env, as in the kubelet.
-        let expand = |v: &Vec<String>| v.iter().map(|a| env::expand(a, &env)).collect::<Vec<_>>();
-        let argv = match self
-            .ctx
-            .images
-            .argv(image, &expand(&command), &expand(&args))
-        {
-            Ok(argv) => argv,
-            Err(e @ ImageError::Unknown(_)) => {
-                return self.containers[i].fail_to_start("ErrImagePull", e.to_string());
-            }
-            Err(e) => return self.containers[i].fail_to_start("RunContainerError", e.to_string()),
-        };
-        let mounts = volumes::mounts(&spec, self.volumes.as_ref().unwrap_or(&VolumeDirs::new()));
-        let argv: Vec<String> = argv.iter().map(|a| volumes::rewrite(a, &mounts)).collect();
-        let ns = self.pod.metadata.namespace.as_deref().unwrap_or("default");
-        incluster::finish_env(&mut env, &mounts, &self.dir, self.ctx.apiserver_port, ns);
-        let work_dir = volumes::work_dir(&self.dir, &spec, &mounts);
-        let log = self.dir.join("logs").join(format!("{}.log", spec.name));
-        let prepared = [&work_dir, &self.dir.join("logs")]
-            .iter()
-            .try_for_each(std::fs::create_dir_all);
-        let started = prepared
-            .map_err(|e| e.to_string())
-            .and_then(|_| self.containers[i].start(&argv, env, &work_dir, &log));
-        if let Err(e) = started {
-            self.containers[i].fail_to_start("RunContainerError", e);
-        }
     }
 
     /// preStop, SIGTERM, wait up to `grace`, SIGKILL — for all containers at once.
@@ -336,23 +294,30 @@ impl PodWorker {
             init_count: self.init_count,
         };
         let status = status::pod_status(&facts, &self.containers);
-        let fingerprint = status::fingerprint(&status);
-        if fingerprint == self.reported {
+        if !self
+            .sync
+            .due(&status, self.pod.status.as_ref(), Instant::now())
+        {
             return;
         }
         let patch = serde_json::json!({ "status": status });
-        match self
-            .pods()
-            .patch_status(self.name(), &PatchParams::default(), &Patch::Merge(&patch))
-            .await
-        {
-            Ok(pod) => {
-                self.reported = fingerprint;
+        let pods = self.pods();
+        let (params, patch) = (PatchParams::default(), Patch::Merge(&patch));
+        let post = pods.patch_status(self.name(), &params, &patch);
+        let error = match tokio::time::timeout(REQUEST_TIMEOUT, post).await {
+            Ok(Ok(pod)) => {
+                self.sync.posted(&status, Instant::now());
                 self.pod.status = pod.status;
+                return;
             }
-            Err(e) => {
-                tracing::warn!(pod = %status::pod_key(&self.pod), error = %e, "status update failed; will retry")
-            }
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => format!("no answer within {REQUEST_TIMEOUT:?}"),
+        };
+        let key = status::pod_key(&self.pod);
+        // One warning per outage, not one per retry.
+        match self.sync.failed(Instant::now()) {
+            1 => tracing::warn!(pod = %key, error, "status update failed; retrying with back-off"),
+            n => tracing::debug!(pod = %key, error, failures = n, "status update failed again"),
         }
     }
 

@@ -1,7 +1,9 @@
 //! The pod status a kubelet would report, computed from the containers' states (pure).
 
+use std::collections::BTreeMap;
+
 use jiff::Timestamp;
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Pod, PodStatus};
 use serde_json::{Value, json};
 
 use super::container::{ContainerRun, RestartPolicy, State};
@@ -177,6 +179,50 @@ pub fn fingerprint(status: &Value) -> String {
     s.to_string()
 }
 
+/// What of a pod status the control plane acts on: phase, IP, conditions (type → status) and each
+/// container's ready flag — timestamps, reasons and messages left out.
+#[derive(Debug, PartialEq, Eq)]
+struct Essentials {
+    phase: Option<String>,
+    pod_ip: Option<String>,
+    conditions: BTreeMap<String, String>,
+    ready: BTreeMap<String, bool>,
+}
+
+fn essentials(status: &Value) -> Essentials {
+    let text = |v: &Value| v.as_str().map(str::to_string);
+    let conditions = status["conditions"].as_array().into_iter().flatten();
+    let containers = ["containerStatuses", "initContainerStatuses"]
+        .iter()
+        .flat_map(|k| status[*k].as_array().into_iter().flatten());
+    Essentials {
+        phase: text(&status["phase"]),
+        pod_ip: text(&status["podIP"]),
+        conditions: conditions
+            .filter_map(|c| Some((text(&c["type"])?, text(&c["status"])?)))
+            .collect(),
+        ready: containers
+            .filter_map(|c| Some((text(&c["name"])?, c["ready"].as_bool().unwrap_or(false))))
+            .collect(),
+    }
+}
+
+/// Whether the status the API holds (`seen`, from the watcher) differs from the one the agent computed
+/// in what the control plane acts on: then the agent posts its own again (pure). This is how a pod that
+/// the node-lifecycle controller marked NotReady during an outage becomes Ready again once its probes
+/// pass. Conditions the agent does not compute (readiness gates' own) are not compared.
+pub fn differs_from_api(computed: &Value, seen: Option<&PodStatus>) -> bool {
+    let seen = seen
+        .and_then(|s| serde_json::to_value(s).ok())
+        .unwrap_or(Value::Null);
+    let ours = essentials(computed);
+    let mut theirs = essentials(&seen);
+    theirs
+        .conditions
+        .retain(|type_, _| ours.conditions.contains_key(type_));
+    ours != theirs
+}
+
 /// The pod's restart policy.
 pub fn restart_policy(pod: &Pod) -> RestartPolicy {
     RestartPolicy::parse(pod.spec.as_ref().and_then(|s| s.restart_policy.as_deref()))
@@ -267,6 +313,64 @@ mod tests {
             1
         );
         assert_eq!(s["conditions"][0]["status"], "False");
+    }
+
+    fn running_ready_status() -> Value {
+        let mut run = c(
+            State::Running {
+                started: Timestamp::now(),
+            },
+            false,
+        );
+        run.ready = true;
+        run.started = true;
+        let pod = Pod::default();
+        let facts = PodFacts {
+            pod: &pod,
+            pod_ip: "127.3.0.2",
+            start_time: Timestamp::now(),
+            failure: None,
+            init_count: 0,
+        };
+        pod_status(&facts, &[run])
+    }
+
+    fn as_api(status: &Value) -> PodStatus {
+        serde_json::from_value(status.clone()).expect("a pod status")
+    }
+
+    #[test]
+    fn the_node_controllers_not_ready_mark_is_overwritten_by_a_ready_pod() {
+        let ours = running_ready_status();
+        assert!(
+            !differs_from_api(&ours, Some(&as_api(&ours))),
+            "equal: no post"
+        );
+        let mut marked = ours.clone();
+        marked["conditions"][1] = json!({ "type": "Ready", "status": "False", "reason": "NodeNotReady",
+            "lastTransitionTime": "2026-01-01T00:00:00Z" });
+        assert!(differs_from_api(&ours, Some(&as_api(&marked))));
+        assert!(differs_from_api(&ours, None), "nothing posted yet");
+    }
+
+    #[test]
+    fn timestamps_and_foreign_conditions_are_not_differences() {
+        let ours = running_ready_status();
+        let mut seen = ours.clone();
+        seen["conditions"][1]["lastTransitionTime"] = json!("2020-01-01T00:00:00Z");
+        seen["conditions"][1]["reason"] = json!("whatever");
+        seen["startTime"] = json!("2020-01-01T00:00:00Z");
+        seen["conditions"]
+            .as_array_mut()
+            .expect("conditions")
+            .push(json!({ "type": "example.com/gate", "status": "False" }));
+        assert!(!differs_from_api(&ours, Some(&as_api(&seen))));
+        let mut unready = ours.clone();
+        unready["containerStatuses"][0]["ready"] = json!(false);
+        assert!(differs_from_api(&ours, Some(&as_api(&unready))));
+        let mut moved = ours.clone();
+        moved["podIP"] = json!("127.3.0.9");
+        assert!(differs_from_api(&ours, Some(&as_api(&moved))));
     }
 
     #[test]
