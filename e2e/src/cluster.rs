@@ -135,6 +135,11 @@ impl LocalCluster {
         &self.control_plane
     }
 
+    /// The control plane, for failure drills ([`ControlPlane::restart`]).
+    pub fn control_plane_mut(&mut self) -> &mut ControlPlane {
+        &mut self.control_plane
+    }
+
     /// The node agent, if nodes were configured.
     pub fn agent(&self) -> Option<&NodeAgent> {
         self.agent.as_ref()

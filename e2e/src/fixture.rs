@@ -26,6 +26,7 @@ use tokio::sync::{mpsc as tokio_mpsc, oneshot};
 
 use crate::agent::NodeSpec;
 use crate::cluster::{ClusterConfig, LocalCluster, default_nodes};
+use crate::control_plane::Component;
 use crate::control_plane::tail;
 use crate::images::ImageTable;
 
@@ -44,6 +45,12 @@ pub struct TestCluster {
 pub enum ClusterOp {
     /// Restart the node agent with its pods kept running ([`LocalCluster::restart_agent`]).
     RestartNodeAgent,
+    /// Freeze a control-plane program (SIGSTOP) until [`ClusterOp::Resume`].
+    Pause(Component),
+    /// Let a paused control-plane program run again (SIGCONT).
+    Resume(Component),
+    /// Kill a control-plane program and start it again; done once it is healthy.
+    Restart(Component),
 }
 
 /// An operation and where its outcome goes.
@@ -53,6 +60,11 @@ type OpRequest = (ClusterOp, oneshot::Sender<Result<(), String>>);
 async fn apply(cluster: &mut LocalCluster, op: ClusterOp) -> Result<(), String> {
     match op {
         ClusterOp::RestartNodeAgent => cluster.restart_agent().await.map_err(|e| e.to_string()),
+        ClusterOp::Pause(c) => Ok(cluster.control_plane().pause(c)),
+        ClusterOp::Resume(c) => Ok(cluster.control_plane().resume(c)),
+        ClusterOp::Restart(c) => {
+            (cluster.control_plane_mut().restart(c).await).map_err(|e| e.to_string())
+        }
     }
 }
 

@@ -1,6 +1,7 @@
 //! Helpers shared by the operator's test binaries (each binary uses a subset).
 #![allow(dead_code)]
 
+pub mod drill;
 pub mod operator;
 pub mod stack;
 

@@ -35,13 +35,34 @@ pub fn start_operator(
     name: &str,
     lease_seconds: u32,
 ) -> ManagedProcess {
+    start_operator_on(
+        ns,
+        kubeconfig,
+        models,
+        log,
+        name,
+        lease_seconds,
+        free_port(),
+    )
+}
+
+/// [`start_operator`] with its metrics and health served on `port`.
+pub fn start_operator_on(
+    ns: &str,
+    kubeconfig: &Path,
+    models: &Path,
+    log: &Path,
+    name: &str,
+    lease_seconds: u32,
+    port: u16,
+) -> ManagedProcess {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_anshin-operator"));
     cmd.env("KUBECONFIG", kubeconfig)
         .env("RUST_LOG", "info")
         .args(["--identity", name, "--lease-namespace", ns])
         .arg(format!("--lease-seconds={lease_seconds}"))
         .arg(format!("--allow-host-path={}", models.display()))
-        .arg(format!("--listen=127.0.0.1:{}", free_port()));
+        .arg(format!("--listen=127.0.0.1:{port}"));
     ManagedProcess::spawn(name, &mut cmd, log).expect("operator starts")
 }
 
