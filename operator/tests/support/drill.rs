@@ -171,11 +171,14 @@ pub async fn endpoint_ready(ns: &kube::Client, namespace: &str, endpoint: &str) 
     Some(phase == EndpointPhase::Ready && pods_ready && all_ready)
 }
 
+/// A Deployment's generation, replicas and UID.
+type DeploymentFacts = (Option<i64>, Option<i32>, Option<String>);
+
 /// What a control-plane outage must not change: Deployments (generation and replicas: no rollout or
 /// scale), key Secrets (resourceVersion: no key change), the endpoint's routing.
 #[derive(Debug, PartialEq)]
 pub struct Unchanged {
-    deployments: BTreeMap<String, (Option<i64>, Option<i32>, Option<String>)>,
+    deployments: BTreeMap<String, DeploymentFacts>,
     secrets: BTreeMap<String, (Option<String>, Option<String>)>,
     routing: String,
 }
