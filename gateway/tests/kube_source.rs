@@ -12,7 +12,7 @@ use common::backend::{Mode, TestBackend};
 use common::kube_objects::*;
 use common::*;
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::Api;
+use kube::api::{Api, DynamicObject};
 use serde_json::json;
 
 const KEY: &str = "sk-kube-hosp-a";
@@ -34,6 +34,40 @@ async fn version(addr: std::net::SocketAddr) -> (u16, Option<String>) {
     (r.status, r.header("x-anshin-model-version"))
 }
 
+/// The tenant `hosp-a` with `keys`, allowed the endpoint `med`.
+fn tenant(keys: serde_json::Value) -> serde_json::Value {
+    json!({"apiVersion": "anshin.dev/v1alpha1", "kind": "Tenant", "metadata": {"name": "hosp-a"},
+        "spec": {"displayName": "Hospital A", "endpoints": ["med"], "keys": keys,
+                 "limits": {"requestsPerMinute": 100000, "tokensPerMinute": 100000000, "maxConcurrent": 10}}})
+}
+
+/// The endpoint `med` (v1 → backend `a`, v2 → backend `b` with weight 0) and the tenant `hosp-a`
+/// holding [`KEY`], in `ns`; returns the endpoint, tenant and pod APIs.
+async fn endpoint_and_tenant(
+    client: &kube::Client,
+    ns: &str,
+    a: &TestBackend,
+    b: &TestBackend,
+) -> (Api<DynamicObject>, Api<DynamicObject>, Api<DynamicObject>) {
+    let ies = dyn_api(client, ns, "InferenceEndpoint", "inferenceendpoints");
+    let ie = json!({"apiVersion": "anshin.dev/v1alpha1", "kind": "InferenceEndpoint", "metadata": {"name": "med"},
+        "spec": {"modelVersion": "v1", "runtime": {"image": "anshin/anshin-inference"}, "replicas": {"min": 1}}});
+    apply_when_served(&ies, "med", ie).await;
+    set_status(&ies, "med", routing(a.addr.port(), 100, b.addr.port(), 0)).await;
+    let tenants = dyn_api(client, ns, "Tenant", "tenants");
+    let hosp_a = apply_when_served(&tenants, "hosp-a", tenant(json!([{"name": "ehr"}]))).await;
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
+    apply(
+        &secrets,
+        "hosp-a-key-ehr",
+        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "hosp-a-key-ehr",
+        "labels": {"anshin.dev/tenant": "hosp-a", "anshin.dev/key-name": "ehr"},
+        "ownerReferences": owned_by("Tenant", &hosp_a)}, "stringData": {"api-key": KEY}}),
+    )
+    .await;
+    (ies, tenants, dyn_api(client, ns, "Pod", "pods"))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn kube_source_follows_endpoint_status_pod_readiness_and_tenant_keys() {
     let cluster = shared();
@@ -44,32 +78,7 @@ async fn kube_source_follows_endpoint_status_pod_readiness_and_tenant_keys() {
         TestBackend::start(Mode::Echo).await,
         TestBackend::start(Mode::Echo).await,
     );
-    let ies = dyn_api(
-        &client,
-        ns.name(),
-        "InferenceEndpoint",
-        "inferenceendpoints",
-    );
-    let ie = json!({"apiVersion": "anshin.dev/v1alpha1", "kind": "InferenceEndpoint", "metadata": {"name": "med"},
-        "spec": {"modelVersion": "v1", "runtime": {"image": "anshin/anshin-inference"}, "replicas": {"min": 1}}});
-    apply_when_served(&ies, "med", ie).await;
-    set_status(&ies, "med", routing(a.addr.port(), 100, b.addr.port(), 0)).await;
-    let tenants = dyn_api(&client, ns.name(), "Tenant", "tenants");
-    let tenant = |keys: serde_json::Value| {
-        json!({"apiVersion": "anshin.dev/v1alpha1", "kind": "Tenant", "metadata": {"name": "hosp-a"},
-        "spec": {"displayName": "Hospital A", "endpoints": ["med"], "limits": {"requestsPerMinute": 1000, "tokensPerMinute": 1000000, "maxConcurrent": 10}, "keys": keys}})
-    };
-    let hosp_a = apply_when_served(&tenants, "hosp-a", tenant(json!([{"name": "ehr"}]))).await;
-    let secrets: Api<Secret> = ns.api();
-    apply(
-        &secrets,
-        "hosp-a-key-ehr",
-        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "hosp-a-key-ehr",
-        "labels": {"anshin.dev/tenant": "hosp-a", "anshin.dev/key-name": "ehr"},
-        "ownerReferences": owned_by("Tenant", &hosp_a)}, "stringData": {"api-key": KEY}}),
-    )
-    .await;
-    let pods = dyn_api(&client, ns.name(), "Pod", "pods");
+    let (ies, tenants, pods) = endpoint_and_tenant(&client, ns.name(), &a, &b).await;
     for (name, v) in [("med-v1", "v1"), ("med-v2", "v2")] {
         apply(&pods, name, pod(name, json!({"app": "med", "version": v}))).await;
         set_status(&pods, name, pod_ready("True")).await;
@@ -130,31 +139,7 @@ async fn pods_the_control_plane_marks_unready_keep_serving_while_they_pass_the_g
         TestBackend::start(Mode::Echo).await,
         TestBackend::start(Mode::Echo).await,
     );
-    let ies = dyn_api(
-        &client,
-        ns.name(),
-        "InferenceEndpoint",
-        "inferenceendpoints",
-    );
-    let ie = json!({"apiVersion": "anshin.dev/v1alpha1", "kind": "InferenceEndpoint", "metadata": {"name": "med"},
-        "spec": {"modelVersion": "v1", "runtime": {"image": "anshin/anshin-inference"}, "replicas": {"min": 1}}});
-    apply_when_served(&ies, "med", ie).await;
-    set_status(&ies, "med", routing(a.addr.port(), 100, b.addr.port(), 0)).await;
-    let tenants = dyn_api(&client, ns.name(), "Tenant", "tenants");
-    let tenant = json!({"apiVersion": "anshin.dev/v1alpha1", "kind": "Tenant", "metadata": {"name": "hosp-a"},
-        "spec": {"displayName": "Hospital A", "endpoints": ["med"], "keys": [{"name": "ehr"}],
-                 "limits": {"requestsPerMinute": 100000, "tokensPerMinute": 100000000, "maxConcurrent": 10}}});
-    let hosp_a = apply_when_served(&tenants, "hosp-a", tenant).await;
-    let secrets: Api<Secret> = ns.api();
-    apply(
-        &secrets,
-        "hosp-a-key-ehr",
-        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "hosp-a-key-ehr",
-        "labels": {"anshin.dev/tenant": "hosp-a", "anshin.dev/key-name": "ehr"},
-        "ownerReferences": owned_by("Tenant", &hosp_a)}, "stringData": {"api-key": KEY}}),
-    )
-    .await;
-    let pods = dyn_api(&client, ns.name(), "Pod", "pods");
+    let (_, _, pods) = endpoint_and_tenant(&client, ns.name(), &a, &b).await;
     apply(
         &pods,
         "med-v1",

@@ -19,18 +19,18 @@ mod support;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use anshin_crds::ModelVersion;
 use anshin_crds::model_version::ModelVersionPhase;
-use anshin_crds::{InferenceEndpoint, ModelVersion, Tenant};
 use anshin_e2e::control_plane::Component;
 use anshin_e2e::fixture::{ClusterOp, TestCluster, eventually, shared};
-use anshin_operator::{names, startup};
-use k8s_openapi::api::core::v1::{Pod, Secret};
+use anshin_operator::startup;
+use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams};
 use serde_json::json;
 use support::drill::{
     OperatorSetup, Replicas, Unchanged, endpoint_ready, metric, model_server_pid,
 };
-use support::stack::{Load, Pace, create, start_gateway, worker};
+use support::stack::{Load, Pace, chat_endpoint_with_tenant, create, start_gateway, worker};
 use support::{files_of, free_port};
 
 /// How long the client keeps counting after a scenario's recovery action.
@@ -205,19 +205,7 @@ async fn deploy(cluster: &'static TestCluster, dir: &std::path::Path) -> (Stack,
         (mvs.get("tiny-v1").await.ok()?.status?.phase == ModelVersionPhase::Verified).then_some(())
     })
     .await;
-    let tenants: Api<Tenant> = ns.api();
-    create(&tenants, json!({"apiVersion": "anshin.dev/v1alpha1", "kind": "Tenant", "metadata": {"name": "toto"},
-        "spec": {"displayName": "東都病院", "endpoints": ["chat"], "keys": [{"name": "ehr"}],
-                 "limits": {"requestsPerMinute": 100000, "tokensPerMinute": 10000000, "maxConcurrent": 64}}})).await;
-    let ies: Api<InferenceEndpoint> = ns.api();
-    create(&ies, json!({"apiVersion": "anshin.dev/v1alpha1", "kind": "InferenceEndpoint", "metadata": {"name": "chat"},
-        "spec": {"modelVersion": "tiny-v1", "replicas": {"min": 2}, "runtime": {"drainTimeoutSeconds": 2}}})).await;
-    let secrets: Api<Secret> = ns.api();
-    let key = eventually("the tenant key", Duration::from_secs(30), || async {
-        let s = secrets.get_opt("toto-key-ehr").await.ok()??;
-        String::from_utf8(s.data?.get(names::SECRET_KEY_FIELD)?.0.clone()).ok()
-    })
-    .await;
+    let key = chat_endpoint_with_tenant(&ns.client(), ns.name()).await;
     eventually(
         "the endpoint wholly Ready",
         Duration::from_secs(120),

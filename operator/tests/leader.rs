@@ -13,6 +13,7 @@ use anshin_operator::startup;
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::api::{Api, PostParams};
 use serde_json::json;
+use support::drill::metric;
 use support::free_port;
 
 fn operator(
@@ -37,20 +38,6 @@ fn operator(
     let process = ManagedProcess::spawn(name, &mut cmd, &dir.join(format!("{name}.log")))
         .expect("operator starts");
     (process, port)
-}
-
-async fn metric(port: u16, name: &str) -> Option<f64> {
-    let addr = format!("127.0.0.1:{port}").parse().ok()?;
-    let r = anshin_e2e::http::get(addr, "/metrics", Duration::from_secs(2))
-        .await
-        .ok()?;
-    r.body
-        .lines()
-        .find(|l| l.starts_with(name))?
-        .rsplit(' ')
-        .next()?
-        .parse()
-        .ok()
 }
 
 fn tenant(name: &str) -> Tenant {

@@ -13,14 +13,15 @@ use std::time::{Duration, Instant};
 
 use anshin_crds::inference_endpoint::EndpointPhase;
 use anshin_crds::model_version::ModelVersionPhase;
-use anshin_crds::{InferenceEndpoint, ModelVersion, Tenant};
+use anshin_crds::{InferenceEndpoint, ModelVersion};
 use anshin_e2e::fixture::{eventually, shared};
 use anshin_operator::{names, startup};
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, Patch, PatchParams};
 use serde_json::json;
-use support::stack::{Load, Pace, create, start_gateway, start_operator, worker};
+use support::stack::{
+    Load, Pace, chat_endpoint_with_tenant, create, start_gateway, start_operator, worker,
+};
 use support::{files_of, free_port};
 
 const MIN_REQUESTS: usize = 1000;
@@ -114,19 +115,8 @@ async fn switching_versions_under_load_fails_no_request_even_when_the_operator_i
         )
         .await;
     }
-    let tenants: Api<Tenant> = ns.api();
-    create(&tenants, json!({"apiVersion": "anshin.dev/v1alpha1", "kind": "Tenant", "metadata": {"name": "toto"},
-        "spec": {"displayName": "東都病院", "endpoints": ["chat"], "keys": [{"name": "ehr"}],
-                 "limits": {"requestsPerMinute": 100000, "tokensPerMinute": 10000000, "maxConcurrent": 64}}})).await;
+    let key = chat_endpoint_with_tenant(&ns.client(), ns.name()).await;
     let ies: Api<InferenceEndpoint> = ns.api();
-    create(&ies, json!({"apiVersion": "anshin.dev/v1alpha1", "kind": "InferenceEndpoint", "metadata": {"name": "chat"},
-        "spec": {"modelVersion": "tiny-v1", "replicas": {"min": 2}, "runtime": {"drainTimeoutSeconds": 2}}})).await;
-    let secrets: Api<Secret> = ns.api();
-    let key = eventually("the tenant key", Duration::from_secs(30), || async {
-        let s = secrets.get_opt("toto-key-ehr").await.ok()??;
-        String::from_utf8(s.data?.get(names::SECRET_KEY_FIELD)?.0.clone()).ok()
-    })
-    .await;
     let url = format!("http://127.0.0.1:{port}/v1/chat/completions");
     let http = reqwest::Client::new();
     let probe = json!({"model": "chat", "messages": [{"role": "user", "content": "こんにちは"}], "max_tokens": 2});

@@ -267,11 +267,11 @@ impl NodeAgent {
             })
     }
 
-    /// Node loss: stops heartbeats and the watcher and kills every pod process; writes nothing more.
-    pub async fn shutdown(mut self) {
-        for task in self.tasks.drain(..) {
-            task.abort();
-        }
+    /// Takes every pod worker's channel out of the registry after sending it `command`.
+    fn send_to_all_workers(
+        &self,
+        command: impl Fn() -> PodCommand,
+    ) -> Vec<(String, UnboundedSender<PodCommand>)> {
         let workers: Vec<_> = self
             .workers
             .lock()
@@ -279,8 +279,17 @@ impl NodeAgent {
             .drain()
             .collect();
         for (_, tx) in &workers {
-            let _ = tx.send(PodCommand::Kill);
+            let _ = tx.send(command());
         }
+        workers
+    }
+
+    /// Node loss: stops heartbeats and the watcher and kills every pod process; writes nothing more.
+    pub async fn shutdown(mut self) {
+        for task in self.tasks.drain(..) {
+            task.abort();
+        }
+        let workers = self.send_to_all_workers(|| PodCommand::Kill);
         // Workers exit within one tick after Kill; wait for their processes to be reaped.
         let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
         while workers.iter().any(|(_, tx)| !tx.is_closed())
@@ -300,15 +309,7 @@ impl NodeAgent {
             task.abort();
             let _ = task.await;
         }
-        let workers: Vec<_> = self
-            .workers
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .drain()
-            .collect();
-        for (_, tx) in &workers {
-            let _ = tx.send(PodCommand::Detach);
-        }
+        let workers = self.send_to_all_workers(|| PodCommand::Detach);
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         while (workers.iter().any(|(_, tx)| !tx.is_closed()) || Arc::strong_count(&self.ctx) > 1)
             && tokio::time::Instant::now() < deadline

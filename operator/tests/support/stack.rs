@@ -7,7 +7,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use anshin_crds::{InferenceEndpoint, Tenant};
+use anshin_e2e::fixture::eventually;
 use anshin_e2e::process::ManagedProcess;
+use anshin_operator::names;
+use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, PostParams};
 use serde_json::json;
 
@@ -189,4 +193,22 @@ pub async fn worker(load: Arc<Load>, pace: Pace) {
             tokio::time::sleep(pace.pause).await;
         }
     }
+}
+
+/// The Tenant `toto` with key `ehr` and the InferenceEndpoint `chat` serving `tiny-v1` on two replicas,
+/// in `ns`; returns the tenant's key once the operator has minted it.
+pub async fn chat_endpoint_with_tenant(client: &kube::Client, ns: &str) -> String {
+    let tenants: Api<Tenant> = Api::namespaced(client.clone(), ns);
+    create(&tenants, json!({"apiVersion": "anshin.dev/v1alpha1", "kind": "Tenant", "metadata": {"name": "toto"},
+        "spec": {"displayName": "東都病院", "endpoints": ["chat"], "keys": [{"name": "ehr"}],
+                 "limits": {"requestsPerMinute": 100000, "tokensPerMinute": 10000000, "maxConcurrent": 64}}})).await;
+    let ies: Api<InferenceEndpoint> = Api::namespaced(client.clone(), ns);
+    create(&ies, json!({"apiVersion": "anshin.dev/v1alpha1", "kind": "InferenceEndpoint", "metadata": {"name": "chat"},
+        "spec": {"modelVersion": "tiny-v1", "replicas": {"min": 2}, "runtime": {"drainTimeoutSeconds": 2}}})).await;
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
+    eventually("the tenant key", Duration::from_secs(30), || async {
+        let s = secrets.get_opt("toto-key-ehr").await.ok()??;
+        String::from_utf8(s.data?.get(names::SECRET_KEY_FIELD)?.0.clone()).ok()
+    })
+    .await
 }
