@@ -14,9 +14,9 @@ pub struct Metrics {
     registry: Registry,
     /// Requests by tenant, endpoint, version and status class (`2xx`, `4xx`, `5xx`).
     pub requests: IntCounterVec,
-    /// Whole-request latency by endpoint.
+    /// Whole-request latency by endpoint and version.
     pub latency: HistogramVec,
-    /// Time to the first streamed byte by endpoint.
+    /// Time to the first streamed byte by endpoint and version.
     pub ttft: HistogramVec,
     /// Tokens by tenant and kind (`prompt`, `completion`).
     pub tokens: IntCounterVec,
@@ -28,8 +28,14 @@ pub struct Metrics {
     pub leaks: IntCounterVec,
     /// Answers blocked by the output policy.
     pub blocked: IntCounter,
-    /// Retries by reason (`connect`, `unavailable`, `busy`, `body`).
+    /// Retries by reason (`connect`, `timeout`, `unavailable`, `busy`, `server_error`, `body`,
+    /// `bad_address`).
     pub retries: IntCounterVec,
+    /// Attempts on backends by endpoint, version and outcome (`ok` or a retry reason): the per-version
+    /// error rate a canary is judged on, retried requests included.
+    pub attempts: IntCounterVec,
+    /// Answers in which the model produced PII on its own, by endpoint and version.
+    pub leak_answers: IntCounterVec,
     /// Requests forwarded to a peer region.
     pub peer_forwards: IntCounter,
     /// Forwards to a peer region not made, by reason (`residency`, `no_peer_token`,
@@ -129,13 +135,13 @@ impl Metrics {
                 &r,
                 "anshin_gateway_request_duration_seconds",
                 "Whole request latency",
-                &["endpoint"],
+                &["endpoint", "version"],
             ),
             ttft: histogram(
                 &r,
                 "anshin_gateway_time_to_first_byte_seconds",
                 "Time to the first streamed byte",
-                &["endpoint"],
+                &["endpoint", "version"],
             ),
             tokens: counter(
                 &r,
@@ -171,6 +177,18 @@ impl Metrics {
                 "anshin_gateway_retries_total",
                 "Retries before the first byte",
                 &["reason"],
+            ),
+            attempts: counter(
+                &r,
+                "anshin_gateway_backend_attempts_total",
+                "Attempts on backends by outcome (ok or the retry reason)",
+                &["endpoint", "version", "outcome"],
+            ),
+            leak_answers: counter(
+                &r,
+                "anshin_gateway_leak_answers_total",
+                "Answers in which the model produced PII on its own",
+                &["endpoint", "version"],
             ),
             peer_forwards: counter1(
                 &r,

@@ -150,10 +150,12 @@ impl Proxy {
             {
                 Attempt::Done(reply) => {
                     span.record("result", "ok");
+                    self.count_attempt(ep, &lease, "ok");
                     return Some(Upstream::Local { lease, reply });
                 }
                 Attempt::Retry(reason) => {
                     span.record("result", reason);
+                    self.count_attempt(ep, &lease, reason);
                     tracing::warn!(backend = %lease.addr, reason, request_id = %out.request_id, "retrying on another backend");
                     self.metrics.retries.with_label_values(&[reason]).inc();
                 }
@@ -163,6 +165,15 @@ impl Proxy {
             return None;
         }
         self.to_peers(tenant, peers, out).await
+    }
+
+    /// One attempt on a backend of `lease`'s version: what canary analysis reads, since a request
+    /// retried on another version after a failure still succeeds for its caller.
+    fn count_attempt(&self, ep: &Endpoint, lease: &crate::routing::Lease, outcome: &str) {
+        self.metrics
+            .attempts
+            .with_label_values(&[&ep.id, &lease.version.name, outcome])
+            .inc();
     }
 
     pub(crate) fn request(
@@ -218,7 +229,9 @@ impl Proxy {
             });
         }
         if status.is_server_error() {
+            // Nothing has reached the caller yet: another backend (or version) gets the request.
             self.backends.eject(addr);
+            return Attempt::Retry("server_error");
         }
         let result = if out.stream && status == StatusCode::OK {
             self.first_bytes(resp.into_body()).await

@@ -81,7 +81,10 @@ impl Gateway {
                 self.inner
                     .metrics
                     .ttft
-                    .with_label_values(&[&p.endpoint.id])
+                    .with_label_values(&[
+                        &p.endpoint.id,
+                        ctx.event.model_version.as_deref().unwrap_or("-"),
+                    ])
                     .observe(ctx.started.elapsed().as_secs_f64());
                 let spec = StreamSpec {
                     kind,
@@ -222,6 +225,13 @@ impl Gateway {
             self.inner.metrics.leaks.with_label_values(&[t]).inc_by(*n);
         }
         if !out.leaks.is_empty() {
+            let endpoint = ctx.event.endpoint.as_deref().unwrap_or("-");
+            let version = ctx.event.model_version.as_deref().unwrap_or("-");
+            self.inner
+                .metrics
+                .leak_answers
+                .with_label_values(&[endpoint, version])
+                .inc();
             tracing::warn!(request_id = %ctx.event.request_id, leaks = ?out.leaks, "model produced PII on its own");
         }
         if out.blocked {
@@ -250,7 +260,7 @@ impl Gateway {
             .with_label_values(&[tenant, endpoint, version, status_class(status)])
             .inc();
         m.latency
-            .with_label_values(&[endpoint])
+            .with_label_values(&[endpoint, version])
             .observe(ctx.started.elapsed().as_secs_f64());
         if status == 200 {
             m.tokens

@@ -158,6 +158,15 @@ async fn pii_the_backend_produces_on_its_own_is_redacted_and_counted() {
         ),
         2.0
     );
+    assert_eq!(
+        metric_sum(
+            &m,
+            "anshin_gateway_leak_answers_total",
+            &["endpoint=\"med\"", "version=\"v1\""]
+        ),
+        2.0,
+        "answers with PII the model produced, per version (what a canary's leak rate is made of)"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -385,4 +394,53 @@ async fn each_tenant_reaches_backends_with_its_own_fixed_cache_scope() {
         "the scope is the tenant's own, the same on every request, and differs between tenants"
     );
     assert_ne!(scopes[0], scopes[1]);
+}
+
+#[tokio::test]
+async fn a_version_answering_500_is_retried_on_another_and_counted_per_version_attempt() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (good, bad) = (
+        TestBackend::start(Mode::Echo).await,
+        TestBackend::start(Mode::Status(500)).await,
+    );
+    let routing = format!(
+        "tenants:\n  - name: hosp-a\n    endpoints: ['*']\n    keys: [{{name: main, sha256: '{}'}}]\n\
+         endpoints:\n  - name: med\n    versions: [{{name: stable, weight: 1, backends: ['{}']}}, \
+         {{name: canary, weight: 1, backends: ['{}']}}]\n",
+        key_hash(KEY),
+        good.addr,
+        bad.addr
+    );
+    let path = dir.path().join("routing.yaml");
+    write_routing(&path, &routing);
+    let gw = start_gateway(&path, &dir.path().join("audit.jsonl")).await;
+    for i in 0..20 {
+        let r = chat(&gw, "頭痛があります", i % 2 == 0).await;
+        assert_eq!(r.status, 200, "request {i}: {}", r.body);
+        assert_eq!(
+            r.header("x-anshin-model-version").as_deref(),
+            Some("stable")
+        );
+    }
+    let m = metrics_text(&gw).await;
+    let attempts = |version: &str, outcome: &str| {
+        let labels = [
+            format!("version=\"{version}\""),
+            format!("outcome=\"{outcome}\""),
+        ];
+        let labels: Vec<&str> = labels.iter().map(String::as_str).collect();
+        metric_sum(&m, "anshin_gateway_backend_attempts_total", &labels)
+    };
+    assert_eq!(attempts("stable", "ok"), 20.0, "{m}");
+    assert!(
+        attempts("canary", "server_error") >= 1.0,
+        "the canary's 500s are counted: {m}"
+    );
+    assert_eq!(attempts("canary", "ok"), 0.0);
+    let stable_latency = metric_sum(
+        &m,
+        "anshin_gateway_request_duration_seconds_count",
+        &["endpoint=\"med\"", "version=\"stable\""],
+    );
+    assert_eq!(stable_latency, 20.0, "latency by version: {m}");
 }

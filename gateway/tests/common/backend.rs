@@ -25,6 +25,8 @@ pub enum Mode {
     Script(String),
     /// Forward the request unchanged to a real inference server and relay its answer.
     Forward(SocketAddr),
+    /// Answer every completion with this HTTP status and an OpenAI-style error body.
+    Status(u16),
 }
 
 /// A running in-test backend.
@@ -106,6 +108,11 @@ async fn handle(
         Mode::Echo => input_text(&v),
         Mode::Script(s) => s.clone(),
         Mode::Forward(addr) => return forward(*addr, uri.path(), body).await,
+        Mode::Status(code) => {
+            let status = http::StatusCode::from_u16(*code).expect("test status code");
+            let err = json!({"error": {"message": "injected", "type": "server_error"}});
+            return (status, axum::Json(err)).into_response();
+        }
     };
     let chat = uri.path().contains("chat");
     if v["stream"].as_bool().unwrap_or(false) {
