@@ -11,6 +11,7 @@
 
 pub mod artifact;
 pub mod backend_access;
+pub mod canary;
 pub mod context;
 pub mod controllers;
 pub mod error;
