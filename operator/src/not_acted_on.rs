@@ -9,7 +9,9 @@
 
 use anshin_crds::conditions::{Condition, ConditionStatus, find_condition, set_condition};
 use anshin_crds::global_endpoint::GlobalEndpointSpec;
-use anshin_crds::inference_endpoint::{Analysis, InferenceEndpointSpec, RolloutStrategy};
+use anshin_crds::inference_endpoint::{
+    Analysis, InferenceEndpointSpec, RollbackMode, Rollout, RolloutStrategy,
+};
 use anshin_crds::training_job::TrainingJobSpec;
 use jiff::Timestamp;
 
@@ -28,6 +30,12 @@ pub const CANARY: &str = "spec.rollout.strategy Canary";
 pub const STEPS: &str = "spec.rollout.steps";
 /// `spec.rollout.analysis` other than the defaults: nothing is analysed.
 pub const ANALYSIS: &str = "spec.rollout.analysis";
+/// `spec.rollout.failureLimit` other than 1: no canary is analysed.
+pub const FAILURE_LIMIT: &str = "spec.rollout.failureLimit";
+/// `spec.rollout.progressDeadlineSeconds` other than 600: no canary step has a deadline.
+pub const PROGRESS_DEADLINE: &str = "spec.rollout.progressDeadlineSeconds";
+/// `spec.rollout.rollback: Immediate`: a rollback is a blue/green switch like any other.
+pub const ROLLBACK: &str = "spec.rollout.rollback Immediate";
 /// The whole TrainingJob kind.
 pub const TRAINING_JOB: &str = "TrainingJob";
 /// The whole GlobalEndpoint kind.
@@ -35,8 +43,8 @@ pub const GLOBAL_ENDPOINT: &str = "GlobalEndpoint";
 
 /// The InferenceEndpoint fields in `spec` that the operator accepts but ignores.
 ///
-/// `spec.rollout.analysis` always exists after the API server's defaulting, so it counts only when it
-/// differs from the defaults.
+/// `spec.rollout.analysis` and the other rollout settings always exist after the API server's
+/// defaulting, so they count only when they differ from the defaults.
 pub fn inference_endpoint(spec: &InferenceEndpointSpec) -> Vec<&'static str> {
     let mut out = Vec::new();
     if spec.autoscaling.is_some() {
@@ -50,6 +58,16 @@ pub fn inference_endpoint(spec: &InferenceEndpointSpec) -> Vec<&'static str> {
     }
     if spec.rollout.analysis != Analysis::default() {
         out.push(ANALYSIS);
+    }
+    let defaults = Rollout::default();
+    if spec.rollout.failure_limit != defaults.failure_limit {
+        out.push(FAILURE_LIMIT);
+    }
+    if spec.rollout.progress_deadline_seconds != defaults.progress_deadline_seconds {
+        out.push(PROGRESS_DEADLINE);
+    }
+    if spec.rollout.rollback != RollbackMode::default() {
+        out.push(ROLLBACK);
     }
     out
 }
@@ -68,7 +86,9 @@ pub fn global_endpoint(_spec: &GlobalEndpointSpec) -> Vec<&'static str> {
 fn instead(field: &str) -> &'static str {
     match field {
         AUTOSCALING => "replicas stay fixed",
-        CANARY | STEPS | ANALYSIS => "rollouts are blue/green",
+        CANARY | STEPS | ANALYSIS | FAILURE_LIMIT | PROGRESS_DEADLINE | ROLLBACK => {
+            "rollouts are blue/green"
+        }
         TRAINING_JOB => "no training pods start and no ModelVersion is created",
         GLOBAL_ENDPOINT => "regions are not probed and nothing fails over",
         _ => "it has no effect",

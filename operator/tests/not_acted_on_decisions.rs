@@ -5,7 +5,8 @@ mod support;
 
 use anshin_crds::{GlobalEndpoint, InferenceEndpoint, TrainingJob};
 use anshin_operator::not_acted_on::{
-    self, ANALYSIS, AUTOSCALING, CANARY, GLOBAL_ENDPOINT, STEPS, TRAINING_JOB,
+    self, ANALYSIS, AUTOSCALING, CANARY, FAILURE_LIMIT, GLOBAL_ENDPOINT, PROGRESS_DEADLINE,
+    ROLLBACK, STEPS, TRAINING_JOB,
 };
 use serde::de::DeserializeOwned;
 use support::fixture;
@@ -31,6 +32,15 @@ fn canary_steps_analysis_and_autoscaling_are_named() {
              spec.rollout.analysis are accepted but not acted on yet: replicas stay fixed and \
              rollouts are blue/green"
         )
+    );
+}
+
+#[test]
+fn canary_policy_settings_other_than_the_defaults_are_named() {
+    let ie: InferenceEndpoint = fixture("endpoint-canary-policy.yaml");
+    assert_eq!(
+        not_acted_on::inference_endpoint(&ie.spec),
+        [FAILURE_LIMIT, PROGRESS_DEADLINE, ROLLBACK]
     );
 }
 

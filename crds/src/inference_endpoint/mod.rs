@@ -11,7 +11,10 @@ use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
 use crate::common::{Resources, Toleration};
+
+mod rollout;
 use crate::conditions::Condition;
+pub use rollout::*;
 
 /// A stable, guarded endpoint that serves one ModelVersion and rolls out new ones safely.
 // printcolumn(...) entries repeat `type_ = "string"`, which clippy mistakes for duplicated attributes.
@@ -188,124 +191,6 @@ pub struct Autoscaling {
 
 fn default_scale_down_seconds() -> i32 {
     300
-}
-
-/// How a new model version replaces the current one.
-#[derive(
-    Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, schemars::JsonSchema,
-)]
-pub enum RolloutStrategy {
-    /// Not acted on yet: accepted and rolled out blue/green. Designed: shift traffic step by step,
-    /// analysing each step, rolling back automatically on failure.
-    Canary,
-    /// Bring the new version up fully, then switch all traffic at once.
-    #[default]
-    BlueGreen,
-}
-
-/// Rollout policy.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
-#[x_kube(validation = Rule::new("self.strategy != 'Canary' || (has(self.steps) && size(self.steps) > 0)").message(
-    "rollout.strategy Canary needs at least one entry in rollout.steps, e.g. [{weight: 10}, {weight: 50}]"
-))]
-#[x_kube(validation = Rule::new("!has(self.steps) || (self.steps.map(s, s.weight).isSorted() && self.steps.all(s, self.steps.exists_one(t, t.weight == s.weight)))").message(
-    "rollout.steps weights must strictly increase (e.g. 5, 25, 50): reorder or remove duplicate steps"
-))]
-#[x_kube(validation = Rule::new("!has(self.maxSurge) || self.maxSurge >= 1").message(
-    "rollout.maxSurge must be at least 1: the new version's pods start beside the serving ones (maxUnavailable is always 0), so a rollout needs room for one more pod"
-))]
-#[serde(rename_all = "camelCase")]
-pub struct Rollout {
-    /// BlueGreen (default) or Canary; Canary is not acted on yet (rolled out blue/green).
-    #[serde(default)]
-    pub strategy: RolloutStrategy,
-    /// Not acted on yet: accepted and ignored. Canary steps: traffic percent to the new version and how
-    /// long to hold it; strictly increasing.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 20))]
-    pub steps: Vec<CanaryStep>,
-    /// Not acted on yet: accepted and ignored. Thresholds a canary step must meet to go on; otherwise
-    /// the rollout is rolled back.
-    #[serde(default)]
-    pub analysis: Analysis,
-    /// Extra pods a version's Deployment may start while it replaces its own pods (after a runtime
-    /// change), 1–1000 (default 1); 0 is refused, since pods are never taken down before their
-    /// successors are Ready. A version change brings the new version up at full count beside the old one.
-    #[serde(default = "default_max_surge")]
-    #[schemars(range(min = 1, max = 1000))]
-    pub max_surge: i32,
-}
-
-impl Default for Rollout {
-    fn default() -> Self {
-        Rollout {
-            strategy: RolloutStrategy::default(),
-            steps: Vec::new(),
-            analysis: Analysis::default(),
-            max_surge: default_max_surge(),
-        }
-    }
-}
-
-fn default_max_surge() -> i32 {
-    1
-}
-
-/// One canary step.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, schemars::JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct CanaryStep {
-    /// Percent of traffic sent to the new version, 1–100.
-    #[schemars(range(min = 1, max = 100))]
-    pub weight: i32,
-    /// Seconds to hold this weight while analysing before the next step.
-    #[serde(default = "default_pause_seconds")]
-    #[schemars(range(min = 0, max = 86400))]
-    pub pause_seconds: i32,
-}
-
-fn default_pause_seconds() -> i32 {
-    60
-}
-
-/// Canary analysis thresholds.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, schemars::JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct Analysis {
-    /// Highest tolerated fraction of failed requests on the canary (0–1).
-    #[serde(default = "default_max_error_rate")]
-    #[schemars(range(min = 0.0, max = 1.0))]
-    pub max_error_rate: f64,
-    /// Highest tolerated p95 latency on the canary, in milliseconds.
-    #[serde(default = "default_max_p95_ms")]
-    #[schemars(range(min = 1))]
-    pub max_p95_latency_ms: i64,
-    /// Fewest canary requests a step needs before it can be judged.
-    #[serde(default = "default_min_requests")]
-    #[schemars(range(min = 0))]
-    pub min_requests: i64,
-}
-
-impl Default for Analysis {
-    fn default() -> Self {
-        Analysis {
-            max_error_rate: default_max_error_rate(),
-            max_p95_latency_ms: default_max_p95_ms(),
-            min_requests: default_min_requests(),
-        }
-    }
-}
-
-fn default_max_error_rate() -> f64 {
-    0.01
-}
-
-fn default_max_p95_ms() -> i64 {
-    5000
-}
-
-fn default_min_requests() -> i64 {
-    50
 }
 
 /// What the gateway does when it finds personal information.
