@@ -72,7 +72,11 @@ fn answer_text(r: &common::Reply) -> String {
             .iter()
             .filter(|d| d.as_str() != "[DONE]")
             .filter_map(|d| serde_json::from_str::<Value>(d).ok())
-            .filter_map(|v| v["choices"][0]["delta"]["content"].as_str().map(str::to_owned))
+            .filter_map(|v| {
+                v["choices"][0]["delta"]["content"]
+                    .as_str()
+                    .map(str::to_owned)
+            })
             .collect()
     } else {
         let v: Value = serde_json::from_str(&r.body).expect("a JSON answer");
@@ -96,7 +100,13 @@ fn fault_flags_without_enable_are_refused_with_exit_2() {
     ] {
         // Refused before the model is read: a model that does not exist is never reached.
         let child = inference()
-            .args(["serve", "--model", "/nonexistent-model", "--listen", "127.0.0.1:0"])
+            .args([
+                "serve",
+                "--model",
+                "/nonexistent-model",
+                "--listen",
+                "127.0.0.1:0",
+            ])
             .args(flags)
             .stderr(Stdio::piped())
             .spawn()
@@ -141,10 +151,16 @@ fn error_rate_one_fails_every_completion_before_the_first_byte_but_no_probe() {
     assert_eq!(http(addr, "GET", "/healthz", None).status, 200);
     assert_eq!(http(addr, "GET", "/v1/models", None).status, 200);
     assert_eq!(
-        metric(addr, r#"anshin_inference_faults_injected_total{kind="error"}"#),
+        metric(
+            addr,
+            r#"anshin_inference_faults_injected_total{kind="error"}"#
+        ),
         6.0
     );
-    assert_eq!(metric(addr, "anshin_inference_fault_injection_enabled"), 1.0);
+    assert_eq!(
+        metric(addr, "anshin_inference_fault_injection_enabled"),
+        1.0
+    );
 }
 
 #[test]
@@ -165,7 +181,10 @@ fn error_rate_fails_about_that_fraction_of_requests() {
     assert_eq!(sent, 200, "only {sent} requests in 120 s");
     assert!((30..=90).contains(&failed), "{failed} of 200 failed");
     assert_eq!(
-        metric(addr, r#"anshin_inference_faults_injected_total{kind="error"}"#),
+        metric(
+            addr,
+            r#"anshin_inference_faults_injected_total{kind="error"}"#
+        ),
         failed as f64
     );
 }
@@ -187,7 +206,10 @@ fn token_delay_slows_every_token_streamed_and_plain() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (_plain, plain) = serve(&dir.path().join("plain"), &[]);
     let baseline = fastest_answer(plain);
-    assert_eq!(metric(plain, "anshin_inference_fault_injection_enabled"), 0.0);
+    assert_eq!(
+        metric(plain, "anshin_inference_fault_injection_enabled"),
+        0.0
+    );
 
     let (_slow, slow) = serve(
         &dir.path().join("slow"),
@@ -221,7 +243,10 @@ fn token_delay_slows_every_token_streamed_and_plain() {
     assert!(first_token >= Duration::from_millis(100), "{first_token:?}");
     assert!(whole >= Duration::from_millis(400), "{whole:?}");
     assert_eq!(
-        metric(slow, r#"anshin_inference_faults_injected_total{kind="delay"}"#),
+        metric(
+            slow,
+            r#"anshin_inference_faults_injected_total{kind="delay"}"#
+        ),
         4.0
     );
 }
@@ -251,11 +276,17 @@ fn phone_number_fault_puts_a_fake_number_in_every_answer() {
     let text = v["choices"][0]["text"].as_str().expect("text");
     assert!(text.ends_with(FAKE_PHONE_NUMBER), "{text:?}");
     assert_eq!(
-        metric(addr, r#"anshin_inference_faults_injected_total{kind="phone"}"#),
+        metric(
+            addr,
+            r#"anshin_inference_faults_injected_total{kind="phone"}"#
+        ),
         3.0
     );
     assert_eq!(
-        metric(addr, r#"anshin_inference_faults_injected_total{kind="error"}"#),
+        metric(
+            addr,
+            r#"anshin_inference_faults_injected_total{kind="error"}"#
+        ),
         0.0
     );
 }

@@ -402,8 +402,14 @@ mod tests {
         while let Some(ev) = out.recv().await {
             seen.push(ev);
         }
-        assert!(matches!(&seen[0], GenEvent::Delta(t) if t == "頭痛"), "{seen:?}");
-        assert!(matches!(&seen[1], GenEvent::Delta(t) if t == FAKE_PHONE_TEXT), "{seen:?}");
+        assert!(
+            matches!(&seen[0], GenEvent::Delta(t) if t == "頭痛"),
+            "{seen:?}"
+        );
+        assert!(
+            matches!(&seen[1], GenEvent::Delta(t) if t == FAKE_PHONE_TEXT),
+            "{seen:?}"
+        );
         assert!(matches!(&seen[2], GenEvent::Done(_)), "{seen:?}");
         assert_eq!(seen.len(), 3);
     }
