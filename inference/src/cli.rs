@@ -15,6 +15,7 @@ use crate::metrics::Metrics;
 use crate::sampling::SamplingParams;
 use crate::scheduler::{self, GenEvent, GenerateRequest, SchedulerConfig};
 use crate::server::auth::ApiKey;
+use crate::server::faults::{FaultArgs, FaultPlan};
 use crate::server::{self, AppState, Engine};
 
 /// Anshin model server.
@@ -94,6 +95,9 @@ pub struct ServeArgs {
     /// refuses to start if the file is missing or empty. Read once at start-up.
     #[arg(long, env = "ANSHIN_API_KEY_FILE")]
     pub api_key_file: Option<PathBuf>,
+    /// Test-only fault injection (refused without `--enable-fault-injection`).
+    #[command(flatten)]
+    pub faults: FaultArgs,
 }
 
 /// Parses a duration such as `30s`, `500ms`, `2m` or `1h 30m`.
@@ -106,8 +110,16 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve(args) => {
+            // Refused like a usage error (exit 2, as clap does), before anything starts.
+            let faults = match args.faults.plan() {
+                Ok(plan) => plan,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return Ok(ExitCode::from(2));
+                }
+            };
             let rt = tokio::runtime::Runtime::new().context("starting the tokio runtime")?;
-            rt.block_on(serve(args))?;
+            rt.block_on(serve(args, faults))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Verify { model, manifest } => Ok(verify(&model, &manifest)),
@@ -170,8 +182,9 @@ fn list_files(dir: &Path) -> anyhow::Result<Vec<String>> {
 }
 
 /// `serve`: read the API key, listen at once, load and warm up in the background, drain on SIGTERM;
-/// an error when the engine stops for good.
-pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+/// an error when the engine stops for good. `faults` (from [`FaultArgs::plan`]) are injected into
+/// answers when given.
+pub async fn serve(args: ServeArgs, faults: Option<FaultPlan>) -> anyhow::Result<()> {
     let api_key = args
         .api_key_file
         .as_deref()
@@ -188,6 +201,15 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let requires_key = api_key.is_some();
     if let Some(key) = api_key {
         state = state.with_api_key(key);
+    }
+    if let Some(plan) = faults {
+        tracing::warn!(
+            error_rate = plan.error_rate,
+            token_delay_ms = plan.token_delay.as_millis() as u64,
+            phone_number = plan.phone_number,
+            "fault injection is enabled: this server fails on purpose and is for tests only"
+        );
+        state = state.with_faults(plan);
     }
     tracing::info!(addr = %args.listen, model = %args.model.display(), requires_key, "listening; loading the model");
     let server = tokio::spawn(server::run(

@@ -6,6 +6,8 @@ use prometheus::{
     TextEncoder,
 };
 
+use crate::server::faults::FaultKind;
+
 /// Request outcomes used as the `status` label of `anshin_inference_requests_total`.
 pub const STATUSES: [&str; 8] = [
     "ok",
@@ -48,6 +50,10 @@ pub struct Metrics {
     pub requests: IntCounterVec,
     /// 1 when the server is ready for traffic.
     pub ready: IntGauge,
+    /// 1 when test-only fault injection is enabled (`--enable-fault-injection`); alert on it.
+    pub fault_injection_enabled: IntGauge,
+    /// Requests faulted on purpose, by `kind` (error, delay, phone).
+    pub faults_injected: IntCounterVec,
 }
 
 fn hist(name: &str, help: &str, buckets: Vec<f64>) -> Histogram {
@@ -116,10 +122,25 @@ impl Metrics {
                 "anshin_inference_ready",
                 "1 when the server is ready for traffic",
             ),
+            fault_injection_enabled: g(
+                "anshin_inference_fault_injection_enabled",
+                "1 when test-only fault injection is enabled",
+            ),
+            faults_injected: IntCounterVec::new(
+                Opts::new(
+                    "anshin_inference_faults_injected_total",
+                    "Requests faulted on purpose by test-only fault injection, by kind",
+                ),
+                &["kind"],
+            )
+            .expect("valid counter definition"),
         };
         m.register_all();
         for s in STATUSES {
             m.requests.with_label_values(&[s]);
+        }
+        for kind in FaultKind::ALL {
+            m.faults_injected.with_label_values(&[kind.label()]);
         }
         m
     }
@@ -138,6 +159,8 @@ impl Metrics {
             Box::new(self.kv_utilization.clone()),
             Box::new(self.requests.clone()),
             Box::new(self.ready.clone()),
+            Box::new(self.fault_injection_enabled.clone()),
+            Box::new(self.faults_injected.clone()),
         ];
         for c in all {
             self.registry.register(c).expect("metric names are unique");

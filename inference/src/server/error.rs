@@ -29,6 +29,9 @@ pub enum ApiError {
     /// The engine failed.
     #[error("inference failed: {0}")]
     Engine(String),
+    /// Test-only fault injection failed this request on purpose (`--fault-error-rate`).
+    #[error("injected fault: this request failed on purpose (--fault-error-rate); retry")]
+    InjectedFault,
     /// The engine's thread has stopped; the server is about to exit.
     #[error("the inference engine has stopped; retry on another replica")]
     EngineStopped,
@@ -49,7 +52,7 @@ impl ApiError {
             Self::QueueFull(_) => "queue_full",
             Self::Draining => "draining",
             Self::NotReady => "not_ready",
-            Self::Engine(_) => "error",
+            Self::Engine(_) | Self::InjectedFault => "error",
             Self::EngineStopped => "engine_stopped",
             Self::Unauthorized { .. } => "unauthorized",
         }
@@ -78,6 +81,11 @@ impl ApiError {
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "server_error",
                 "engine_error",
+            ),
+            Self::InjectedFault => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "server_error",
+                "injected_fault",
             ),
             Self::EngineStopped => (
                 StatusCode::SERVICE_UNAVAILABLE,

@@ -10,6 +10,7 @@
 pub mod api;
 pub mod auth;
 pub mod error;
+pub mod faults;
 mod routes;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -27,6 +28,7 @@ use crate::scheduler::{GenEvent, GenerateRequest, SchedulerHandle, SubmitError};
 use crate::tokenizer::TextTokenizer;
 use auth::ApiKey;
 use error::ApiError;
+use faults::{FaultPlan, Faults};
 
 /// What the HTTP layer needs from the engine: accept a tokenized request and stream its events. The
 /// scheduler ([`SchedulerHandle`]) is the real one; the HTTP layer's own tests use a scripted fake, so
@@ -145,6 +147,8 @@ pub struct AppState {
     pub metrics: Metrics,
     /// The name `/v1/models` reports.
     pub model_id: Arc<str>,
+    /// Test-only faults in answers ([`faults`]); off unless [`AppState::with_faults`] was called.
+    faults: Arc<Faults>,
     next_id: Arc<AtomicU64>,
 }
 
@@ -156,10 +160,17 @@ impl AppState {
             engine_set: Arc::new(Notify::new()),
             api_key: None,
             lifecycle: Arc::new(Lifecycle::default()),
-            metrics,
             model_id: model_id.into(),
+            faults: Arc::new(Faults::off(metrics.clone())),
+            metrics,
             next_id: Arc::new(AtomicU64::new(1)),
         }
+    }
+
+    /// The same state with test-only faults injected into answers as `plan` says.
+    pub fn with_faults(mut self, plan: FaultPlan) -> Self {
+        self.faults = Arc::new(Faults::new(plan, self.metrics.clone()));
+        self
     }
 
     /// The same state with API key `key` required on the API and `/metrics`.

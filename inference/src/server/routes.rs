@@ -155,7 +155,8 @@ async fn generate(
     let engine = s.engine.get().ok_or(ApiError::NotReady)?;
     let mut req = params.to_request(ids, engine.default_max_tokens)?;
     req.cache_scope = cache_scope;
-    let rx = engine.handle.submit(req)?;
+    s.faults.fail_before_answer()?;
+    let rx = s.faults.shape(engine.handle.submit(req)?);
     let id = s.request_id(if kind == Kind::Chat {
         "chatcmpl"
     } else {

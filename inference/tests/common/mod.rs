@@ -33,6 +33,7 @@ pub fn serve_args(model: &Path) -> ServeArgs {
         default_max_tokens: 16,
         drain_timeout: Duration::from_secs(5),
         api_key_file: None,
+        faults: Default::default(),
     }
 }
 
