@@ -16,7 +16,39 @@
 
 pub mod analysis;
 
-use analysis::{Breach, Verdict};
+use analysis::{Breach, Relative, Thresholds, Verdict};
+use anshin_crds::inference_endpoint::{Analysis, Rollout};
+
+/// The plan a rollout spec describes.
+pub fn plan(rollout: &Rollout) -> Plan {
+    Plan {
+        steps: rollout
+            .steps
+            .iter()
+            .map(|s| Step {
+                weight: s.weight,
+                pause_seconds: i64::from(s.pause_seconds),
+            })
+            .collect(),
+        failure_limit: u32::try_from(rollout.failure_limit).unwrap_or(1).max(1),
+        progress_deadline_seconds: i64::from(rollout.progress_deadline_seconds),
+    }
+}
+
+/// The thresholds an analysis spec sets.
+pub fn thresholds(a: &Analysis) -> Thresholds {
+    Thresholds {
+        max_error_rate: a.max_error_rate,
+        max_p95_latency_ms: a.max_p95_latency_ms as f64,
+        max_ttft_p95_ms: a.max_ttft_p95_ms.map(|v| v as f64),
+        max_output_leak_rate: a.max_output_leak_rate,
+        min_requests: u64::try_from(a.min_requests).unwrap_or(0),
+        relative: a.relative.as_ref().map(|r| Relative {
+            max_error_rate_increase: r.max_error_rate_increase,
+            max_p95_latency_ratio: r.max_p95_latency_ratio,
+        }),
+    }
+}
 
 /// One step of the plan.
 #[derive(Debug, Clone, Copy, PartialEq)]

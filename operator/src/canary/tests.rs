@@ -216,3 +216,39 @@ fn the_same_input_gives_the_same_decision() {
         assert_eq!(decide(&p, &state, &obs), decide(&p, &state, &obs));
     }
 }
+
+#[test]
+fn the_plan_and_thresholds_come_from_the_spec() {
+    let rollout: anshin_crds::inference_endpoint::Rollout = serde_json::from_value(serde_json::json!({
+        "strategy": "Canary", "steps": [{"weight": 10, "pauseSeconds": 30}, {"weight": 50}],
+        "failureLimit": 2, "progressDeadlineSeconds": 120,
+        "analysis": {"maxErrorRate": 0.05, "maxP95LatencyMs": 800, "minRequests": 20,
+                     "maxOutputLeakRate": 0.0, "relative": {"maxErrorRateIncrease": 0.02, "maxP95LatencyRatio": 1.5}}
+    }))
+    .expect("rollout");
+    let p = super::plan(&rollout);
+    assert_eq!(
+        p.steps,
+        [
+            Step {
+                weight: 10,
+                pause_seconds: 30
+            },
+            Step {
+                weight: 50,
+                pause_seconds: 60
+            }
+        ]
+    );
+    assert_eq!((p.failure_limit, p.progress_deadline_seconds), (2, 120));
+    let t = thresholds(&rollout.analysis);
+    assert_eq!(
+        (t.max_error_rate, t.max_p95_latency_ms, t.min_requests),
+        (0.05, 800.0, 20)
+    );
+    assert_eq!(
+        (t.max_ttft_p95_ms, t.max_output_leak_rate),
+        (None, Some(0.0))
+    );
+    assert!(t.relative.is_some_and(|r| r.max_p95_latency_ratio == 1.5));
+}
