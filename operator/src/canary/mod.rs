@@ -15,6 +15,7 @@
 //! Same inputs, same decision: the caller hands over each completed window once.
 
 pub mod analysis;
+pub mod window;
 
 use analysis::{Breach, Relative, Thresholds, Verdict};
 use anshin_crds::inference_endpoint::{Analysis, Rollout};
