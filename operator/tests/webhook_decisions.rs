@@ -155,6 +155,6 @@ fn an_existing_host_path_version_stays_editable_when_the_prefixes_change() {
 fn self_signed_certificates_load_into_rustls() {
     let certs = self_signed(&["127.0.0.1".into()]).expect("certs");
     assert!(certs.ca_pem.contains("BEGIN CERTIFICATE") && certs.key_pem.contains("PRIVATE KEY"));
-    anshin_operator::tls::server_config(&certs.cert_pem, &certs.key_pem)
+    anshin_operator::webhook::tls::server_config(&certs.cert_pem, &certs.key_pem)
         .expect("rustls accepts them");
 }

@@ -5,6 +5,9 @@
 //! left alone, a stale own one replaced) → create what is missing → `verify::outcome` /
 //! `verify::status` (pure) → write status only when it changed.
 
+pub mod ownership;
+pub mod verify;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,24 +25,24 @@ use kube::{Client, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::context::{Context, apply_status, delete_if_exists};
-use crate::error::Result;
+use self::ownership::Found;
+use self::verify::Outcome;
 use crate::names;
-use crate::ownership::{self, Found};
-use crate::verify::{self, Outcome};
+use crate::reconcile::context::{Context, apply_status, delete_if_exists};
+use crate::reconcile::error::Result;
 
 const CONTROLLER: &str = "modelversion";
 /// A foreign object is not watched (nothing links it to the version): look again this often.
 const FOREIGN_RECHECK: Duration = Duration::from_secs(15);
 
 /// Runs the controller until `shutdown` resolves.
-pub async fn run(client: Client, ctx: Arc<Context>, shutdown: super::Shutdown) {
+pub async fn run(client: Client, ctx: Arc<Context>, shutdown: crate::reconcile::Shutdown) {
     let controller = Controller::new(
         Api::<ModelVersion>::all(client.clone()),
         watcher::Config::default(),
     )
     .owns(Api::<Job>::all(client), watcher::Config::default());
-    super::drive(controller, CONTROLLER, reconcile, ctx, shutdown).await;
+    crate::reconcile::drive(controller, CONTROLLER, reconcile, ctx, shutdown).await;
 }
 
 async fn reconcile(mv: Arc<ModelVersion>, ctx: Arc<Context>) -> Result<Action> {

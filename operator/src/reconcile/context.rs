@@ -13,10 +13,10 @@ use kube::{Client, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::error::{Error, Result};
 use crate::metrics::Metrics;
 use crate::names::FIELD_MANAGER;
 use crate::policy::HostPathPolicy;
+use crate::reconcile::error::{Error, Result};
 
 /// Operator settings.
 #[derive(Clone, Debug)]
@@ -26,7 +26,7 @@ pub struct Settings {
     /// Node directories `file://` artifacts may use.
     pub host_paths: HostPathPolicy,
     /// Who may call the model servers (the NetworkPolicy of every endpoint).
-    pub network: crate::backend_access::NetworkSettings,
+    pub network: crate::endpoint::backend_access::NetworkSettings,
 }
 
 /// Shared state of the controllers.

@@ -4,6 +4,8 @@
 //! (`spec.residency` is enforced by the gateway when it forwards to peer regions.)
 //! Keys are never logged; only fingerprints reach status and Events.
 
+pub mod keys;
+
 use std::sync::Arc;
 
 use anshin_crds::Tenant;
@@ -16,14 +18,14 @@ use kube::runtime::events::EventType;
 use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 
-use crate::context::{Context, apply_status, delete_if_exists};
-use crate::error::{Error, Result};
-use crate::{keys, names};
+use crate::names;
+use crate::reconcile::context::{Context, apply_status, delete_if_exists};
+use crate::reconcile::error::{Error, Result};
 
 const CONTROLLER: &str = "tenant";
 
 /// Runs the controller until `shutdown` resolves.
-pub async fn run(client: Client, ctx: Arc<Context>, shutdown: super::Shutdown) {
+pub async fn run(client: Client, ctx: Arc<Context>, shutdown: crate::reconcile::Shutdown) {
     let controller = Controller::new(
         Api::<Tenant>::all(client.clone()),
         watcher::Config::default(),
@@ -32,7 +34,7 @@ pub async fn run(client: Client, ctx: Arc<Context>, shutdown: super::Shutdown) {
         Api::<Secret>::all(client),
         watcher::Config::default().labels(names::LABEL_TENANT),
     );
-    super::drive(controller, CONTROLLER, reconcile, ctx, shutdown).await;
+    crate::reconcile::drive(controller, CONTROLLER, reconcile, ctx, shutdown).await;
 }
 
 async fn reconcile(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<Action> {

@@ -9,6 +9,8 @@
 //! [`self_signed`] makes a CA and a serving certificate for development clusters, and
 //! [`configuration`] registers it with that CA.
 
+pub mod tls;
+
 use std::sync::Arc;
 
 use axum::extract::State;
@@ -243,10 +245,8 @@ pub async fn start(client: Client, settings: &Settings) -> anyhow::Result<()> {
         }
     };
     let tcp = tokio::net::TcpListener::bind(settings.listen).await?;
-    let listener = crate::tls::TlsListener::new(
-        tcp,
-        crate::tls::server_config(&certs.cert_pem, &certs.key_pem)?,
-    )?;
+    let listener =
+        tls::TlsListener::new(tcp, tls::server_config(&certs.cert_pem, &certs.key_pem)?)?;
     tracing::info!(addr = %settings.listen, url = %settings.url, "serving the validating webhook");
     let app = router(client.clone(), settings.host_paths.clone());
     tokio::spawn(async move {

@@ -4,7 +4,7 @@
 //! loaded and a warm-up generation ran), liveness on `/healthz`, a preStop pause so the gateway stops
 //! routing to a pod before it gets SIGTERM, and a grace period longer than the server's drain timeout.
 //! Every pod mounts its endpoint's backend key and needs it on every API route
-//! ([`crate::backend_access`]).
+//! ([`crate::endpoint::backend_access`]).
 
 use std::collections::BTreeMap;
 
@@ -24,8 +24,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::{Resource, ResourceExt};
 
-use crate::verify::{self, SourceError, restricted_container, restricted_pod};
-use crate::{backend_access, names};
+use super::backend_access;
+use crate::model_version::verify::{self, SourceError, restricted_container, restricted_pod};
+use crate::names;
 
 /// Port the model server listens on in every pod.
 pub const SERVER_PORT: i32 = 8000;

@@ -21,7 +21,7 @@ use anshin_crds::inference_endpoint::{
 use anshin_crds::model_version::ModelVersionPhase;
 use jiff::{SignedDuration, Timestamp};
 
-use crate::workload::{SERVER_PORT, endpoint_selector, version_selector};
+use super::workload::{SERVER_PORT, endpoint_selector, version_selector};
 
 /// Condition: the target ModelVersion exists and may be served.
 pub const MODEL_VERSION_RESOLVED: &str = "ModelVersionResolved";

@@ -2,9 +2,13 @@
 //! status, and blue/green version changes.
 //!
 //! read (endpoint, target and served ModelVersions, the endpoint's Deployments) → `rollout::decide`
-//! (pure) → backend key Secret and NetworkPolicy ([`crate::backend_access`]) → apply
+//! (pure) → backend key Secret and NetworkPolicy ([`crate::endpoint::backend_access`]) → apply
 //! Deployments/Services of the versions to serve, delete the rest → status if changed. Fields the
 //! operator does not act on yet (autoscaling, canary) are named in the condition `NotActedOn`.
+
+pub mod backend_access;
+pub mod rollout;
+pub mod workload;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -24,15 +28,17 @@ use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
 
-use crate::context::{Context, apply, apply_status, delete_if_exists};
-use crate::error::{Error, Result};
-use crate::rollout::{self, Decision, Observed, Target, VersionPods};
-use crate::{backend_access, keys, names, not_acted_on, workload};
+use self::rollout::{Decision, Observed, Target, VersionPods};
+use crate::names;
+use crate::reconcile::context::{Context, apply, apply_status, delete_if_exists};
+use crate::reconcile::error::{Error, Result};
+use crate::reconcile::not_acted_on;
+use crate::tenant::keys;
 
 const CONTROLLER: &str = "inferenceendpoint";
 
 /// Runs the controller until `shutdown` resolves.
-pub async fn run(client: Client, ctx: Arc<Context>, shutdown: super::Shutdown) {
+pub async fn run(client: Client, ctx: Arc<Context>, shutdown: crate::reconcile::Shutdown) {
     let endpoints = Api::<InferenceEndpoint>::all(client.clone());
     let controller = Controller::new(endpoints, watcher::Config::default());
     let store = controller.store();
@@ -55,7 +61,7 @@ pub async fn run(client: Client, ctx: Arc<Context>, shutdown: super::Shutdown) {
                     .collect::<Vec<_>>()
             },
         );
-    super::drive(controller, CONTROLLER, reconcile, ctx, shutdown).await;
+    crate::reconcile::drive(controller, CONTROLLER, reconcile, ctx, shutdown).await;
 }
 
 fn target_of(mv: Option<&ModelVersion>) -> Target {
@@ -250,7 +256,7 @@ async fn report(
         &ie.namespace().unwrap_or_default(),
     );
     apply_status(&api, &ie.name_any(), new).await?;
-    super::warn_not_acted_on(ctx, ie, &old.conditions, &new.conditions).await;
+    crate::reconcile::warn_not_acted_on(ctx, ie, &old.conditions, &new.conditions).await;
     if new.canary_version != old.canary_version
         && let Some(c) = &new.canary_version
     {
