@@ -3,7 +3,8 @@
 mod support;
 
 use anshin_operator::policy::HostPathPolicy;
-use anshin_operator::webhook::{Reference, self_signed, validate};
+use anshin_operator::webhook::tls::self_signed;
+use anshin_operator::webhook::{Reference, validate};
 use serde_json::Value;
 
 fn load(path: &str) -> Vec<Value> {

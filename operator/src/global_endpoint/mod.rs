@@ -13,9 +13,10 @@ use kube::runtime::controller::{Action, Controller};
 use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 
-use crate::reconcile::context::{Context, apply_status};
+use crate::reconcile::apply::apply_status;
+use crate::reconcile::context::Context;
 use crate::reconcile::error::{Error, Result};
-use crate::reconcile::not_acted_on;
+use crate::reconcile::{events, not_acted_on};
 
 const CONTROLLER: &str = "globalendpoint";
 
@@ -45,8 +46,7 @@ async fn reconcile(ge: Arc<GlobalEndpoint>, ctx: Arc<Context>) -> Result<Action>
     if ge.status.as_ref() != Some(&status) {
         let api = Api::<GlobalEndpoint>::namespaced(ctx.client.clone(), &ns);
         apply_status(&api, &ge.name_any(), &status).await?;
-        crate::reconcile::warn_not_acted_on(&ctx, ge.as_ref(), &old.conditions, &status.conditions)
-            .await;
+        events::warn_not_acted_on(&ctx, ge.as_ref(), &old.conditions, &status.conditions).await;
     }
     Ok(Action::await_change())
 }

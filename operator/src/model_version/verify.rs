@@ -10,7 +10,7 @@
 
 use std::collections::BTreeMap;
 
-use anshin_crds::conditions::{Condition, ConditionStatus, set_condition};
+use anshin_crds::conditions::{Condition, ConditionStatus, find_condition, set_condition};
 use anshin_crds::model_version::{ModelVersion, ModelVersionPhase, ModelVersionStatus};
 use jiff::Timestamp;
 use k8s_openapi::api::batch::v1::{Job, JobSpec};
@@ -26,6 +26,7 @@ use crate::artifact::{ARTIFACT_MOUNT, source_of};
 pub use crate::artifact::{Source, SourceError, artifact_volume, parse_source};
 use crate::names;
 use crate::policy::HostPathPolicy;
+use crate::reconcile::events::EventSpec;
 
 /// Condition type set by verification.
 pub const ARTIFACT_VERIFIED: &str = "ArtifactVerified";
@@ -314,6 +315,23 @@ pub fn status(
     status
 }
 
+/// The Event for a status change from `old` to `new`: one when the phase or the verification reason
+/// changed — a Warning named by the reason when verification is False, else Normal named by the phase.
+pub fn event(old: Option<&ModelVersionStatus>, new: &ModelVersionStatus) -> Option<EventSpec> {
+    let verified =
+        |s: &ModelVersionStatus| find_condition(&s.conditions, ARTIFACT_VERIFIED).cloned();
+    let summary = |s: &ModelVersionStatus| (s.phase, verified(s).map(|c| c.reason));
+    if old.map(summary) == Some(summary(new)) {
+        return None;
+    }
+    let condition = verified(new)?;
+    Some(if condition.status == ConditionStatus::False {
+        EventSpec::warning(condition.reason, condition.message)
+    } else {
+        EventSpec::normal(format!("{:?}", new.phase), condition.message)
+    })
+}
+
 /// Whether verification is over for good (spec is immutable, so the result cannot change).
 pub fn is_final(mv: &ModelVersion) -> bool {
     mv.status.as_ref().is_some_and(|s| {
@@ -323,4 +341,60 @@ pub fn is_final(mv: &ModelVersion) -> bool {
                 ModelVersionPhase::Pending | ModelVersionPhase::Verifying
             )
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use kube::runtime::events::EventType;
+
+    use super::*;
+
+    fn status(
+        phase: ModelVersionPhase,
+        verified: ConditionStatus,
+        reason: &str,
+    ) -> ModelVersionStatus {
+        let mut s = ModelVersionStatus {
+            phase,
+            ..ModelVersionStatus::default()
+        };
+        let c = Condition::new(
+            ARTIFACT_VERIFIED,
+            verified,
+            reason,
+            format!("{reason} message"),
+            Some(1),
+            Timestamp::UNIX_EPOCH,
+        );
+        set_condition(&mut s.conditions, c);
+        s
+    }
+
+    #[test]
+    fn a_verdict_is_announced_once_normal_by_phase_or_warning_by_reason() {
+        let verifying = status(
+            ModelVersionPhase::Verifying,
+            ConditionStatus::Unknown,
+            "Verifying",
+        );
+        let first = event(None, &verifying).expect("first status");
+        assert_eq!(
+            (first.type_, first.reason.as_str()),
+            (EventType::Normal, "Verifying")
+        );
+        assert_eq!(event(Some(&verifying), &verifying), None, "unchanged");
+        let rejected = status(
+            ModelVersionPhase::Rejected,
+            ConditionStatus::False,
+            "DigestMismatch",
+        );
+        let e = event(Some(&verifying), &rejected).expect("verdict");
+        assert_eq!(
+            (e.type_, e.reason.as_str()),
+            (EventType::Warning, "DigestMismatch")
+        );
+        assert_eq!(e.note, "DigestMismatch message");
+        let no_condition = ModelVersionStatus::default();
+        assert_eq!(event(None, &no_condition), None, "nothing verified yet");
+    }
 }

@@ -1,73 +1,58 @@
-//! What every controller shares: [`drive`] runs a kind's reconcile function (counted, per-object
-//! backoff reset on success, errors through [`context::on_error`]), [`context`] holds the client,
-//! settings and metrics, [`error`] classifies failures, [`not_acted_on`] names the fields no
+//! What every controller shares, and the loop that runs each one.
+//!
+//! A kind's `run` builds its kube `Controller` (what it watches and owns) and hands it to [`drive`]
+//! with its reconcile function: every reconcile is counted, a success resets the object's backoff, and
+//! every error goes through one policy, [`on_error`] — an Event and a metric with a fixed label, then a
+//! retry with per-object exponential backoff ([`Backoff`]) or, for an invalid object, a wait for it to
+//! change. The reconcile functions read through [`context::Context`], write through [`apply`] and
+//! report through [`events`]; [`error`] classifies failures and [`not_acted_on`] names the fields no
 //! controller acts on yet.
 
+pub mod apply;
 pub mod context;
 pub mod error;
+pub mod events;
 pub mod not_acted_on;
 
-/// Publishes the `NotActedOn` Warning Event when a status write took `old` conditions to `new` ones
-/// and the condition appeared or changed its message — once, even if a later reconcile reads a stale
-/// copy of the object.
-pub async fn warn_not_acted_on<K>(
-    ctx: &crate::reconcile::context::Context,
-    obj: &K,
-    old: &[anshin_crds::Condition],
-    new: &[anshin_crds::Condition],
-) where
-    K: kube::Resource<DynamicType = ()>,
-{
-    use crate::reconcile::not_acted_on;
-    let uid = obj.meta().uid.clone().unwrap_or_default();
-    let standing = anshin_crds::conditions::find_condition(new, not_acted_on::CONDITION)
-        .map(|c| c.message.as_str());
-    let first = ctx.warnings.first(&uid, standing);
-    if let Some(note) = not_acted_on::warning(old, new).filter(|_| first) {
-        ctx.event(
-            obj,
-            kube::runtime::events::EventType::Warning,
-            not_acted_on::EVENT_REASON,
-            note,
-        )
-        .await;
-    }
-}
+use std::collections::HashMap;
+use std::fmt::Debug;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::{FutureExt, StreamExt};
+use kube::runtime::Controller;
+use kube::runtime::controller::Action;
+use kube::{Resource, ResourceExt};
+use serde::de::DeserializeOwned;
+
+use self::context::Context;
+use self::error::{Error, Result};
+use self::events::EventSpec;
 
 /// Resolves when the controllers must stop (SIGTERM or lost leadership); cloneable for each controller.
 pub type Shutdown = futures::future::Shared<futures::future::BoxFuture<'static, ()>>;
 
 /// Runs `controller` until `shutdown`: every reconcile is counted, a success resets the object's
-/// backoff, and errors go through [`crate::reconcile::context::on_error`] — the same for every kind.
+/// backoff, and errors go through [`on_error`] — the same for every kind.
 pub async fn drive<K, F, Fut>(
-    controller: kube::runtime::Controller<K>,
+    controller: Controller<K>,
     name: &'static str,
     mut reconcile: F,
-    ctx: std::sync::Arc<crate::reconcile::context::Context>,
+    ctx: Arc<Context>,
     shutdown: Shutdown,
 ) where
-    K: kube::Resource<DynamicType = ()>
-        + Clone
-        + std::fmt::Debug
-        + serde::de::DeserializeOwned
-        + Send
-        + Sync
-        + 'static,
-    F: FnMut(std::sync::Arc<K>, std::sync::Arc<crate::reconcile::context::Context>) -> Fut,
-    Fut: std::future::Future<
-            Output = crate::reconcile::error::Result<kube::runtime::controller::Action>,
-        > + Send
-        + 'static,
+    K: Resource<DynamicType = ()> + Clone + Debug + DeserializeOwned + Send + Sync + 'static,
+    F: FnMut(Arc<K>, Arc<Context>) -> Fut,
+    Fut: Future<Output = Result<Action>> + Send + 'static,
 {
-    use futures::{FutureExt, StreamExt};
-    let counted = move |obj: std::sync::Arc<K>,
-                        ctx: std::sync::Arc<crate::reconcile::context::Context>| {
+    let counted = move |obj: Arc<K>, ctx: Arc<Context>| {
         ctx.metrics.reconciles.with_label_values(&[name]).inc();
-        let uid = kube::ResourceExt::uid(obj.as_ref()).unwrap_or_default();
+        let uid = obj.uid().unwrap_or_default();
         let done = ctx.clone();
         reconcile(obj, ctx).map(move |result| {
             if result.is_ok() {
-                done.succeeded(&uid);
+                done.backoff.succeeded(&uid);
             }
             result
         })
@@ -76,9 +61,82 @@ pub async fn drive<K, F, Fut>(
         .graceful_shutdown_on(shutdown)
         .run(
             counted,
-            move |obj, err, ctx| crate::reconcile::context::on_error(name, obj, err, ctx),
+            move |obj, err, ctx| on_error(name, obj, err, ctx),
             ctx,
         )
         .for_each(|_| futures::future::ready(()))
         .await;
+}
+
+/// The error policy of every controller: an Event and a metric for each error; transient errors retry
+/// with per-object exponential backoff, invalid objects wait for a change.
+pub fn on_error<K>(controller: &'static str, obj: Arc<K>, err: &Error, ctx: Arc<Context>) -> Action
+where
+    K: Resource<DynamicType = ()> + Clone + Debug + Send + Sync + 'static,
+{
+    ctx.metrics
+        .errors
+        .with_label_values(&[controller, err.metric_label()])
+        .inc();
+    let uid = obj.uid().unwrap_or_default();
+    let retry = ctx.backoff.failed(&uid);
+    tracing::warn!(controller, object = %obj.name_any(), error = %err, retry_s = retry.as_secs(), "reconcile failed");
+    let event = EventSpec::warning("ReconcileError", err.to_string());
+    tokio::spawn(async move { events::publish(&ctx, obj.as_ref(), event).await });
+    if err.is_transient() {
+        Action::requeue(retry)
+    } else {
+        Action::await_change()
+    }
+}
+
+/// Consecutive failures per object (by UID); kube-runtime has no per-object backoff built in.
+#[derive(Default)]
+pub struct Backoff(Mutex<HashMap<String, u32>>);
+
+impl Backoff {
+    /// Forgets the failures of `uid` after a successful reconcile.
+    pub fn succeeded(&self, uid: &str) {
+        if let Ok(mut f) = self.0.lock() {
+            f.remove(uid);
+        }
+    }
+
+    /// Records a failure of `uid` and returns how long to wait: 2 s doubling up to 5 min.
+    pub fn failed(&self, uid: &str) -> Duration {
+        let n = self.0.lock().map(|mut f| {
+            let n = f.entry(uid.to_owned()).or_insert(0);
+            *n = n.saturating_add(1);
+            *n
+        });
+        backoff_delay(n.unwrap_or(1))
+    }
+}
+
+/// Wait after the `failures`-th consecutive failure: 2 s, 4 s, 8 s … capped at 5 min.
+pub fn backoff_delay(failures: u32) -> Duration {
+    let n = failures.clamp(1, 9);
+    Duration::from_secs((2u64 << (n - 1)).min(300))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_from_two_seconds_and_caps_at_five_minutes() {
+        let delays: Vec<u64> = (1..=10).map(|n| backoff_delay(n).as_secs()).collect();
+        assert_eq!(delays, [2, 4, 8, 16, 32, 64, 128, 256, 300, 300]);
+        assert_eq!(backoff_delay(u32::MAX).as_secs(), 300);
+    }
+
+    #[test]
+    fn backoff_counts_per_object_and_resets_on_success() {
+        let b = Backoff::default();
+        assert_eq!(b.failed("a").as_secs(), 2);
+        assert_eq!(b.failed("a").as_secs(), 4);
+        assert_eq!(b.failed("b").as_secs(), 2, "another object");
+        b.succeeded("a");
+        assert_eq!(b.failed("a").as_secs(), 2, "reset after a success");
+    }
 }

@@ -13,9 +13,10 @@ use kube::runtime::controller::{Action, Controller};
 use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 
-use crate::reconcile::context::{Context, apply_status};
+use crate::reconcile::apply::apply_status;
+use crate::reconcile::context::Context;
 use crate::reconcile::error::{Error, Result};
-use crate::reconcile::not_acted_on;
+use crate::reconcile::{events, not_acted_on};
 
 const CONTROLLER: &str = "trainingjob";
 
@@ -42,8 +43,7 @@ async fn reconcile(tj: Arc<TrainingJob>, ctx: Arc<Context>) -> Result<Action> {
     if tj.status.as_ref() != Some(&status) {
         let api = Api::<TrainingJob>::namespaced(ctx.client.clone(), &ns);
         apply_status(&api, &tj.name_any(), &status).await?;
-        crate::reconcile::warn_not_acted_on(&ctx, tj.as_ref(), &old.conditions, &status.conditions)
-            .await;
+        events::warn_not_acted_on(&ctx, tj.as_ref(), &old.conditions, &status.conditions).await;
     }
     Ok(Action::await_change())
 }
