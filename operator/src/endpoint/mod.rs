@@ -6,9 +6,10 @@
 //! operator does not act on yet: autoscaling, canary) → build and apply the backend key Secret and
 //! NetworkPolicy ([`backend_access`]) → build ([`workload`], pure) and apply the Deployments/Services
 //! of the versions to serve, delete the rest → status if changed, with the Events
-//! [`rollout::events`] derives from the old and new status.
+//! [`events::derive`] derives from the old and new status.
 
 pub mod backend_access;
+pub mod events;
 pub mod rollout;
 pub mod workload;
 
@@ -35,7 +36,8 @@ use crate::names;
 use crate::reconcile::apply::{apply, apply_status, delete_if_exists};
 use crate::reconcile::context::Context;
 use crate::reconcile::error::{Error, Result};
-use crate::reconcile::{events, not_acted_on};
+use crate::reconcile::events::{publish_all, warn_not_acted_on};
+use crate::reconcile::not_acted_on;
 use crate::tenant::keys;
 
 const CONTROLLER: &str = "inferenceendpoint";
@@ -293,12 +295,12 @@ async fn report(
         &ie.namespace().unwrap_or_default(),
     );
     apply_status(&api, &ie.name_any(), new).await?;
-    events::warn_not_acted_on(ctx, ie, &old.conditions, &new.conditions).await;
+    warn_not_acted_on(ctx, ie, &old.conditions, &new.conditions).await;
     if new.stable_version != old.stable_version
         && let Some(s) = &new.stable_version
     {
         tracing::info!(endpoint = %ie.name_any(), stable = %s, "traffic switched");
     }
-    events::publish_all(ctx, ie, rollout::events(old, new)).await;
+    publish_all(ctx, ie, events::derive(old, new)).await;
     Ok(())
 }

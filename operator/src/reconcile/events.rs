@@ -3,7 +3,7 @@
 //! ([`Warnings`]) that must be published once per process even when a reconcile reads a stale copy.
 //!
 //! Each kind derives its Events with a pure function of (old status, new status) next to its decision
-//! (`endpoint::rollout::events`, `model_version::verify::event`); the `NotActedOn` warning every kind
+//! (`endpoint::events::derive`, `model_version::verify::event`); the `NotActedOn` warning every kind
 //! shares is [`not_acted_on`].
 
 use std::collections::HashMap;
