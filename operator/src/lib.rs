@@ -21,6 +21,7 @@ pub mod global_endpoint;
 pub mod metrics;
 pub mod model_version;
 pub mod names;
+pub mod pods;
 pub mod policy;
 pub mod reconcile;
 pub mod runtime;

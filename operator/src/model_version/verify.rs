@@ -14,17 +14,15 @@ use anshin_crds::conditions::{Condition, ConditionStatus, find_condition, set_co
 use anshin_crds::model_version::{ModelVersion, ModelVersionPhase, ModelVersionStatus};
 use jiff::Timestamp;
 use k8s_openapi::api::batch::v1::{Job, JobSpec};
-use k8s_openapi::api::core::v1::{
-    ConfigMap, ConfigMapVolumeSource, Container, Pod, PodSecurityContext, PodSpec, PodTemplateSpec,
-    SecurityContext, Volume, VolumeMount,
-};
+use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod, PodSpec, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::{Resource, ResourceExt};
 use sha2::{Digest, Sha256};
 
-use crate::artifact::{ARTIFACT_MOUNT, source_of};
-pub use crate::artifact::{Source, SourceError, artifact_volume, parse_source};
+use crate::artifact::source_of;
+pub use crate::artifact::{Source, SourceError, parse_source};
 use crate::names;
+use crate::pods::{self, MANIFEST_FILE, restricted_container, restricted_pod};
 use crate::policy::HostPathPolicy;
 use crate::reconcile::events::EventSpec;
 
@@ -32,8 +30,6 @@ use crate::reconcile::events::EventSpec;
 pub const ARTIFACT_VERIFIED: &str = "ArtifactVerified";
 /// Condition (and Event) reason: an object under the verification name is not the version's own.
 pub const FOREIGN_OBJECT: &str = "ForeignVerificationObject";
-const MANIFEST_MOUNT: &str = "/manifest";
-const MANIFEST_FILE: &str = "manifest.json";
 
 /// The digest manifest (`[{path, sha256, size}]`) that `anshin-inference verify` reads.
 pub fn manifest_json(mv: &ModelVersion) -> String {
@@ -97,15 +93,8 @@ pub fn build(
         immutable: Some(true),
         ..ConfigMap::default()
     };
-    let (artifact, model_path) = artifact_volume(&source);
-    let manifest = Volume {
-        name: "manifest".into(),
-        config_map: Some(ConfigMapVolumeSource {
-            name: name.clone(),
-            ..ConfigMapVolumeSource::default()
-        }),
-        ..Volume::default()
-    };
+    let (artifact, model_path) = pods::artifact_volume(&source);
+    let manifest = pods::manifest_volume(&name);
     let container = Container {
         name: "verify".into(),
         image: Some(image.to_owned()),
@@ -114,22 +103,9 @@ pub fn build(
             "--model".into(),
             model_path,
             "--manifest".into(),
-            format!("{MANIFEST_MOUNT}/{MANIFEST_FILE}"),
+            pods::manifest_path(),
         ]),
-        volume_mounts: Some(vec![
-            VolumeMount {
-                name: "artifact".into(),
-                mount_path: ARTIFACT_MOUNT.into(),
-                read_only: Some(true),
-                ..VolumeMount::default()
-            },
-            VolumeMount {
-                name: "manifest".into(),
-                mount_path: MANIFEST_MOUNT.into(),
-                read_only: Some(true),
-                ..VolumeMount::default()
-            },
-        ]),
+        volume_mounts: Some(pods::model_mounts()),
         // The verifier prints the first mismatch; the kubelet copies it into the container status.
         termination_message_policy: Some("FallbackToLogsOnError".into()),
         security_context: Some(restricted_container()),
@@ -160,33 +136,6 @@ pub fn build(
         ..Job::default()
     };
     Ok((config_map, job))
-}
-
-/// Pod security context every Anshin workload runs with: non-root, RuntimeDefault seccomp.
-pub fn restricted_pod() -> PodSecurityContext {
-    PodSecurityContext {
-        run_as_non_root: Some(true),
-        run_as_user: Some(65532),
-        run_as_group: Some(65532),
-        seccomp_profile: Some(k8s_openapi::api::core::v1::SeccompProfile {
-            type_: "RuntimeDefault".into(),
-            ..Default::default()
-        }),
-        ..PodSecurityContext::default()
-    }
-}
-
-/// Container security context: no privilege escalation, read-only root, no capabilities.
-pub fn restricted_container() -> SecurityContext {
-    SecurityContext {
-        allow_privilege_escalation: Some(false),
-        read_only_root_filesystem: Some(true),
-        capabilities: Some(k8s_openapi::api::core::v1::Capabilities {
-            drop: Some(vec!["ALL".into()]),
-            ..Default::default()
-        }),
-        ..SecurityContext::default()
-    }
 }
 
 /// What the verification Job says.
