@@ -12,7 +12,8 @@
 //! apply helpers, events); [`runtime`] is the process (HTTP endpoints, start-up, leader election);
 //! [`webhook`] validates writes on every server version; [`policy`] holds what the admin allows (host
 //! paths for `file://` artifacts, a pinned verifier image); [`artifact`] says where a version's files
-//! are.
+//! are and [`pods`] holds the pod pieces every workload shares; [`signals`] reads metrics from
+//! outside the API server in tasks of its own, for reconcilers to read the latest values.
 
 pub mod artifact;
 pub mod canary;
@@ -25,6 +26,7 @@ pub mod pods;
 pub mod policy;
 pub mod reconcile;
 pub mod runtime;
+pub mod signals;
 pub mod tenant;
 pub mod training_job;
 pub mod webhook;
