@@ -24,11 +24,9 @@ use kube::{Resource, ResourceExt};
 use super::backend_access;
 use crate::artifact::{SourceError, parse_source};
 use crate::model_version::verify;
-use crate::names;
+use crate::names::{self, SERVER_PORT};
 use crate::pods::{self, field_env, http_probe, restricted_container, restricted_pod};
 
-/// Port the model server listens on in every pod.
-pub const SERVER_PORT: i32 = 8000;
 /// Seconds a terminating pod keeps serving before SIGTERM, so the gateway sees it unready first.
 pub const PRE_STOP_SECONDS: i32 = 5;
 

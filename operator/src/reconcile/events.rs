@@ -1,13 +1,11 @@
 //! Events on the objects: what to say ([`EventSpec`], derived by each kind from its old and new
-//! status), publishing it ([`publish`]; a failure is logged, never fatal), and the standing warnings
-//! ([`Warnings`]) that must be published once per process even when a reconcile reads a stale copy.
+//! status), and publishing it ([`publish`]; a failure is logged, never fatal). A standing warning is
+//! published once per process even when a reconcile reads a stale copy of its object
+//! ([`super::context::Warnings`]).
 //!
 //! Each kind derives its Events with a pure function of (old status, new status) next to its decision
 //! (`endpoint::events::derive`, `model_version::verify::event`); the `NotActedOn` warning every kind
 //! shares is [`not_acted_on`].
-
-use std::collections::HashMap;
-use std::sync::Mutex;
 
 use anshin_crds::Condition;
 use anshin_crds::conditions::find_condition;
@@ -96,46 +94,9 @@ where
     }
 }
 
-/// The warning each object (by UID) has standing, as last published by this process.
-#[derive(Default)]
-pub struct Warnings(Mutex<HashMap<String, String>>);
-
-impl Warnings {
-    /// Records that `note` is the standing warning of `uid` (`None`: it has none any more) and says
-    /// whether it is new to this process: a reconcile that reads a stale copy of its object must not
-    /// publish the same warning twice.
-    pub fn first(&self, uid: &str, note: Option<&str>) -> bool {
-        let Ok(mut warned) = self.0.lock() else {
-            return true;
-        };
-        match note {
-            None => {
-                warned.remove(uid);
-                false
-            }
-            Some(n) if warned.get(uid).map(String::as_str) == Some(n) => false,
-            Some(n) => {
-                warned.insert(uid.to_owned(), n.to_owned());
-                true
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_standing_warning_is_new_once_until_it_changes_or_goes() {
-        let w = Warnings::default();
-        assert!(w.first("uid-1", Some("a")));
-        assert!(!w.first("uid-1", Some("a")), "same note again: not new");
-        assert!(w.first("uid-2", Some("a")), "another object");
-        assert!(w.first("uid-1", Some("b")), "changed note");
-        assert!(!w.first("uid-1", None));
-        assert!(w.first("uid-1", Some("b")), "gone, then back: new again");
-    }
 
     #[test]
     fn not_acted_on_is_a_warning_named_by_the_event_reason() {

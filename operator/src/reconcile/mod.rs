@@ -3,7 +3,7 @@
 //! A kind's `run` builds its kube `Controller` (what it watches and owns) and hands it to [`drive`]
 //! with its reconcile function: every reconcile is counted, a success resets the object's backoff, and
 //! every error goes through one policy, [`on_error`] — an Event and a metric with a fixed label, then a
-//! retry with per-object exponential backoff ([`Backoff`]) or, for an invalid object, a wait for it to
+//! retry with per-object exponential backoff ([`context::Backoff`]) or, for an invalid object, a wait for it to
 //! change. The reconcile functions read through [`context::Context`], write through [`apply`] and
 //! report through [`events`]; [`error`] classifies failures and [`not_acted_on`] names the fields no
 //! controller acts on yet.
@@ -14,11 +14,9 @@ pub mod error;
 pub mod events;
 pub mod not_acted_on;
 
-use std::collections::HashMap;
 use std::fmt::Debug;
 use std::future::Future;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::Arc;
 
 use futures::{FutureExt, StreamExt};
 use kube::runtime::Controller;
@@ -87,56 +85,5 @@ where
         Action::requeue(retry)
     } else {
         Action::await_change()
-    }
-}
-
-/// Consecutive failures per object (by UID); kube-runtime has no per-object backoff built in.
-#[derive(Default)]
-pub struct Backoff(Mutex<HashMap<String, u32>>);
-
-impl Backoff {
-    /// Forgets the failures of `uid` after a successful reconcile.
-    pub fn succeeded(&self, uid: &str) {
-        if let Ok(mut f) = self.0.lock() {
-            f.remove(uid);
-        }
-    }
-
-    /// Records a failure of `uid` and returns how long to wait: 2 s doubling up to 5 min.
-    pub fn failed(&self, uid: &str) -> Duration {
-        let n = self.0.lock().map(|mut f| {
-            let n = f.entry(uid.to_owned()).or_insert(0);
-            *n = n.saturating_add(1);
-            *n
-        });
-        backoff_delay(n.unwrap_or(1))
-    }
-}
-
-/// Wait after the `failures`-th consecutive failure: 2 s, 4 s, 8 s … capped at 5 min.
-pub fn backoff_delay(failures: u32) -> Duration {
-    let n = failures.clamp(1, 9);
-    Duration::from_secs((2u64 << (n - 1)).min(300))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_doubles_from_two_seconds_and_caps_at_five_minutes() {
-        let delays: Vec<u64> = (1..=10).map(|n| backoff_delay(n).as_secs()).collect();
-        assert_eq!(delays, [2, 4, 8, 16, 32, 64, 128, 256, 300, 300]);
-        assert_eq!(backoff_delay(u32::MAX).as_secs(), 300);
-    }
-
-    #[test]
-    fn backoff_counts_per_object_and_resets_on_success() {
-        let b = Backoff::default();
-        assert_eq!(b.failed("a").as_secs(), 2);
-        assert_eq!(b.failed("a").as_secs(), 4);
-        assert_eq!(b.failed("b").as_secs(), 2, "another object");
-        b.succeeded("a");
-        assert_eq!(b.failed("a").as_secs(), 2, "reset after a success");
     }
 }
