@@ -16,7 +16,6 @@
 //! outside the API server in tasks of its own, for reconcilers to read the latest values.
 
 pub mod artifact;
-pub mod canary;
 pub mod endpoint;
 pub mod global_endpoint;
 pub mod metrics;

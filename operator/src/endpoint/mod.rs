@@ -9,6 +9,7 @@
 //! [`events::derive`] derives from the old and new status.
 
 pub mod backend_access;
+pub mod canary;
 pub mod events;
 pub mod rollout;
 pub mod workload;
