@@ -2,16 +2,12 @@
 //!
 //! `parse_source` reads `spec.artifact.uri` (pvc:// or file:///; other schemes are reported as not
 //! supported yet; `.`/`..` path segments are refused) → `admit` checks a `file://` directory against
-//! the admin's [`HostPathPolicy`] → `artifact_volume` turns the source into the pod volume that the
-//! verification Job and the serving pods mount.
+//! the admin's [`HostPathPolicy`] → [`crate::pods::artifact_volume`] turns the source into the pod
+//! volume that the verification Job and the serving pods mount.
 
 use anshin_crds::model_version::ModelVersion;
-use k8s_openapi::api::core::v1::{HostPathVolumeSource, PersistentVolumeClaimVolumeSource, Volume};
 
 use crate::policy::HostPathPolicy;
-
-/// Where the artifact is mounted in every container that reads it.
-pub const ARTIFACT_MOUNT: &str = "/artifact";
 
 /// Where an artifact's files are.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -113,33 +109,4 @@ pub fn admit(source: Source, host_paths: &HostPathPolicy) -> Result<Source, Sour
 /// The source of `mv`, parsed and admitted.
 pub fn source_of(mv: &ModelVersion, host_paths: &HostPathPolicy) -> Result<Source, SourceError> {
     admit(parse_source(&mv.spec.artifact.uri)?, host_paths)
-}
-
-/// The volume holding the artifact, and the model path inside the container.
-pub fn artifact_volume(source: &Source) -> (Volume, String) {
-    let mut volume = Volume {
-        name: "artifact".into(),
-        ..Volume::default()
-    };
-    let model_path = match source {
-        Source::Pvc { claim, path } => {
-            volume.persistent_volume_claim = Some(PersistentVolumeClaimVolumeSource {
-                claim_name: claim.clone(),
-                read_only: Some(true),
-            });
-            if path.is_empty() {
-                ARTIFACT_MOUNT.to_owned()
-            } else {
-                format!("{ARTIFACT_MOUNT}/{path}")
-            }
-        }
-        Source::HostPath { path } => {
-            volume.host_path = Some(HostPathVolumeSource {
-                path: path.clone(),
-                type_: Some("Directory".into()),
-            });
-            ARTIFACT_MOUNT.to_owned()
-        }
-    };
-    (volume, model_path)
 }

@@ -1,31 +1,31 @@
 //! Anshin's Kubernetes operator.
 //!
-//! Each controller (`controllers/`) reads its object and what it refers to, calls a pure function —
-//! [`verify`] and [`ownership`] for ModelVersions, [`rollout::decide`] and [`workload`] for
-//! InferenceEndpoints, [`keys`] for Tenants — then applies the result with server-side apply under one field manager
-//! ([`names::FIELD_MANAGER`]) and writes status only when it changed. [`runtime`] wires start-up
-//! (CRDs established, optional APIs detected), [`leader`] election and the HTTP endpoints; [`policy`]
-//! holds what the admin allows (host paths for `file://` artifacts, a pinned verifier image).
-//! [`not_acted_on`] names the fields (and kinds) the API accepts but no controller acts on yet; every
-//! controller reports them as the condition `NotActedOn`.
+//! One folder per kind, each a pipeline read top to bottom: observe (read the object and what it
+//! refers to) → validate → decide (pure) → build (pure) → apply (server-side apply under one field
+//! manager, [`names::FIELD_MANAGER`]) → status, written only when it changed, and Events derived from
+//! the old and new status. [`model_version`] verifies artifacts ([`model_version::verify`],
+//! [`model_version::ownership`]); [`endpoint`] serves them ([`endpoint::rollout::decide`],
+//! [`endpoint::workload`]); [`tenant`] mints keys ([`tenant::keys`]); [`training_job`] and
+//! [`global_endpoint`] only report that nothing acts on them yet ([`reconcile::not_acted_on`]).
+//!
+//! What every controller shares lives in [`reconcile`] (drive, error policy and backoff, context,
+//! apply helpers, events); [`runtime`] is the process (HTTP endpoints, start-up, leader election);
+//! [`webhook`] validates writes on every server version; [`policy`] holds what the admin allows (host
+//! paths for `file://` artifacts, a pinned verifier image); [`artifact`] says where a version's files
+//! are and [`pods`] holds the pod pieces every workload shares; [`signals`] reads metrics from
+//! outside the API server in tasks of its own, for reconcilers to read the latest values.
 
 pub mod artifact;
-pub mod backend_access;
-pub mod canary;
-pub mod context;
-pub mod controllers;
-pub mod error;
-pub mod keys;
-pub mod leader;
+pub mod endpoint;
+pub mod global_endpoint;
 pub mod metrics;
+pub mod model_version;
 pub mod names;
-pub mod not_acted_on;
-pub mod ownership;
+pub mod pods;
 pub mod policy;
-pub mod rollout;
+pub mod reconcile;
 pub mod runtime;
-pub mod startup;
-pub mod tls;
-pub mod verify;
+pub mod signals;
+pub mod tenant;
+pub mod training_job;
 pub mod webhook;
-pub mod workload;

@@ -80,7 +80,7 @@ async fn main() -> anyhow::Result<()> {
         listen: args.listen,
         verifier_image: args.verifier_image,
         host_paths: host_paths.clone(),
-        network: anshin_operator::backend_access::NetworkSettings {
+        network: anshin_operator::endpoint::backend_access::NetworkSettings {
             gateway_namespace: args
                 .gateway_namespace
                 .unwrap_or_else(|| args.lease_namespace.clone()),

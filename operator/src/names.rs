@@ -1,4 +1,4 @@
-//! Names of the objects the operator creates. Labels and the names the gateway also looks up (key
+//! Names of the objects the operator creates, and the model server's port. Labels and the names the gateway also looks up (key
 //! Secrets) come from the shared contract in [`anshin_crds::labels`], re-exported here.
 
 use sha2::{Digest, Sha256};
@@ -10,6 +10,9 @@ pub use anshin_crds::labels::{
 
 /// The one field manager of every server-side apply the operator makes.
 pub const FIELD_MANAGER: &str = "anshin-operator";
+
+/// Port the model server listens on in every pod.
+pub const SERVER_PORT: i32 = 8000;
 
 const MAX_NAME: usize = anshin_crds::labels::MAX_LABEL;
 

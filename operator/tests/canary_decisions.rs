@@ -4,8 +4,8 @@
 
 mod support;
 
-use anshin_operator::canary::analysis::{Breach, Inconclusive, Verdict};
-use anshin_operator::canary::{
+use anshin_operator::endpoint::canary::analysis::{Breach, Inconclusive, Verdict};
+use anshin_operator::endpoint::canary::{
     AbortReason, Command, Decision, Observed, Phase, Plan, State, Step, decide,
 };
 use serde_json::Value;

@@ -23,7 +23,7 @@ use anshin_crds::ModelVersion;
 use anshin_crds::model_version::ModelVersionPhase;
 use anshin_e2e::control_plane::Component;
 use anshin_e2e::fixture::{ClusterOp, TestCluster, eventually, shared};
-use anshin_operator::startup;
+use anshin_operator::runtime::startup;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams};
 use serde_json::json;

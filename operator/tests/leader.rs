@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use anshin_crds::Tenant;
 use anshin_e2e::fixture::{eventually, shared};
 use anshin_e2e::process::ManagedProcess;
-use anshin_operator::startup;
+use anshin_operator::runtime::startup;
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::api::{Api, PostParams};
 use serde_json::json;

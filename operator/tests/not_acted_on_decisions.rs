@@ -4,7 +4,7 @@
 mod support;
 
 use anshin_crds::{GlobalEndpoint, InferenceEndpoint, TrainingJob};
-use anshin_operator::not_acted_on::{
+use anshin_operator::reconcile::not_acted_on::{
     self, ANALYSIS, AUTOSCALING, CANARY, FAILURE_LIMIT, GLOBAL_ENDPOINT, PROGRESS_DEADLINE,
     ROLLBACK, STEPS, TRAINING_JOB,
 };

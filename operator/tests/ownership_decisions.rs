@@ -5,9 +5,9 @@ mod support;
 
 use anshin_crds::ModelVersion;
 use anshin_crds::model_version::ModelVersionPhase;
-use anshin_operator::ownership::{self, Found};
+use anshin_operator::model_version::ownership::{self, Found};
+use anshin_operator::model_version::verify::{self, Outcome};
 use anshin_operator::policy::HostPathPolicy;
-use anshin_operator::verify::{self, Outcome};
 use jiff::Timestamp;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod};

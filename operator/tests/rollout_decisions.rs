@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use anshin_crds::InferenceEndpoint;
 use anshin_crds::inference_endpoint::EndpointPhase;
-use anshin_operator::rollout::{self, Decision, Observed, Target, VersionPods};
+use anshin_operator::endpoint::rollout::{self, Decision, Observed, Target, VersionPods};
 use jiff::{SignedDuration, Timestamp};
 use support::fixture;
 

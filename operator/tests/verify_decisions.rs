@@ -4,8 +4,8 @@ mod support;
 
 use anshin_crds::ModelVersion;
 use anshin_crds::model_version::ModelVersionPhase;
+use anshin_operator::model_version::verify::{self, Outcome, Source, SourceError};
 use anshin_operator::policy::HostPathPolicy;
-use anshin_operator::verify::{self, Outcome, Source, SourceError};
 use jiff::Timestamp;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;

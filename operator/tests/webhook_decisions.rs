@@ -3,7 +3,8 @@
 mod support;
 
 use anshin_operator::policy::HostPathPolicy;
-use anshin_operator::webhook::{Reference, self_signed, validate};
+use anshin_operator::webhook::tls::self_signed;
+use anshin_operator::webhook::{Reference, validate};
 use serde_json::Value;
 
 fn load(path: &str) -> Vec<Value> {
@@ -155,6 +156,6 @@ fn an_existing_host_path_version_stays_editable_when_the_prefixes_change() {
 fn self_signed_certificates_load_into_rustls() {
     let certs = self_signed(&["127.0.0.1".into()]).expect("certs");
     assert!(certs.ca_pem.contains("BEGIN CERTIFICATE") && certs.key_pem.contains("PRIVATE KEY"));
-    anshin_operator::tls::server_config(&certs.cert_pem, &certs.key_pem)
+    anshin_operator::webhook::tls::server_config(&certs.cert_pem, &certs.key_pem)
         .expect("rustls accepts them");
 }

@@ -5,10 +5,11 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use anshin_e2e::fixture::{TestCluster, shared};
-use anshin_operator::context::{Context, Settings};
 use anshin_operator::metrics::Metrics;
 use anshin_operator::policy::{DEFAULT_VERIFIER_IMAGE, HostPathPolicy};
-use anshin_operator::{runtime, startup, webhook};
+use anshin_operator::reconcile::context::{Context, Settings};
+use anshin_operator::runtime::{self, startup};
+use anshin_operator::webhook;
 use futures::FutureExt;
 
 use super::free_port;
@@ -58,7 +59,7 @@ fn start(cluster: &'static TestCluster) {
             let settings = Settings {
                 verifier_image: DEFAULT_VERIFIER_IMAGE.into(),
                 host_paths,
-                network: anshin_operator::backend_access::NetworkSettings {
+                network: anshin_operator::endpoint::backend_access::NetworkSettings {
                     gateway_namespace: "anshin-system".into(),
                     gateway_labels: [("app.kubernetes.io/name".into(), "anshin-gateway".into())]
                         .into(),

@@ -10,29 +10,26 @@
 
 use std::collections::BTreeMap;
 
-use anshin_crds::conditions::{Condition, ConditionStatus, set_condition};
+use anshin_crds::conditions::{Condition, ConditionStatus, find_condition, set_condition};
 use anshin_crds::model_version::{ModelVersion, ModelVersionPhase, ModelVersionStatus};
 use jiff::Timestamp;
 use k8s_openapi::api::batch::v1::{Job, JobSpec};
-use k8s_openapi::api::core::v1::{
-    ConfigMap, ConfigMapVolumeSource, Container, Pod, PodSecurityContext, PodSpec, PodTemplateSpec,
-    SecurityContext, Volume, VolumeMount,
-};
+use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod, PodSpec, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::{Resource, ResourceExt};
 use sha2::{Digest, Sha256};
 
-use crate::artifact::{ARTIFACT_MOUNT, source_of};
-pub use crate::artifact::{Source, SourceError, artifact_volume, parse_source};
+use crate::artifact::source_of;
+pub use crate::artifact::{Source, SourceError, parse_source};
 use crate::names;
+use crate::pods::{self, MANIFEST_FILE, restricted_container, restricted_pod};
 use crate::policy::HostPathPolicy;
+use crate::reconcile::events::EventSpec;
 
 /// Condition type set by verification.
 pub const ARTIFACT_VERIFIED: &str = "ArtifactVerified";
 /// Condition (and Event) reason: an object under the verification name is not the version's own.
 pub const FOREIGN_OBJECT: &str = "ForeignVerificationObject";
-const MANIFEST_MOUNT: &str = "/manifest";
-const MANIFEST_FILE: &str = "manifest.json";
 
 /// The digest manifest (`[{path, sha256, size}]`) that `anshin-inference verify` reads.
 pub fn manifest_json(mv: &ModelVersion) -> String {
@@ -96,15 +93,8 @@ pub fn build(
         immutable: Some(true),
         ..ConfigMap::default()
     };
-    let (artifact, model_path) = artifact_volume(&source);
-    let manifest = Volume {
-        name: "manifest".into(),
-        config_map: Some(ConfigMapVolumeSource {
-            name: name.clone(),
-            ..ConfigMapVolumeSource::default()
-        }),
-        ..Volume::default()
-    };
+    let (artifact, model_path) = pods::artifact_volume(&source);
+    let manifest = pods::manifest_volume(&name);
     let container = Container {
         name: "verify".into(),
         image: Some(image.to_owned()),
@@ -113,22 +103,9 @@ pub fn build(
             "--model".into(),
             model_path,
             "--manifest".into(),
-            format!("{MANIFEST_MOUNT}/{MANIFEST_FILE}"),
+            pods::manifest_path(),
         ]),
-        volume_mounts: Some(vec![
-            VolumeMount {
-                name: "artifact".into(),
-                mount_path: ARTIFACT_MOUNT.into(),
-                read_only: Some(true),
-                ..VolumeMount::default()
-            },
-            VolumeMount {
-                name: "manifest".into(),
-                mount_path: MANIFEST_MOUNT.into(),
-                read_only: Some(true),
-                ..VolumeMount::default()
-            },
-        ]),
+        volume_mounts: Some(pods::model_mounts()),
         // The verifier prints the first mismatch; the kubelet copies it into the container status.
         termination_message_policy: Some("FallbackToLogsOnError".into()),
         security_context: Some(restricted_container()),
@@ -159,33 +136,6 @@ pub fn build(
         ..Job::default()
     };
     Ok((config_map, job))
-}
-
-/// Pod security context every Anshin workload runs with: non-root, RuntimeDefault seccomp.
-pub fn restricted_pod() -> PodSecurityContext {
-    PodSecurityContext {
-        run_as_non_root: Some(true),
-        run_as_user: Some(65532),
-        run_as_group: Some(65532),
-        seccomp_profile: Some(k8s_openapi::api::core::v1::SeccompProfile {
-            type_: "RuntimeDefault".into(),
-            ..Default::default()
-        }),
-        ..PodSecurityContext::default()
-    }
-}
-
-/// Container security context: no privilege escalation, read-only root, no capabilities.
-pub fn restricted_container() -> SecurityContext {
-    SecurityContext {
-        allow_privilege_escalation: Some(false),
-        read_only_root_filesystem: Some(true),
-        capabilities: Some(k8s_openapi::api::core::v1::Capabilities {
-            drop: Some(vec!["ALL".into()]),
-            ..Default::default()
-        }),
-        ..SecurityContext::default()
-    }
 }
 
 /// What the verification Job says.
@@ -314,6 +264,23 @@ pub fn status(
     status
 }
 
+/// The Event for a status change from `old` to `new`: one when the phase or the verification reason
+/// changed — a Warning named by the reason when verification is False, else Normal named by the phase.
+pub fn event(old: Option<&ModelVersionStatus>, new: &ModelVersionStatus) -> Option<EventSpec> {
+    let verified =
+        |s: &ModelVersionStatus| find_condition(&s.conditions, ARTIFACT_VERIFIED).cloned();
+    let summary = |s: &ModelVersionStatus| (s.phase, verified(s).map(|c| c.reason));
+    if old.map(summary) == Some(summary(new)) {
+        return None;
+    }
+    let condition = verified(new)?;
+    Some(if condition.status == ConditionStatus::False {
+        EventSpec::warning(condition.reason, condition.message)
+    } else {
+        EventSpec::normal(format!("{:?}", new.phase), condition.message)
+    })
+}
+
 /// Whether verification is over for good (spec is immutable, so the result cannot change).
 pub fn is_final(mv: &ModelVersion) -> bool {
     mv.status.as_ref().is_some_and(|s| {
@@ -323,4 +290,60 @@ pub fn is_final(mv: &ModelVersion) -> bool {
                 ModelVersionPhase::Pending | ModelVersionPhase::Verifying
             )
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use kube::runtime::events::EventType;
+
+    use super::*;
+
+    fn status(
+        phase: ModelVersionPhase,
+        verified: ConditionStatus,
+        reason: &str,
+    ) -> ModelVersionStatus {
+        let mut s = ModelVersionStatus {
+            phase,
+            ..ModelVersionStatus::default()
+        };
+        let c = Condition::new(
+            ARTIFACT_VERIFIED,
+            verified,
+            reason,
+            format!("{reason} message"),
+            Some(1),
+            Timestamp::UNIX_EPOCH,
+        );
+        set_condition(&mut s.conditions, c);
+        s
+    }
+
+    #[test]
+    fn a_verdict_is_announced_once_normal_by_phase_or_warning_by_reason() {
+        let verifying = status(
+            ModelVersionPhase::Verifying,
+            ConditionStatus::Unknown,
+            "Verifying",
+        );
+        let first = event(None, &verifying).expect("first status");
+        assert_eq!(
+            (first.type_, first.reason.as_str()),
+            (EventType::Normal, "Verifying")
+        );
+        assert_eq!(event(Some(&verifying), &verifying), None, "unchanged");
+        let rejected = status(
+            ModelVersionPhase::Rejected,
+            ConditionStatus::False,
+            "DigestMismatch",
+        );
+        let e = event(Some(&verifying), &rejected).expect("verdict");
+        assert_eq!(
+            (e.type_, e.reason.as_str()),
+            (EventType::Warning, "DigestMismatch")
+        );
+        assert_eq!(e.note, "DigestMismatch message");
+        let no_condition = ModelVersionStatus::default();
+        assert_eq!(event(None, &no_condition), None, "nothing verified yet");
+    }
 }

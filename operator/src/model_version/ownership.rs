@@ -3,7 +3,7 @@
 //! A verdict is only taken from objects this operator made for this very version: the name carries
 //! the version's UID fragment ([`crate::names::verify_job`]), and on every read the object must be
 //! controlled by the version (an owner reference with `controller: true` and the version's UID) and
-//! still be what [`crate::verify::build`] makes — for the Job its containers' image, command and
+//! still be what [`crate::model_version::verify::build`] makes — for the Job its containers' image, command and
 //! args and its volumes' sources; for the ConfigMap its manifest and `immutable: true`. An object
 //! with the right name and another (or no) controller is [`Found::Foreign`]: never used, never
 //! touched, reported. One the version controls that differs (e.g. made before the verifier image

@@ -4,7 +4,7 @@
 //! loaded and a warm-up generation ran), liveness on `/healthz`, a preStop pause so the gateway stops
 //! routing to a pod before it gets SIGTERM, and a grace period longer than the server's drain timeout.
 //! Every pod mounts its endpoint's backend key and needs it on every API route
-//! ([`crate::backend_access`]).
+//! ([`crate::endpoint::backend_access`]).
 
 use std::collections::BTreeMap;
 
@@ -14,21 +14,19 @@ use k8s_openapi::api::apps::v1::{
     Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment,
 };
 use k8s_openapi::api::core::v1::{
-    ConfigMapVolumeSource, Container, ContainerPort, EnvVar, EnvVarSource, ExecAction,
-    HTTPGetAction, Lifecycle, LifecycleHandler, ObjectFieldSelector, PodSecurityContext, PodSpec,
-    PodTemplateSpec, Probe, ResourceRequirements, Service, ServicePort, ServiceSpec, Toleration,
-    Volume, VolumeMount,
+    Container, ContainerPort, EnvVar, ExecAction, Lifecycle, LifecycleHandler, PodSecurityContext,
+    PodSpec, PodTemplateSpec, Service, ServicePort, ServiceSpec,
 };
-use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::{Resource, ResourceExt};
 
-use crate::verify::{self, SourceError, restricted_container, restricted_pod};
-use crate::{backend_access, names};
+use super::backend_access;
+use crate::artifact::{SourceError, parse_source};
+use crate::model_version::verify;
+use crate::names::{self, SERVER_PORT};
+use crate::pods::{self, field_env, http_probe, restricted_container, restricted_pod};
 
-/// Port the model server listens on in every pod.
-pub const SERVER_PORT: i32 = 8000;
 /// Seconds a terminating pod keeps serving before SIGTERM, so the gateway sees it unready first.
 pub const PRE_STOP_SECONDS: i32 = 5;
 
@@ -81,8 +79,8 @@ pub fn deployment(
     mv: &ModelVersion,
     replicas: i32,
 ) -> Result<Deployment, SourceError> {
-    let source = verify::parse_source(&mv.spec.artifact.uri)?;
-    let (artifact, dir) = verify::artifact_volume(&source);
+    let source = parse_source(&mv.spec.artifact.uri)?;
+    let (artifact, dir) = pods::artifact_volume(&source);
     let model_path = match mv.spec.artifact.format {
         ArtifactFormat::HuggingFace => dir,
         ArtifactFormat::Gguf => {
@@ -96,14 +94,7 @@ pub fn deployment(
             format!("{dir}/{}", file.unwrap_or("model.gguf"))
         }
     };
-    let manifest = Volume {
-        name: "manifest".into(),
-        config_map: Some(ConfigMapVolumeSource {
-            name: verify::object_name(mv),
-            ..ConfigMapVolumeSource::default()
-        }),
-        ..Volume::default()
-    };
+    let manifest = pods::manifest_volume(&verify::object_name(mv));
     let labels = version_labels(&ie.name_any(), &mv.name_any());
     let runtime = &ie.spec.runtime;
     let (key, key_mount) = backend_access::key_volume(ie);
@@ -116,8 +107,7 @@ pub fn deployment(
         containers: vec![container],
         volumes: Some(vec![artifact, manifest, key]),
         node_selector: (!runtime.node_selector.is_empty()).then(|| runtime.node_selector.clone()),
-        tolerations: (!runtime.tolerations.is_empty())
-            .then(|| runtime.tolerations.iter().map(toleration).collect()),
+        tolerations: pods::tolerations(&runtime.tolerations),
         termination_grace_period_seconds: Some(i64::from(
             runtime.drain_timeout_seconds + PRE_STOP_SECONDS + 10,
         )),
@@ -162,24 +152,13 @@ fn server_container(ie: &InferenceEndpoint, mv: &ModelVersion, model_path: Strin
     let mut args = vec![
         "serve".to_owned(),
         format!("--model={model_path}"),
-        "--manifest=/manifest/manifest.json".to_owned(),
+        format!("--manifest={}", pods::manifest_path()),
         format!("--listen=$(POD_IP):{SERVER_PORT}"),
         format!("--model-id={}", ie.name_any()),
         format!("--drain-timeout={}s", runtime.drain_timeout_seconds),
         backend_access::api_key_arg(),
     ];
     args.extend(runtime.args.iter().cloned());
-    let http_probe = |path: &str, period: i32, failures: i32| Probe {
-        http_get: Some(HTTPGetAction {
-            path: Some(path.into()),
-            port: IntOrString::Int(SERVER_PORT),
-            ..HTTPGetAction::default()
-        }),
-        period_seconds: Some(period),
-        failure_threshold: Some(failures),
-        timeout_seconds: Some(2),
-        ..Probe::default()
-    };
     Container {
         name: "server".into(),
         image: Some(runtime.image.clone()),
@@ -200,10 +179,10 @@ fn server_container(ie: &InferenceEndpoint, mv: &ModelVersion, model_path: Strin
             protocol: Some("TCP".into()),
             ..ContainerPort::default()
         }]),
-        readiness_probe: Some(http_probe("/readyz", 1, 1)),
-        liveness_probe: Some(http_probe("/healthz", 10, 3)),
+        readiness_probe: Some(http_probe("/readyz", SERVER_PORT, 1, 1)),
+        liveness_probe: Some(http_probe("/healthz", SERVER_PORT, 10, 3)),
         // Loading weights can take minutes: liveness only starts once the server answers at all.
-        startup_probe: Some(http_probe("/healthz", 2, 300)),
+        startup_probe: Some(http_probe("/healthz", SERVER_PORT, 2, 300)),
         lifecycle: Some(Lifecycle {
             pre_stop: Some(LifecycleHandler {
                 exec: Some(ExecAction {
@@ -213,62 +192,10 @@ fn server_container(ie: &InferenceEndpoint, mv: &ModelVersion, model_path: Strin
             }),
             ..Lifecycle::default()
         }),
-        resources: Some(resources(&runtime.resources)),
-        volume_mounts: Some(vec![
-            VolumeMount {
-                name: "artifact".into(),
-                mount_path: "/artifact".into(),
-                read_only: Some(true),
-                ..VolumeMount::default()
-            },
-            VolumeMount {
-                name: "manifest".into(),
-                mount_path: "/manifest".into(),
-                read_only: Some(true),
-                ..VolumeMount::default()
-            },
-        ]),
+        resources: Some(pods::resources(&runtime.resources)),
+        volume_mounts: Some(pods::model_mounts()),
         security_context: Some(restricted_container()),
         ..Container::default()
-    }
-}
-
-fn field_env(name: &str, path: &str) -> EnvVar {
-    EnvVar {
-        name: name.into(),
-        value_from: Some(EnvVarSource {
-            field_ref: Some(ObjectFieldSelector {
-                field_path: path.into(),
-                ..ObjectFieldSelector::default()
-            }),
-            ..EnvVarSource::default()
-        }),
-        ..EnvVar::default()
-    }
-}
-
-fn resources(r: &anshin_crds::common::Resources) -> ResourceRequirements {
-    let convert = |m: &BTreeMap<String, anshin_crds::common::Quantity>| {
-        (!m.is_empty()).then(|| {
-            m.iter()
-                .map(|(k, v)| (k.clone(), Quantity(v.0.clone())))
-                .collect()
-        })
-    };
-    ResourceRequirements {
-        requests: convert(&r.requests),
-        limits: convert(&r.limits),
-        ..ResourceRequirements::default()
-    }
-}
-
-fn toleration(t: &anshin_crds::common::Toleration) -> Toleration {
-    Toleration {
-        key: t.key.clone(),
-        operator: Some(format!("{:?}", t.operator)),
-        value: t.value.clone(),
-        effect: t.effect.map(|e| format!("{e:?}")),
-        toleration_seconds: t.toleration_seconds,
     }
 }
 

@@ -1,5 +1,8 @@
 //! The operator process: HTTP endpoints, start-up checks, leader election, then the controllers.
 
+pub mod leader;
+pub mod startup;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -15,11 +18,11 @@ use k8s_openapi::api::coordination::v1::Lease;
 use kube::{Api, Client};
 use tokio::sync::watch;
 
-use crate::context::{Context, Settings};
-use crate::leader::{self, LeaseConfig};
+use self::leader::LeaseConfig;
 use crate::metrics::Metrics;
 use crate::policy::{HostPathPolicy, check_pinned_image};
-use crate::{controllers, startup};
+use crate::reconcile::Shutdown;
+use crate::reconcile::context::{Context, Settings};
 
 /// Settings of one operator process.
 #[derive(Clone, Debug)]
@@ -32,7 +35,7 @@ pub struct Config {
     /// Node directories `file://` artifacts may use (the webhook has its own copy in its settings).
     pub host_paths: HostPathPolicy,
     /// Who may call the model servers.
-    pub network: crate::backend_access::NetworkSettings,
+    pub network: crate::endpoint::backend_access::NetworkSettings,
     /// Namespace of the leader Lease.
     pub lease_namespace: String,
     /// Name of the leader Lease.
@@ -128,13 +131,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 }
 
 /// Runs every controller until `stop` resolves (the leader's work; tests call it directly).
-pub async fn run_controllers(client: Client, ctx: Arc<Context>, stop: controllers::Shutdown) {
+pub async fn run_controllers(client: Client, ctx: Arc<Context>, stop: Shutdown) {
     tokio::join!(
-        controllers::model_version::run(client.clone(), ctx.clone(), stop.clone()),
-        controllers::endpoint::run(client.clone(), ctx.clone(), stop.clone()),
-        controllers::tenant::run(client.clone(), ctx.clone(), stop.clone()),
-        controllers::training_job::run(client.clone(), ctx.clone(), stop.clone()),
-        controllers::global_endpoint::run(client, ctx, stop),
+        crate::model_version::run(client.clone(), ctx.clone(), stop.clone()),
+        crate::endpoint::run(client.clone(), ctx.clone(), stop.clone()),
+        crate::tenant::run(client.clone(), ctx.clone(), stop.clone()),
+        crate::training_job::run(client.clone(), ctx.clone(), stop.clone()),
+        crate::global_endpoint::run(client, ctx, stop),
     );
 }
 

@@ -25,8 +25,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::{Resource, ResourceExt};
 
-use crate::names::{self, FIELD_MANAGER};
-use crate::workload::SERVER_PORT;
+use crate::names::{self, FIELD_MANAGER, SERVER_PORT};
 
 /// Directory where pods mount their endpoint's backend key Secret.
 pub const KEY_DIR: &str = "/var/run/anshin/backend-key";

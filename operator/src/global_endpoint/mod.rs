@@ -13,19 +13,20 @@ use kube::runtime::controller::{Action, Controller};
 use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 
-use crate::context::{Context, apply_status};
-use crate::error::{Error, Result};
-use crate::not_acted_on;
+use crate::reconcile::apply::apply_status;
+use crate::reconcile::context::Context;
+use crate::reconcile::error::{Error, Result};
+use crate::reconcile::{events, not_acted_on};
 
 const CONTROLLER: &str = "globalendpoint";
 
 /// Runs the controller until `shutdown` resolves.
-pub async fn run(client: Client, ctx: Arc<Context>, shutdown: super::Shutdown) {
+pub async fn run(client: Client, ctx: Arc<Context>, shutdown: crate::reconcile::Shutdown) {
     let controller = Controller::new(
         Api::<GlobalEndpoint>::all(client),
         watcher::Config::default(),
     );
-    super::drive(controller, CONTROLLER, reconcile, ctx, shutdown).await;
+    crate::reconcile::drive(controller, CONTROLLER, reconcile, ctx, shutdown).await;
 }
 
 async fn reconcile(ge: Arc<GlobalEndpoint>, ctx: Arc<Context>) -> Result<Action> {
@@ -45,7 +46,7 @@ async fn reconcile(ge: Arc<GlobalEndpoint>, ctx: Arc<Context>) -> Result<Action>
     if ge.status.as_ref() != Some(&status) {
         let api = Api::<GlobalEndpoint>::namespaced(ctx.client.clone(), &ns);
         apply_status(&api, &ge.name_any(), &status).await?;
-        super::warn_not_acted_on(&ctx, ge.as_ref(), &old.conditions, &status.conditions).await;
+        events::warn_not_acted_on(&ctx, ge.as_ref(), &old.conditions, &status.conditions).await;
     }
     Ok(Action::await_change())
 }

@@ -21,7 +21,8 @@ use anshin_crds::inference_endpoint::{
 use anshin_crds::model_version::ModelVersionPhase;
 use jiff::{SignedDuration, Timestamp};
 
-use crate::workload::{SERVER_PORT, endpoint_selector, version_selector};
+use super::workload::{endpoint_selector, version_selector};
+use crate::names::SERVER_PORT;
 
 /// Condition: the target ModelVersion exists and may be served.
 pub const MODEL_VERSION_RESOLVED: &str = "ModelVersionResolved";

@@ -5,9 +5,11 @@
 //! API server sends every create/update of an Anshin object here; [`validate`] evaluates the same rules
 //! with `anshin_crds::schema_check::check_cel` and adds what no schema can express: an
 //! InferenceEndpoint's ModelVersion must exist, and a ModelVersion's `file://` artifact must lie under
-//! a directory the operator was started with (`--allow-host-path`). The webhook serves TLS;
-//! [`self_signed`] makes a CA and a serving certificate for development clusters, and
-//! [`configuration`] registers it with that CA.
+//! a directory the operator was started with (`--allow-host-path`). The webhook serves TLS
+//! ([`tls`]: the listener, and [`tls::self_signed`], a CA and a serving certificate for development
+//! clusters), and [`configuration`] registers it with that CA.
+
+pub mod tls;
 
 use std::sync::Arc;
 
@@ -43,45 +45,6 @@ pub enum WebhookError {
     /// Registration with the API server failed.
     #[error("cannot register the webhook: {0}")]
     Register(#[from] kube::Error),
-}
-
-/// PEM-encoded CA certificate, serving certificate and key.
-#[derive(Clone, Debug)]
-pub struct Certs {
-    /// CA certificate (goes into the configuration's caBundle).
-    pub ca_pem: String,
-    /// Serving certificate signed by the CA.
-    pub cert_pem: String,
-    /// Serving key.
-    pub key_pem: String,
-}
-
-/// A fresh CA and a serving certificate for `hosts` (IP addresses or DNS names).
-pub fn self_signed(hosts: &[String]) -> Result<Certs, WebhookError> {
-    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair, SanType};
-    let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, "anshin-operator webhook CA");
-    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate()?)?;
-    let mut params = CertificateParams::new(Vec::<String>::new())?;
-    params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, "anshin-operator webhook");
-    for host in hosts {
-        params.subject_alt_names.push(match host.parse() {
-            Ok(ip) => SanType::IpAddress(ip),
-            Err(_) => SanType::DnsName(host.clone().try_into()?),
-        });
-    }
-    let key = KeyPair::generate()?;
-    let cert = params.signed_by(&key, &ca)?;
-    Ok(Certs {
-        ca_pem: ca.pem(),
-        cert_pem: cert.pem(),
-        key_pem: key.serialize_pem(),
-    })
 }
 
 /// Whether a ModelVersion referenced by an InferenceEndpoint exists (read at the edge, passed in).
@@ -222,7 +185,7 @@ pub async fn start(client: Client, settings: &Settings) -> anyhow::Result<()> {
                 std::fs::read_to_string(dir.join(f))
                     .map_err(|e| anyhow::anyhow!("{}/{f}: {e}", dir.display()))
             };
-            Certs {
+            tls::Certs {
                 ca_pem: read("ca.crt")?,
                 cert_pem: read("tls.crt")?,
                 key_pem: read("tls.key")?,
@@ -239,14 +202,12 @@ pub async fn start(client: Client, settings: &Settings) -> anyhow::Result<()> {
                 .trim_start_matches('[')
                 .trim_end_matches(']')
                 .to_owned();
-            self_signed(&[host])?
+            tls::self_signed(&[host])?
         }
     };
     let tcp = tokio::net::TcpListener::bind(settings.listen).await?;
-    let listener = crate::tls::TlsListener::new(
-        tcp,
-        crate::tls::server_config(&certs.cert_pem, &certs.key_pem)?,
-    )?;
+    let listener =
+        tls::TlsListener::new(tcp, tls::server_config(&certs.cert_pem, &certs.key_pem)?)?;
     tracing::info!(addr = %settings.listen, url = %settings.url, "serving the validating webhook");
     let app = router(client.clone(), settings.host_paths.clone());
     tokio::spawn(async move {

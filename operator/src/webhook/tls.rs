@@ -1,7 +1,8 @@
-//! A TLS listener for axum: accepts TCP, completes handshakes concurrently, yields TLS streams. A
-//! handshake must finish within [`HANDSHAKE_TIMEOUT`] (a client that opens connections and stays
-//! silent holds nothing for long), and a failed `accept` (e.g. out of file descriptors) pauses the
-//! loop for [`ACCEPT_BACKOFF`] instead of spinning.
+//! The webhook's TLS: its certificates ([`self_signed`] for development clusters; otherwise read from
+//! a mounted Secret) and a listener for axum that accepts TCP, completes handshakes concurrently and
+//! yields TLS streams. A handshake must finish within [`HANDSHAKE_TIMEOUT`] (a client that opens
+//! connections and stays silent holds nothing for long), and a failed `accept` (e.g. out of file
+//! descriptors) pauses the loop for [`ACCEPT_BACKOFF`] instead of spinning.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -12,10 +13,51 @@ use tokio::sync::mpsc;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
+use super::WebhookError;
+
 /// Longest time a client may take to complete the TLS handshake.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Pause after a failed `accept`.
 pub const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// PEM-encoded CA certificate, serving certificate and key.
+#[derive(Clone, Debug)]
+pub struct Certs {
+    /// CA certificate (goes into the configuration's caBundle).
+    pub ca_pem: String,
+    /// Serving certificate signed by the CA.
+    pub cert_pem: String,
+    /// Serving key.
+    pub key_pem: String,
+}
+
+/// A fresh CA and a serving certificate for `hosts` (IP addresses or DNS names).
+pub fn self_signed(hosts: &[String]) -> Result<Certs, WebhookError> {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair, SanType};
+    let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "anshin-operator webhook CA");
+    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate()?)?;
+    let mut params = CertificateParams::new(Vec::<String>::new())?;
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "anshin-operator webhook");
+    for host in hosts {
+        params.subject_alt_names.push(match host.parse() {
+            Ok(ip) => SanType::IpAddress(ip),
+            Err(_) => SanType::DnsName(host.clone().try_into()?),
+        });
+    }
+    let key = KeyPair::generate()?;
+    let cert = params.signed_by(&key, &ca)?;
+    Ok(Certs {
+        ca_pem: ca.pem(),
+        cert_pem: cert.pem(),
+        key_pem: key.serialize_pem(),
+    })
+}
 
 /// Accepted TLS connections, ready for `axum::serve`.
 pub struct TlsListener {

@@ -13,16 +13,17 @@ use kube::runtime::controller::{Action, Controller};
 use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 
-use crate::context::{Context, apply_status};
-use crate::error::{Error, Result};
-use crate::not_acted_on;
+use crate::reconcile::apply::apply_status;
+use crate::reconcile::context::Context;
+use crate::reconcile::error::{Error, Result};
+use crate::reconcile::{events, not_acted_on};
 
 const CONTROLLER: &str = "trainingjob";
 
 /// Runs the controller until `shutdown` resolves.
-pub async fn run(client: Client, ctx: Arc<Context>, shutdown: super::Shutdown) {
+pub async fn run(client: Client, ctx: Arc<Context>, shutdown: crate::reconcile::Shutdown) {
     let controller = Controller::new(Api::<TrainingJob>::all(client), watcher::Config::default());
-    super::drive(controller, CONTROLLER, reconcile, ctx, shutdown).await;
+    crate::reconcile::drive(controller, CONTROLLER, reconcile, ctx, shutdown).await;
 }
 
 async fn reconcile(tj: Arc<TrainingJob>, ctx: Arc<Context>) -> Result<Action> {
@@ -42,7 +43,7 @@ async fn reconcile(tj: Arc<TrainingJob>, ctx: Arc<Context>) -> Result<Action> {
     if tj.status.as_ref() != Some(&status) {
         let api = Api::<TrainingJob>::namespaced(ctx.client.clone(), &ns);
         apply_status(&api, &tj.name_any(), &status).await?;
-        super::warn_not_acted_on(&ctx, tj.as_ref(), &old.conditions, &status.conditions).await;
+        events::warn_not_acted_on(&ctx, tj.as_ref(), &old.conditions, &status.conditions).await;
     }
     Ok(Action::await_change())
 }

@@ -1,15 +1,24 @@
 //! InferenceEndpoint controller: a Deployment and Service per served version, the routing table in
 //! status, and blue/green version changes.
 //!
-//! read (endpoint, target and served ModelVersions, the endpoint's Deployments) → `rollout::decide`
-//! (pure) → backend key Secret and NetworkPolicy ([`crate::backend_access`]) → apply
-//! Deployments/Services of the versions to serve, delete the rest → status if changed. Fields the
-//! operator does not act on yet (autoscaling, canary) are named in the condition `NotActedOn`.
+//! Pipeline of [`reconcile`]: observe (the endpoint, its target and served ModelVersions, its
+//! Deployments) → decide ([`rollout::decide`], pure, plus the `NotActedOn` condition for fields the
+//! operator does not act on yet: autoscaling, canary) → build and apply the backend key Secret and
+//! NetworkPolicy ([`backend_access`]) → build ([`workload`], pure) and apply the Deployments/Services
+//! of the versions to serve, delete the rest → status if changed, with the Events
+//! [`events::derive`] derives from the old and new status.
+
+pub mod backend_access;
+pub mod canary;
+pub mod events;
+pub mod rollout;
+pub mod workload;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
+use anshin_crds::inference_endpoint::InferenceEndpointStatus;
 use anshin_crds::labels::{backend_key_secret, owned_by};
 use anshin_crds::model_version::ModelVersionPhase;
 use anshin_crds::{InferenceEndpoint, ModelVersion};
@@ -19,20 +28,23 @@ use k8s_openapi::api::core::v1::{Secret, Service};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::api::{Api, ListParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::events::EventType;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
 
-use crate::context::{Context, apply, apply_status, delete_if_exists};
-use crate::error::{Error, Result};
-use crate::rollout::{self, Decision, Observed, Target, VersionPods};
-use crate::{backend_access, keys, names, not_acted_on, workload};
+use self::rollout::{Decision, Observed, Target, VersionPods};
+use crate::names;
+use crate::reconcile::apply::{apply, apply_status, delete_if_exists};
+use crate::reconcile::context::Context;
+use crate::reconcile::error::{Error, Result};
+use crate::reconcile::events::{publish_all, warn_not_acted_on};
+use crate::reconcile::not_acted_on;
+use crate::tenant::keys;
 
 const CONTROLLER: &str = "inferenceendpoint";
 
 /// Runs the controller until `shutdown` resolves.
-pub async fn run(client: Client, ctx: Arc<Context>, shutdown: super::Shutdown) {
+pub async fn run(client: Client, ctx: Arc<Context>, shutdown: crate::reconcile::Shutdown) {
     let endpoints = Api::<InferenceEndpoint>::all(client.clone());
     let controller = Controller::new(endpoints, watcher::Config::default());
     let store = controller.store();
@@ -55,30 +67,31 @@ pub async fn run(client: Client, ctx: Arc<Context>, shutdown: super::Shutdown) {
                     .collect::<Vec<_>>()
             },
         );
-    super::drive(controller, CONTROLLER, reconcile, ctx, shutdown).await;
+    crate::reconcile::drive(controller, CONTROLLER, reconcile, ctx, shutdown).await;
 }
 
-fn target_of(mv: Option<&ModelVersion>) -> Target {
-    let Some(mv) = mv else { return Target::Missing };
-    let status = mv.status.clone().unwrap_or_default();
-    match status.phase {
-        ModelVersionPhase::Verified | ModelVersionPhase::Approved => {
-            Target::Servable(status.digest)
-        }
-        ModelVersionPhase::Rejected => {
-            let why = status
-                .conditions
-                .iter()
-                .find(|c| !c.is_true())
-                .map(|c| c.message.clone())
-                .unwrap_or_default();
-            Target::Rejected(why)
-        }
-        phase => Target::NotVerified(phase),
-    }
+/// What the reconcile read: the decision's input, the ModelVersions it names, the endpoint's Deployments.
+struct Observation {
+    observed: Observed,
+    versions: BTreeMap<String, ModelVersion>,
+    owned: Vec<Deployment>,
 }
 
 async fn reconcile(ie: Arc<InferenceEndpoint>, ctx: Arc<Context>) -> Result<Action> {
+    let Observation {
+        observed,
+        versions,
+        owned,
+    } = observe(&ie, &ctx).await?;
+    let decision = decide(&ie, &observed);
+    ensure_backend_access(&ie, &ctx).await?;
+    apply_workloads(&ie, &ctx, &decision, &versions, &owned).await?;
+    report(&ie, &ctx, &observed.status, &decision.status).await?;
+    Ok(Action::requeue(next_look(&decision)))
+}
+
+/// Reads the endpoint's target, stable, canary and retiring ModelVersions and its Deployments.
+async fn observe(ie: &InferenceEndpoint, ctx: &Context) -> Result<Observation> {
     let ns = ie
         .namespace()
         .ok_or_else(|| Error::Invalid("InferenceEndpoint without a namespace".into()))?;
@@ -107,14 +120,15 @@ async fn reconcile(ie: Arc<InferenceEndpoint>, ctx: Arc<Context>) -> Result<Acti
     }
     let owned = deployments
         .list(&ListParams::default().labels(&workload::endpoint_selector(&name)))
-        .await?;
-    let pods = pods_by_version(&name, &candidates, &owned.items);
+        .await?
+        .items;
+    let pods = pods_by_version(&name, &candidates, &owned);
     let observed = Observed {
-        endpoint: name.clone(),
+        endpoint: name,
         generation: ie.metadata.generation,
         target_name: ie.spec.model_version.clone(),
         target: target_of(versions.get(&ie.spec.model_version)),
-        status: status.clone(),
+        status,
         pods,
         digests: versions
             .iter()
@@ -126,22 +140,53 @@ async fn reconcile(ie: Arc<InferenceEndpoint>, ctx: Arc<Context>) -> Result<Acti
         )),
         now: Timestamp::now(),
     };
-    let mut decision = rollout::decide(&observed);
+    Ok(Observation {
+        observed,
+        versions,
+        owned,
+    })
+}
+
+/// The rollout decision, with the fields the operator does not act on yet named in its status (pure).
+fn decide(ie: &InferenceEndpoint, observed: &Observed) -> Decision {
+    let mut decision = rollout::decide(observed);
     not_acted_on::mark(
         &mut decision.status.conditions,
         &not_acted_on::inference_endpoint(&ie.spec),
         ie.metadata.generation,
         observed.now,
     );
-    ensure_backend_access(&ie, &ctx).await?;
-    apply_workloads(&ie, &ctx, &decision, &versions, &owned.items).await?;
-    report(&ie, &ctx, &status, &decision.status).await?;
+    decision
+}
+
+/// When to look again without a change: when a drain window ends, soon while a rollout is under way.
+fn next_look(decision: &Decision) -> Duration {
     let busy = decision.status.canary_version.is_some() || !decision.status.retiring.is_empty();
     let next = decision
         .requeue_after
         .map(|d| d.unsigned_abs())
         .unwrap_or(Duration::from_secs(if busy { 5 } else { 300 }));
-    Ok(Action::requeue(next.max(Duration::from_millis(500))))
+    next.max(Duration::from_millis(500))
+}
+
+fn target_of(mv: Option<&ModelVersion>) -> Target {
+    let Some(mv) = mv else { return Target::Missing };
+    let status = mv.status.clone().unwrap_or_default();
+    match status.phase {
+        ModelVersionPhase::Verified | ModelVersionPhase::Approved => {
+            Target::Servable(status.digest)
+        }
+        ModelVersionPhase::Rejected => {
+            let why = status
+                .conditions
+                .iter()
+                .find(|c| !c.is_true())
+                .map(|c| c.message.clone())
+                .unwrap_or_default();
+            Target::Rejected(why)
+        }
+        phase => Target::NotVerified(phase),
+    }
 }
 
 /// Observed pods per version, matching Deployments to versions by their labels.
@@ -236,11 +281,12 @@ async fn apply_workloads(
     Ok(())
 }
 
+/// Writes the new status if it changed, then the Events derived from the change.
 async fn report(
     ie: &InferenceEndpoint,
     ctx: &Context,
-    old: &anshin_crds::inference_endpoint::InferenceEndpointStatus,
-    new: &anshin_crds::inference_endpoint::InferenceEndpointStatus,
+    old: &InferenceEndpointStatus,
+    new: &InferenceEndpointStatus,
 ) -> Result<()> {
     if ie.status.as_ref() == Some(new) {
         return Ok(());
@@ -250,40 +296,12 @@ async fn report(
         &ie.namespace().unwrap_or_default(),
     );
     apply_status(&api, &ie.name_any(), new).await?;
-    super::warn_not_acted_on(ctx, ie, &old.conditions, &new.conditions).await;
-    if new.canary_version != old.canary_version
-        && let Some(c) = &new.canary_version
-    {
-        ctx.event(
-            ie,
-            EventType::Normal,
-            "RolloutStarted",
-            format!("starting {c} beside {:?}", old.stable_version),
-        )
-        .await;
-    }
+    warn_not_acted_on(ctx, ie, &old.conditions, &new.conditions).await;
     if new.stable_version != old.stable_version
         && let Some(s) = &new.stable_version
     {
         tracing::info!(endpoint = %ie.name_any(), stable = %s, "traffic switched");
-        ctx.event(
-            ie,
-            EventType::Normal,
-            "TrafficSwitched",
-            format!("all traffic now goes to {s}"),
-        )
-        .await;
     }
-    for c in new
-        .conditions
-        .iter()
-        .filter(|c| c.type_ == rollout::MODEL_VERSION_RESOLVED && !c.is_true())
-    {
-        let was = old.conditions.iter().find(|o| o.type_ == c.type_);
-        if was.map(|w| &w.reason) != Some(&c.reason) {
-            ctx.event(ie, EventType::Warning, &c.reason, c.message.clone())
-                .await;
-        }
-    }
+    publish_all(ctx, ie, events::derive(old, new)).await;
     Ok(())
 }

@@ -1,4 +1,5 @@
-//! One version's analysis [`Window`] from two scrapes of the gateways' metrics (pure).
+//! One version's analysis [`Window`] from two scrapes of the gateways' metrics (pure), as parsed by
+//! [`crate::signals::prometheus`].
 //!
 //! For every gateway pod the caller hands the samples of a scrape at the window's start and at its
 //! end ([`Deltas::add`]); counters become increases (a counter that went down — a restarted gateway —
@@ -9,17 +10,7 @@
 use std::collections::BTreeMap;
 
 use super::analysis::Window;
-
-/// One sample of a scrape: metric name, labels, value.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Sample {
-    /// Metric name as exposed (`…_total`, `…_bucket`).
-    pub name: String,
-    /// Label pairs.
-    pub labels: BTreeMap<String, String>,
-    /// Value.
-    pub value: f64,
-}
+use crate::signals::prometheus::Sample;
 
 const ATTEMPTS: &str = "anshin_gateway_backend_attempts_total";
 const REQUESTS: &str = "anshin_gateway_requests_total";
