@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 
 use super::analysis::Window;
 use crate::signals::prometheus::Sample;
+use crate::signals::sampler::Readings;
 
 const ATTEMPTS: &str = "anshin_gateway_backend_attempts_total";
 const REQUESTS: &str = "anshin_gateway_requests_total";
@@ -97,6 +98,46 @@ impl Deltas {
             leak_answers: self.leak_answers.round() as u64,
         }
     }
+}
+
+/// Why no window could be made from two snapshots.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Incomplete {
+    /// A gateway that answers at the end had no reading at the start (it is new, or the start
+    /// snapshot failed): its share of the traffic cannot be counted.
+    #[error("gateway {0} has no reading at the window's start")]
+    NoStart(String),
+    /// A gateway's scrape failed at the start or the end.
+    #[error("gateway {0} could not be scraped")]
+    Failed(String),
+    /// No gateway at all.
+    #[error("no gateway metrics")]
+    NoGateways,
+}
+
+/// The window of `endpoint`'s `version` between two snapshots of the sampler (every gateway must
+/// have been read both times, or the window is incomplete and must not be judged: a gateway left
+/// out would hide its share of the errors).
+pub fn from_readings(
+    start: &Readings,
+    end: &Readings,
+    endpoint: &str,
+    version: &str,
+) -> Result<Window, Incomplete> {
+    if end.is_empty() {
+        return Err(Incomplete::NoGateways);
+    }
+    let mut deltas = Deltas::default();
+    for (url, last) in end {
+        let first = start
+            .get(url)
+            .ok_or_else(|| Incomplete::NoStart(url.clone()))?;
+        let (Ok(before), Ok(after)) = (&first.samples, &last.samples) else {
+            return Err(Incomplete::Failed(url.clone()));
+        };
+        deltas.add(before, after, endpoint, version);
+    }
+    Ok(deltas.window())
 }
 
 fn add_bucket(buckets: &mut BTreeMap<u64, f64>, s: &Sample, d: f64) {
@@ -240,6 +281,47 @@ mod tests {
         // A: 20 ok (from zero), 0 errors, 0 busy; B: 30 ok, 10 errors, 1 busy.
         assert_eq!((w.attempts, w.failed), (61, 10));
         assert!(w.p95_latency_ms.is_some_and(|p| p <= 100.0));
+    }
+
+    fn readings(pages: &[(&str, Option<Vec<Sample>>)]) -> Readings {
+        use crate::signals::sampler::Reading;
+        use crate::signals::source::ScrapeError;
+        let at = tokio::time::Instant::now();
+        pages
+            .iter()
+            .map(|(url, samples)| {
+                let samples = samples.clone().ok_or(ScrapeError::Status(503));
+                ((*url).to_owned(), Reading { samples, at })
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_window_from_sampler_snapshots_needs_every_gateway_read_twice() {
+        let start = readings(&[
+            ("g1", Some(scrape(0.0, 0.0, 0.0, 0.0))),
+            ("g2", Some(scrape(0.0, 0.0, 0.0, 0.0))),
+        ]);
+        let end = readings(&[
+            ("g1", Some(scrape(10.0, 0.0, 10.0, 0.0))),
+            ("g2", Some(scrape(20.0, 10.0, 20.0, 0.0))),
+        ]);
+        let w = from_readings(&start, &end, "ns/chat", "v2").expect("complete");
+        assert_eq!((w.attempts, w.failed), (41, 10));
+        let new_gateway = readings(&[("g3", Some(scrape(5.0, 5.0, 0.0, 0.0)))]);
+        assert_eq!(
+            from_readings(&start, &new_gateway, "ns/chat", "v2"),
+            Err(Incomplete::NoStart("g3".into()))
+        );
+        let failed = readings(&[("g1", Some(scrape(1.0, 0.0, 1.0, 0.0))), ("g2", None)]);
+        assert_eq!(
+            from_readings(&start, &failed, "ns/chat", "v2"),
+            Err(Incomplete::Failed("g2".into()))
+        );
+        assert_eq!(
+            from_readings(&start, &Readings::new(), "ns/chat", "v2"),
+            Err(Incomplete::NoGateways)
+        );
     }
 
     #[test]
