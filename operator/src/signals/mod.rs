@@ -7,8 +7,10 @@
 //! [`source::FakeSource`]), run by a task that owns its targets and readings ([`sampler::Sampler`]).
 //! The task scrapes on its own clock and publishes each round; reconcilers only read the latest
 //! values ([`sampler::Latest::snapshot`]) and pure decisions take them as input, while a controller
-//! may await [`sampler::Latest::changed`] to be woken. Nothing is wired into a controller yet.
+//! may await [`sampler::Latest::changed`] to be woken. Where a Prometheus already scrapes the gateways,
+//! [`promql::Promql`] asks it instead. Nothing is wired into a controller yet.
 
 pub mod prometheus;
+pub mod promql;
 pub mod sampler;
 pub mod source;

@@ -68,7 +68,8 @@ impl HttpSource {
         }
     }
 
-    async fn fetch(&self, url: &str) -> Result<Vec<Sample>, ScrapeError> {
+    /// The body of `url` as text (http:// only, at most 4 MiB), without the overall deadline.
+    pub(crate) async fn get_text(&self, url: &str) -> Result<String, ScrapeError> {
         let uri: hyper::Uri = url.parse().map_err(|_| ScrapeError::BadUrl(url.into()))?;
         if uri.scheme_str() != Some("http") {
             return Err(ScrapeError::BadUrl(url.into()));
@@ -86,8 +87,17 @@ impl HttpSource {
             .await
             .map_err(|e| ScrapeError::Page(e.to_string()))?
             .to_bytes();
-        let text = std::str::from_utf8(&body).map_err(|e| ScrapeError::Page(e.to_string()))?;
-        Ok(prometheus::parse(text)?)
+        String::from_utf8(body.to_vec()).map_err(|e| ScrapeError::Page(e.to_string()))
+    }
+
+    /// The deadline every request must meet.
+    pub fn deadline(&self) -> Duration {
+        self.deadline
+    }
+
+    async fn fetch(&self, url: &str) -> Result<Vec<Sample>, ScrapeError> {
+        let text = self.get_text(url).await?;
+        Ok(prometheus::parse(&text)?)
     }
 }
 

@@ -15,6 +15,7 @@
 //! Same inputs, same decision: the caller hands over each completed window once.
 
 pub mod analysis;
+pub mod queries;
 pub mod window;
 
 use analysis::{Breach, Relative, Thresholds, Verdict};

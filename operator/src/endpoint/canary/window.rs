@@ -13,11 +13,11 @@ use super::analysis::Window;
 use crate::signals::prometheus::Sample;
 use crate::signals::sampler::Readings;
 
-const ATTEMPTS: &str = "anshin_gateway_backend_attempts_total";
-const REQUESTS: &str = "anshin_gateway_requests_total";
-const LEAKS: &str = "anshin_gateway_leak_answers_total";
-const LATENCY: &str = "anshin_gateway_request_duration_seconds_bucket";
-const TTFT: &str = "anshin_gateway_time_to_first_byte_seconds_bucket";
+pub(super) const ATTEMPTS: &str = "anshin_gateway_backend_attempts_total";
+pub(super) const REQUESTS: &str = "anshin_gateway_requests_total";
+pub(super) const LEAKS: &str = "anshin_gateway_leak_answers_total";
+pub(super) const LATENCY: &str = "anshin_gateway_request_duration_seconds_bucket";
+pub(super) const TTFT: &str = "anshin_gateway_time_to_first_byte_seconds_bucket";
 /// Attempt outcomes that are not the version's failure: answered, or busy (429, retried elsewhere).
 const NOT_FAILED: [&str; 2] = ["ok", "busy"];
 
