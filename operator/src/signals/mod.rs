@@ -8,9 +8,11 @@
 //! The task scrapes on its own clock and publishes each round; reconcilers only read the latest
 //! values ([`sampler::Latest::snapshot`]) and pure decisions take them as input, while a controller
 //! may await [`sampler::Latest::changed`] to be woken. Where a Prometheus already scrapes the gateways,
-//! [`promql::Promql`] asks it instead. Nothing is wired into a controller yet.
+//! [`promql::Promql`] asks it instead; [`targets::gateway_targets`] says which gateway pages to sample.
+//! Nothing is wired into a controller yet.
 
 pub mod prometheus;
 pub mod promql;
 pub mod sampler;
 pub mod source;
+pub mod targets;
