@@ -93,6 +93,7 @@ async fn switching_versions_under_load_fails_no_request_even_when_the_operator_i
         &dir.path().join("operator-1.log"),
         "operator-1",
         4,
+        free_port(),
     );
     let port = free_port();
     let mut gateway = start_gateway(ns.name(), &kubeconfig, dir.path(), port, free_port());
@@ -218,6 +219,7 @@ async fn switching_versions_under_load_fails_no_request_even_when_the_operator_i
         &dir.path().join("operator-2.log"),
         "operator-2",
         4,
+        free_port(),
     );
     switched("tiny-v2").await;
     served(400).await;

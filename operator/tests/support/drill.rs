@@ -16,7 +16,7 @@ use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::api::{Api, ListParams};
 use tokio::task::JoinHandle;
 
-use super::stack::start_operator_on;
+use super::stack::start_operator;
 
 /// The value of metric `name` on `127.0.0.1:port/metrics`, if it answers within 1 s.
 pub async fn metric(port: u16, name: &str) -> Option<f64> {
@@ -123,7 +123,7 @@ async fn supervise(
     let spawn = |run: usize| {
         let log = setup.dir.join(format!("{name}.{run}.log"));
         let (ns, kc, lease) = (&setup.ns, &setup.kubeconfig, setup.lease_seconds);
-        start_operator_on(ns, kc, &setup.dir, &log, &name, lease, port)
+        start_operator(ns, kc, &setup.dir, &log, &name, lease, port)
     };
     let mut run = 0;
     let mut process: ManagedProcess = spawn(run);

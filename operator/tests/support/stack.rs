@@ -15,8 +15,6 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, PostParams};
 use serde_json::json;
 
-use super::free_port;
-
 /// A project binary next to the test executable (built by `cargo build --workspace`).
 pub fn bin(name: &str) -> PathBuf {
     let dir = anshin_e2e::cluster::project_bin_dir().expect("target dir");
@@ -29,29 +27,9 @@ pub fn bin(name: &str) -> PathBuf {
     path
 }
 
-/// An operator process with identity `name` and a `lease_seconds` leader lease in `ns`; `models` is
-/// the directory its `file://` models may be under.
+/// An operator process with identity `name` and a `lease_seconds` leader lease in `ns`, serving its
+/// metrics and health on `port`; `models` is the directory its `file://` models may be under.
 pub fn start_operator(
-    ns: &str,
-    kubeconfig: &Path,
-    models: &Path,
-    log: &Path,
-    name: &str,
-    lease_seconds: u32,
-) -> ManagedProcess {
-    start_operator_on(
-        ns,
-        kubeconfig,
-        models,
-        log,
-        name,
-        lease_seconds,
-        free_port(),
-    )
-}
-
-/// [`start_operator`] with its metrics and health served on `port`.
-pub fn start_operator_on(
     ns: &str,
     kubeconfig: &Path,
     models: &Path,
